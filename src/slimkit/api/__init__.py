@@ -1,0 +1,1 @@
+"""The Python API that mirrors the CLI, one function per command."""

@@ -1,0 +1,111 @@
+"""Shared by every measuring command: deploy on targets, measure, mark Pareto/constraints/best."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimkit.core.task import Task
+from slimkit.errors import SlimkitError
+from slimkit.measure.flops import count_macs, count_params
+from slimkit.measure.measure import measure_deployed
+from slimkit.measure.memory import PeakMemory
+from slimkit.report.schema import Entry, Report
+from slimkit.targets import get_target
+
+Progress = Callable[[str], None]
+
+
+def default_threads() -> int:
+    """Cores this process may use (the one thread setting applied to every target)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def check_targets(names: Sequence[str]) -> list[tuple[str, str | None]]:
+    """Each target name with None when available, else the reason it is not (unknown names raise)."""
+    result = []
+    for name in names:
+        avail = get_target(name).availability()
+        result.append((name, None if avail.ok else avail.reason))
+    return result
+
+
+def measure_model(
+    model: nn.Module, task: Task, target: str, workdir: Path, threads: int, *,
+    entry_id: str, recipe: list[dict[str, Any]], quick: bool = False, out: Path | None = None,
+) -> Entry:
+    """Deploy ``model`` on ``target`` under ``workdir``, run every measurement, return an Entry."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    with PeakMemory() as load_mem:
+        deployed = get_target(target).deploy(model, task.example_inputs, workdir, threads)
+    measurement = measure_deployed(deployed, task, quick=quick, load_memory=load_mem.peak_increase)
+    artifact = None
+    if deployed.artifact is not None:
+        artifact = str(deployed.artifact.relative_to(out) if out and deployed.artifact.is_relative_to(out)
+                       else deployed.artifact)
+    return Entry(entry_id, recipe, target, measurement, count_params(model),
+                 count_macs(model, task.example_inputs), artifact)
+
+
+def finalize(report: Report, max_drop: float, latency_budget: float | None = None,
+             size_budget: int | None = None) -> Report:
+    """Mark constraints and the metric-vs-latency Pareto front; pick the best candidate.
+
+    The best is the fastest candidate that meets every constraint and is faster than the
+    baseline: never a model slower than the unmodified one.
+    """
+    base = report.baseline
+    floor = base.measurement.metric - max_drop
+    report.constraints = {"max_drop": max_drop, "metric_floor": floor,
+                          "latency_budget_ms": latency_budget, "size_budget_bytes": size_budget}
+    for e in report.entries:
+        m = e.measurement
+        ok = m.metric >= floor - 1e-9
+        if latency_budget is not None:
+            ok = ok and m.latency.median <= latency_budget
+        if size_budget is not None:
+            ok = ok and m.size_bytes <= size_budget
+        e.meets_constraints = ok
+    for e in report.entries:
+        e.pareto = not any(
+            o is not e
+            and o.measurement.metric >= e.measurement.metric
+            and o.latency_ms <= e.latency_ms
+            and (o.measurement.metric > e.measurement.metric or o.latency_ms < e.latency_ms)
+            for o in report.entries
+        )
+    eligible = [c for c in report.candidates if c.meets_constraints and c.latency_ms < base.latency_ms]
+    for c in report.candidates:
+        if c.latency_ms >= base.latency_ms:
+            c.notes.append(f"slower than the baseline ({c.latency_ms:.3f} ms vs {base.latency_ms:.3f} ms): "
+                           "never reported as best")
+    report.best = min(eligible, key=lambda c: c.latency_ms).id if eligible else None
+    return report
+
+
+def prepare_out(out: str | Path | None) -> Path:
+    """The run folder; an existing run's report is replaced only once the new one is complete."""
+    if out is None:
+        raise SlimkitError("no output folder given", hint="pass --out DIR")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise SlimkitError(f"--out {path} exists and is not a folder", hint="choose a folder path")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path

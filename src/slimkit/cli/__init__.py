@@ -1,0 +1,1 @@
+"""The ``slimkit`` command: one module per subcommand."""

@@ -1,0 +1,29 @@
+"""``slimkit bench``: one model on several targets, side by side."""
+
+from __future__ import annotations
+
+import argparse
+
+from slimkit.cli._shared import add_task_options, print_report, progress
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure a task's model on several targets side by side")
+    add_task_options(p)
+    p.add_argument("--targets", default="torch,onnxruntime,openvino",
+                   help="comma-separated targets (see `slimkit list`)")
+    p.add_argument("--max-drop", type=float, default=None,
+                   help="metric drop still accepted (default: the task's tolerance)")
+    p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")
+    p.add_argument("--out", required=True, help="run folder for report.json, report.md and artifacts")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from slimkit.api.benchmark import benchmark
+
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    report = benchmark(args.task, targets, out=args.out, threads=args.threads, max_drop=args.max_drop,
+                       quick=args.quick, seed=args.seed, progress=progress)
+    print_report(report, args.out)
+    return 0

@@ -1,0 +1,96 @@
+"""Batches of named inputs and targets, the one data shape every part of slimkit reads.
+
+A batch is ``(inputs, targets)`` where ``inputs`` maps forward-argument names to tensors
+(so Hugging Face models called with keywords and plain CNNs look the same to exporters and
+runtimes) and ``targets`` is whatever the task's metric and loss compare outputs against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+
+Inputs = dict[str, torch.Tensor]
+Batch = tuple[Inputs, torch.Tensor]
+
+
+@dataclass
+class Batches:
+    """A re-iterable set of batches cut from whole tensors, optionally shuffled per epoch.
+
+    Example:
+        >>> import torch
+        >>> data = Batches({"x": torch.zeros(10, 3)}, torch.arange(10), batch_size=4)
+        >>> [t.tolist() for _, t in data]
+        [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+        >>> len(data)
+        3
+    """
+
+    inputs: Mapping[str, torch.Tensor]
+    targets: torch.Tensor
+    batch_size: int = 32
+    shuffle: bool = False
+    seed: int = 0
+    drop_last: bool = False
+
+    def __post_init__(self) -> None:
+        sizes = {name: t.shape[0] for name, t in self.inputs.items()}
+        if any(n != self.targets.shape[0] for n in sizes.values()):
+            raise ValueError(f"inputs and targets differ in length: {sizes} vs {self.targets.shape[0]}")
+        self._epoch = 0
+
+    @property
+    def num_items(self) -> int:
+        return int(self.targets.shape[0])
+
+    def __len__(self) -> int:
+        n = self.num_items
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        n = self.num_items
+        if self.shuffle:
+            # A fresh, seeded order each epoch keeps training deterministic and resumable.
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + self._epoch)
+            order = torch.randperm(n, generator=gen)
+            self._epoch += 1
+        else:
+            order = torch.arange(n)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield {k: v[idx] for k, v in self.inputs.items()}, self.targets[idx]
+
+    def subset(self, count: int, batch_size: int | None = None) -> Batches:
+        """The first ``count`` items as a new, unshuffled set (e.g. for calibration)."""
+        count = min(count, self.num_items)
+        return Batches(
+            {k: v[:count] for k, v in self.inputs.items()},
+            self.targets[:count],
+            batch_size=batch_size or self.batch_size,
+        )
+
+    def with_batch_size(self, batch_size: int) -> Batches:
+        return Batches(self.inputs, self.targets, batch_size, self.shuffle, self.seed, self.drop_last)
+
+
+def batch_of(inputs: Mapping[str, torch.Tensor], size: int) -> Inputs:
+    """Repeat or cut batch-1 example inputs to ``size`` rows (for throughput runs)."""
+    out = {}
+    for name, t in inputs.items():
+        reps = -(-size // t.shape[0])
+        out[name] = t.repeat(reps, *([1] * (t.dim() - 1)))[:size].contiguous()
+    return out
+
+
+def primary_output(output: object) -> torch.Tensor:
+    """The tensor a metric reads from a model's output (tensor, tuple, dict or ModelOutput)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        return primary_output(next(iter(output.values())))
+    if isinstance(output, (tuple, list)) and output:
+        return primary_output(output[0])
+    raise TypeError(f"cannot find a tensor in model output of type {type(output).__name__}")

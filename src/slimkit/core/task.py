@@ -1,0 +1,149 @@
+"""The Task: what a user brings (model, data, metric, loss) in one object."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from slimkit.core.data import Batch, Inputs, primary_output
+from slimkit.errors import ShapeError, TaskError
+
+MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A task metric where higher is better, computed over the whole evaluation set.
+
+    ``fn(outputs, targets)`` receives every output and target of the evaluation set
+    concatenated along the batch axis. ``extras`` are reported beside it (e.g. the
+    minimum cosine similarity next to the mean).
+
+    Example:
+        >>> import torch
+        >>> acc = Metric("accuracy", lambda o, t: (o.argmax(1) == t).float().mean().item())
+        >>> acc.compute(torch.tensor([[0.0, 1.0]]), torch.tensor([1]))
+        1.0
+    """
+
+    name: str
+    fn: MetricFn
+    extras: Mapping[str, MetricFn] = field(default_factory=dict)
+
+    def compute(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        return float(self.fn(outputs, targets))
+
+    def compute_extras(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        return {name: float(fn(outputs, targets)) for name, fn in self.extras.items()}
+
+
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Top-1 accuracy in percent.
+
+    Example:
+        >>> import torch
+        >>> accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))
+        50.0
+    """
+    return float((outputs.argmax(dim=1) == targets).float().mean().item() * 100.0)
+
+
+@dataclass
+class Task:
+    """A model with its data, metric and loss.
+
+    ``model`` is a module or a zero-argument factory returning one (e.g. one that trains
+    or loads a baseline); :meth:`build_model` always returns a fresh copy so techniques
+    never change the baseline. Inputs are named after the model's forward arguments.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from slimkit.core.data import Batches
+        >>> x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+        >>> data = Batches({"input": x}, y, batch_size=8)
+        >>> task = Task("toy", nn.Linear(4, 2), {"input": x[:1]}, data, data, data,
+        ...             Metric("accuracy", accuracy), nn.functional.cross_entropy)
+        >>> task.build_model()(**task.example_inputs).shape
+        torch.Size([1, 2])
+    """
+
+    name: str
+    model: nn.Module | Callable[[], nn.Module]
+    example_inputs: Inputs
+    train_data: Iterable[Batch]
+    calibration_data: Iterable[Batch]
+    eval_data: Iterable[Batch]
+    metric: Metric
+    loss: LossFn
+    description: str = ""
+    throughput_batch: int = 8
+    # A metric drop this small (in the metric's units) still counts as "no loss": the
+    # default accuracy budget of commands that take --max-drop.
+    tolerance: float = 0.5
+    _cached: nn.Module | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.example_inputs, Mapping):
+            raise TaskError(
+                f"task '{self.name}': example_inputs must be a dict of forward-argument names to tensors",
+                hint="use slimkit.as_inputs(model, tensor_or_tuple) to name positional inputs",
+            )
+
+    def build_model(self) -> nn.Module:
+        """A fresh copy of the task's model in eval mode."""
+        if self._cached is None:
+            model = self.model if isinstance(self.model, nn.Module) else self.model()
+            if not isinstance(model, nn.Module):
+                raise TaskError(
+                    f"task '{self.name}': the model factory returned {type(model).__name__}, not an nn.Module",
+                    hint="return a torch.nn.Module from the factory",
+                )
+            self._cached = model
+        return copy.deepcopy(self._cached).eval()
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.example_inputs)
+
+
+def as_inputs(model: nn.Module, inputs: object) -> Inputs:
+    """Name positional inputs after ``model.forward``'s arguments.
+
+    Example:
+        >>> import torch
+        >>> as_inputs(torch.nn.Linear(2, 2), torch.zeros(1, 2)).keys()
+        dict_keys(['input'])
+    """
+    if isinstance(inputs, Mapping):
+        return dict(inputs)
+    values = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)  # type: ignore[arg-type]
+    params = [
+        p.name
+        for p in inspect.signature(model.forward).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(values) > len(params):
+        raise TaskError(f"model.forward takes {len(params)} inputs but {len(values)} were given")
+    return dict(zip(params, values))
+
+
+def run_model(model: nn.Module, inputs: Inputs) -> torch.Tensor:
+    """Call a torch model on named inputs; a shape mismatch becomes a ShapeError."""
+    try:
+        return primary_output(model(**inputs))
+    except RuntimeError as exc:
+        text = str(exc)
+        if any(k in text for k in ("shape", "size", "dimension", "Expected")):
+            got = {k: list(v.shape) for k, v in inputs.items()}
+            raise ShapeError(
+                f"the model rejected inputs of shape {got}: {text.splitlines()[0]}",
+                hint="give inputs shaped like the task's example_inputs",
+            ) from exc
+        raise

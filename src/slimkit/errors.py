@@ -1,0 +1,64 @@
+"""Errors a user can cause. Each carries what is wrong and what to do about it.
+
+The CLI prints ``str(error)`` without a traceback and exits with ``error.exit_code``:
+2 for usage errors (bad arguments, unknown names), 1 for failures while running.
+"""
+
+from __future__ import annotations
+
+
+class SlimkitError(Exception):
+    """Base class: ``message`` says what is wrong, ``hint`` says what to do.
+
+    Example:
+        >>> err = SlimkitError("task 'x' not found", hint="run `slimkit list`")
+        >>> print(err)
+        task 'x' not found
+          hint: run `slimkit list`
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class UsageError(SlimkitError):
+    """Bad arguments or unknown names given by the user."""
+
+    exit_code = 2
+
+
+class MissingDependencyError(SlimkitError):
+    """An optional backend is not installed; the hint names the pip command."""
+
+    exit_code = 2
+
+
+class UnavailableError(SlimkitError):
+    """A target or scheme cannot run on this machine (e.g. TensorRT without a GPU)."""
+
+
+class ShapeError(SlimkitError):
+    """Inputs do not have the shape the model expects."""
+
+    exit_code = 2
+
+
+class ExportError(SlimkitError):
+    """Exporting a model to ONNX or OpenVINO failed."""
+
+
+class ParityError(SlimkitError):
+    """An exported or transformed model does not reproduce the torch model's outputs."""
+
+
+class TaskError(SlimkitError):
+    """A task could not be loaded or built."""

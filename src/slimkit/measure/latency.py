@@ -1,0 +1,100 @@
+"""Latency with its spread: warm-up, then runs until the median is stable.
+
+The 95% confidence interval of the median is distribution-free (order statistics of a
+binomial(n, 1/2)), so no assumption about the shape of the timing distribution is made.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Milliseconds per call of one batch.
+
+    Example:
+        >>> lat = Latency.from_samples([1.0, 2.0, 3.0, 4.0, 100.0], batch=1)
+        >>> lat.median, lat.runs
+        (3.0, 5)
+    """
+
+    batch: int
+    median: float
+    p90: float
+    ci95: tuple[float, float]
+    mean: float
+    runs: int
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float], batch: int) -> Latency:
+        s = sorted(samples_ms)
+        n = len(s)
+        return cls(batch, _quantile(s, 0.5), _quantile(s, 0.9), median_ci95(s), sum(s) / n, n)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"batch": self.batch, "median": round(self.median, 5), "p90": round(self.p90, 5),
+                "ci95": [round(self.ci95[0], 5), round(self.ci95[1], 5)],
+                "mean": round(self.mean, 5), "runs": self.runs}
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    pos = (len(sorted_values) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def median_ci95(sorted_values: list[float]) -> tuple[float, float]:
+    """Distribution-free 95% CI of the median from order statistics.
+
+    Example:
+        >>> median_ci95(list(range(1, 101)))
+        (41, 61)
+    """
+    n = len(sorted_values)
+    if n < 6:
+        return sorted_values[0], sorted_values[-1]
+    half = 1.96 * math.sqrt(n) / 2
+    lo = max(0, math.floor(n / 2 - half) - 1)
+    hi = min(n - 1, math.ceil(n / 2 + half))
+    return sorted_values[lo], sorted_values[hi]
+
+
+def time_callable(
+    fn: Callable[[], object],
+    *,
+    batch: int = 1,
+    warmup: int = 10,
+    min_runs: int = 30,
+    max_runs: int = 3000,
+    min_seconds: float = 0.5,
+    max_seconds: float = 8.0,
+    rel_ci: float = 0.02,
+) -> Latency:
+    """Time ``fn`` until the median's 95% CI is within ``rel_ci`` of it (or the budget ends).
+
+    Example:
+        >>> lat = time_callable(lambda: sum(range(1000)), min_runs=10, min_seconds=0.01)
+        >>> lat.runs >= 10 and lat.median > 0
+        True
+    """
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < max_runs:
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+        elapsed = time.perf_counter() - start
+        if elapsed >= max_seconds:
+            break
+        if len(samples) >= min_runs and elapsed >= min_seconds and len(samples) % 10 == 0:
+            s = sorted(samples)
+            lo, hi = median_ci95(s)
+            if (hi - lo) <= rel_ci * _quantile(s, 0.5):
+                break
+    return Latency.from_samples(samples, batch)

@@ -1,0 +1,76 @@
+"""Measure a deployed model: the task metric through the target, latency, size, memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from slimkit.core.data import batch_of
+from slimkit.core.task import Task
+from slimkit.measure.latency import Latency, time_callable
+from slimkit.measure.memory import PeakMemory
+from slimkit.targets.base import Deployed
+
+
+@dataclass
+class Measurement:
+    metric_name: str
+    metric: float
+    extras: dict[str, float]
+    latency: Latency
+    throughput_batch: int
+    throughput: float  # items per second
+    size_bytes: int
+    peak_memory_bytes: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate_deployed(deployed: Deployed, task: Task) -> tuple[float, dict[str, float]]:
+    """The task metric with the evaluation set run through ``deployed`` (not a torch stand-in)."""
+    outs, tgts = [], []
+    for inputs, targets in task.eval_data:
+        outs.append(deployed.run(inputs))
+        tgts.append(targets)
+    outputs, targets_all = torch.cat(outs), torch.cat(tgts)
+    return task.metric.compute(outputs, targets_all), task.metric.compute_extras(outputs, targets_all)
+
+
+def measure_deployed(deployed: Deployed, task: Task, *, quick: bool = False,
+                     load_memory: int = 0) -> Measurement:
+    """Run every measurement on one deployed model.
+
+    ``quick`` shortens latency runs (for tests). ``load_memory`` is the RSS growth seen
+    while the artifact was loaded; the larger of it and the evaluation's peak is reported.
+
+    Example:
+        >>> from slimkit.tasks import load_task
+        >>> from slimkit.targets import get_target
+        >>> import tempfile
+        >>> task = load_task("digits-cnn")
+        >>> d = get_target("torch").deploy(task.build_model(), task.example_inputs, tempfile.mkdtemp(), 1)
+        >>> m = measure_deployed(d, task, quick=True)
+        >>> m.metric > 90
+        True
+    """
+    with PeakMemory() as mem:
+        metric, extras = evaluate_deployed(deployed, task)
+    budget = {"min_runs": 10, "min_seconds": 0.05, "max_seconds": 0.5} if quick else {}
+    one = task.example_inputs
+    latency = time_callable(lambda: deployed.run(one), batch=1, **budget)
+    big = batch_of(one, task.throughput_batch)
+    tp_budget = {"min_runs": 3, "min_seconds": 0.02, "max_seconds": 0.3} if quick else {
+        "min_runs": 10, "min_seconds": 0.5, "max_seconds": 4.0, "warmup": 3}
+    tp = time_callable(lambda: deployed.run(big), batch=task.throughput_batch, **tp_budget)
+    return Measurement(
+        metric_name=task.metric.name,
+        metric=metric,
+        extras=extras,
+        latency=latency,
+        throughput_batch=task.throughput_batch,
+        throughput=task.throughput_batch / (tp.median / 1e3),
+        size_bytes=deployed.size_bytes(),
+        peak_memory_bytes=max(mem.peak_increase, load_memory),
+        details=dict(deployed.details),
+    )

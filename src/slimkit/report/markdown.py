@@ -1,0 +1,85 @@
+"""report.md: the same table the CLI prints, for reading in a browser or a pull request."""
+
+from __future__ import annotations
+
+from slimkit.report.schema import Entry, Report
+
+
+def fmt_bytes(n: int) -> str:
+    """Human-readable bytes.
+
+    Example:
+        >>> fmt_bytes(44_700_000)
+        '42.6 MiB'
+    """
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def fmt_count(n: int) -> str:
+    """Counts with an SI suffix.
+
+    Example:
+        >>> fmt_count(11_181_642)
+        '11.18M'
+    """
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}"
+    return str(n)
+
+
+COLUMNS = ["id", "target", "metric", "latency b1 ms (median, p90, 95% CI)", "speed-up",
+           "throughput", "size", "params", "MACs", "peak mem", "flags"]
+
+
+def row(entry: Entry, baseline: Entry, best: str | None) -> list[str]:
+    m = entry.measurement
+    lat = m.latency
+    flags = []
+    if entry.id == best:
+        flags.append("best")
+    if entry.pareto:
+        flags.append("pareto")
+    if not entry.meets_constraints:
+        flags.append("misses constraints")
+    return [
+        entry.id,
+        entry.target,
+        f"{m.metric:.4g}" if abs(m.metric) < 10 else f"{m.metric:.2f}",
+        f"{lat.median:.3f} ({lat.p90:.3f}, {lat.ci95[0]:.3f}-{lat.ci95[1]:.3f})",
+        f"{baseline.latency_ms / lat.median:.2f}x",
+        f"{m.throughput:.1f}/s @b{m.throughput_batch}",
+        fmt_bytes(m.size_bytes),
+        fmt_count(entry.params),
+        fmt_count(entry.macs),
+        fmt_bytes(m.peak_memory_bytes),
+        ", ".join(flags),
+    ]
+
+
+def to_markdown(report: Report) -> str:
+    lines = [f"# slimkit report: {report.task}", "", f"Command: `{report.command}`", ""]
+    env = report.environment
+    lines.append(f"Machine: {env['cpu']['model']}, {env['cpu']['cores']} cores, "
+                 f"{env['threads']} threads used; torch {env['versions']['torch']}.")
+    lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for entry in report.entries:
+        lines.append("| " + " | ".join(row(entry, report.baseline, report.best)) + " |")
+    lines.append("")
+    lines.append(f"Metric: {report.baseline.measurement.metric_name} (higher is better). "
+                 "Speed-up is against the baseline (torch eager) measured in the same run.")
+    if report.best:
+        lines.append(f"Best: **{report.best}**.")
+    else:
+        lines.append("Best: none (no candidate met the constraints and beat the baseline).")
+    for skip in report.skipped:
+        lines.append(f"- skipped target `{skip['target']}`: {skip['reason']}")
+    for entry in report.entries:
+        for note in entry.notes:
+            lines.append(f"- {entry.id}: {note}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,112 @@
+"""The one report format every measuring command writes (see docs/report-schema.md)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slimkit.core.files import atomic_write_json, atomic_write_text
+from slimkit.measure.measure import Measurement
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Entry:
+    """One model on one target, with everything measured about it."""
+
+    id: str
+    recipe: list[dict[str, Any]]
+    target: str
+    measurement: Measurement
+    params: int
+    macs: int
+    artifact: str | None
+    pareto: bool = False
+    meets_constraints: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def latency_ms(self) -> float:
+        return self.measurement.latency.median
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.measurement
+        return {
+            "id": self.id,
+            "recipe": self.recipe,
+            "target": self.target,
+            "metric": {"name": m.metric_name, "value": round(m.metric, 6),
+                       **{k: round(v, 6) for k, v in m.extras.items()}},
+            "latency_ms": m.latency.to_dict(),
+            "throughput": {"batch": m.throughput_batch, "items_per_s": round(m.throughput, 3)},
+            "size_bytes": m.size_bytes,
+            "params": self.params,
+            "macs": self.macs,
+            "peak_memory_bytes": m.peak_memory_bytes,
+            "artifact": self.artifact,
+            "pareto": self.pareto,
+            "meets_constraints": self.meets_constraints,
+            "details": m.details,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Report:
+    """Baseline (the unmodified model on torch eager), candidates, and the best candidate."""
+
+    task: str
+    command: str
+    environment: dict[str, Any]
+    baseline: Entry
+    candidates: list[Entry] = field(default_factory=list)
+    best: str | None = None
+    constraints: dict[str, Any] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [self.baseline, *self.candidates]
+
+    def entry(self, entry_id: str) -> Entry:
+        return next(e for e in self.entries if e.id == entry_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "task": self.task,
+            "command": self.command,
+            "created": self.created,
+            "environment": self.environment,
+            "constraints": self.constraints,
+            "baseline": self.baseline.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "best": self.best,
+            "skipped": self.skipped,
+        }
+
+    def write(self, out: str | Path) -> Path:
+        """Write report.json and report.md into ``out`` (each atomically)."""
+        from slimkit.report.markdown import to_markdown
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "report.json", self.to_dict())
+        atomic_write_text(out / "report.md", to_markdown(self))
+        return out / "report.json"
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a report.json (plain JSON, safe to load)."""
+    data = json.loads(Path(path).read_text())
+    if data.get("schema_version") != SCHEMA_VERSION:
+        from slimkit.errors import UsageError
+
+        raise UsageError(f"{path} has schema_version {data.get('schema_version')}, expected {SCHEMA_VERSION}",
+                         hint="re-run the command with this slimkit version")
+    return data

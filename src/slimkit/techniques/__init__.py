@@ -1,0 +1,28 @@
+"""Techniques: each transforms a model and is configured by a small frozen dataclass.
+
+Techniques never import each other; they share the core (data, training engine, measurement).
+"""
+
+from __future__ import annotations
+
+from slimkit._optional import available
+
+# name -> (modules it needs, description)
+_CATALOGUE: dict[str, tuple[tuple[str, ...], str]] = {
+    "fuse": (("onnxruntime",), "exact graph fusions: conv/linear + BatchNorm folding in torch, "
+             "ONNX Runtime's saved graph optimizations"),
+}
+
+
+def list_techniques() -> list[tuple[str, bool, str]]:
+    """(name, available or why not, description) for every technique.
+
+    Example:
+        >>> "fuse" in [name for name, _, _ in list_techniques()]
+        True
+    """
+    rows = []
+    for name, (needs, desc) in _CATALOGUE.items():
+        missing = [why for ok, why in (available(m) for m in needs) if not ok]
+        rows.append((name, True if not missing else missing[0], desc))  # type: ignore[arg-type]
+    return rows
