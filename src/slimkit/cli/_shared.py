@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from rich import box
 from rich.table import Table
 
-from slimkit.report.markdown import COLUMNS, row
-from slimkit.report.schema import Report
+from slimkit.report.markdown import row
+from slimkit.report.schema import Entry, Report
 from slimkit.ui import console, out
 
 
@@ -33,15 +34,31 @@ def progress(message: str) -> None:
     console.log(message)
 
 
+_SHORT = ["model", "metric", "b1 ms", "95% CI", "p90", "speed", "size", "MACs", ""]
+
+
+def _short_row(entry: Entry, report: Report) -> list[str]:
+    full = row(entry, report.baseline, report.best)
+    lat = entry.measurement.latency
+    name = entry.id if entry.id in (entry.target, "baseline") else f"{entry.id}@{entry.target}"
+    flags = full[10].replace("misses constraints", "miss").replace("pareto", "P").replace(", ", " ")
+    return [name, full[2], f"{lat.median:.2f}", f"{lat.ci95[0]:.2f}-{lat.ci95[1]:.2f}", f"{lat.p90:.2f}",
+            full[4], full[6].replace(" ", "").replace("iB", ""), full[8], flags]
+
+
 def print_report(report: Report, out_dir: str) -> None:
-    table = Table(title=f"{report.task}: baseline = torch eager; metric = {report.baseline.measurement.metric_name}",
-                  title_justify="left")
-    for col in COLUMNS:
-        table.add_column(col, justify="left" if col in ("id", "target", "flags") else "right")
+    """The result table, compact enough for an 80-column terminal; report.md has every column."""
+    metric = report.baseline.measurement.metric_name
+    table = Table(title=f"{report.task}: metric = {metric}, baseline = torch eager, batch-1 latency in ms",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
+                  show_edge=False)
+    for col in _SHORT:
+        table.add_column(col, justify="left" if col in ("model", "") else "right", no_wrap=True)
     for entry in report.entries:
         style = "bold green" if entry.id == report.best else None
-        table.add_row(*row(entry, report.baseline, report.best), style=style)
+        table.add_row(*_short_row(entry, report), style=style)
     out.print(table)
+    out.print("P = on the metric/latency Pareto front; report.md adds throughput, params, memory")
     for skip in report.skipped:
         out.print(f"[yellow]skipped[/] {skip['target']}: {skip['reason']}")
     for entry in report.entries:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slimkit.core.files import atomic_write_json, atomic_path
+from slimkit.core.files import atomic_path, atomic_write_json
 
 
 def cache_dir() -> Path:

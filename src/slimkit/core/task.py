@@ -131,7 +131,7 @@ def as_inputs(model: nn.Module, inputs: object) -> Inputs:
     ]
     if len(values) > len(params):
         raise TaskError(f"model.forward takes {len(params)} inputs but {len(values)} were given")
-    return dict(zip(params, values))
+    return dict(zip(params, values, strict=False))
 
 
 def run_model(model: nn.Module, inputs: Inputs) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from slimkit._optional import require
-from slimkit.core.data import Inputs
+from slimkit.core.data import Inputs, batch_of
 from slimkit.core.files import atomic_path
 from slimkit.core.task import run_model
 from slimkit.errors import ExportError
@@ -49,6 +49,15 @@ def _export(model: nn.Module, inputs: Inputs, path: Path, dynamo: bool) -> None:
             )
 
 
+def _require_dynamic_batch(path: Path) -> None:
+    onnx = require("onnx")
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for inp in graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value"):
+            raise ExportError(f"the exporter fixed the batch axis of input '{inp.name}' to {dims[0].dim_value}")
+
+
 class _Primary(nn.Module):
     """Expose only the primary output tensor, so every artifact has one output named 'output'."""
 
@@ -78,11 +87,15 @@ def export_onnx(model: nn.Module, inputs: Inputs, path: str | Path, *, check: bo
     path = Path(path)
     model = model.eval()
     wrapped = _Primary(model).eval()
-    errors = []
+    # torch.export specialises any dimension of size 1, so trace with a batch of 2 to keep
+    # the batch axis dynamic.
+    trace_inputs = batch_of(inputs, 2)
+    errors: list[BaseException] = []
     with atomic_path(path) as tmp:
         for dynamo in (True, False):
             try:
-                _export(wrapped, inputs, tmp, dynamo)
+                _export(wrapped, trace_inputs, tmp, dynamo)
+                _require_dynamic_batch(tmp)
                 break
             except Exception as exc:  # exporters raise many types; we report them together
                 errors.append(exc)

@@ -29,7 +29,7 @@ class _Positional(nn.Module):
         self.names = names
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return run_model(self.model, dict(zip(self.names, args)))
+        return run_model(self.model, dict(zip(self.names, args, strict=False)))
 
 
 def _dynamic_batch(ov: Any, model: Any) -> None:
@@ -115,7 +115,7 @@ def torch_to_openvino(model: nn.Module, inputs: Inputs, xml: str | Path, *, chec
             ov_model = ov.convert_model(
                 _Positional(model, names).eval(), example_input=tuple(inputs.values()), input=shapes
             )
-        for port, name in zip(ov_model.inputs, names):
+        for port, name in zip(ov_model.inputs, names, strict=False):
             port.get_tensor().set_names({name})
     except Exception as exc:
         raise ExportError(

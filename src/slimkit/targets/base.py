@@ -48,7 +48,7 @@ class Deployed(ABC):
                 raise ShapeError(f"input '{name}' is missing (got {list(inputs)})",
                                  hint=f"give inputs named {list(self.input_shapes)}")
             got = list(inputs[name].shape)
-            if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
+            if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got, strict=False)):
                 shown = ["N" if e is None else e for e in expected]
                 raise ShapeError(f"input '{name}' has shape {got}, expected {shown} on target {self.target}",
                                  hint="reshape the input to match the model's example inputs")

@@ -39,7 +39,8 @@ class FuseConfig:
             value = getattr(self, f.name)
             if f.name != "version" and not isinstance(value, bool):
                 raise UsageError(f"fuse config: '{f.name}' must be true or false, not {value!r}")
-        if self.version != _CURRENT_VERSION:
+        # ``type(...) is int`` so that a JSON ``true`` or ``"1"`` is not taken for version 1.
+        if type(self.version) is not int or self.version != _CURRENT_VERSION:
             raise UsageError(
                 f"fuse config version {self.version} is not supported (this slimkit reads version "
                 f"{_CURRENT_VERSION})",
@@ -72,4 +73,4 @@ class FuseConfig:
                 f"fuse config: unknown field(s) {', '.join(unknown)}",
                 hint=f"known fields: {', '.join(sorted(known))}",
             )
-        return cls(**dict(data), version=int(raw.get("version", _CURRENT_VERSION)))
+        return cls(**dict(data), version=raw.get("version", _CURRENT_VERSION))

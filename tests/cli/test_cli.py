@@ -1,0 +1,92 @@
+"""The CLI as a user runs it: exit codes, no tracebacks, files written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from slimkit.cli.main import main
+
+
+def test_list_shows_tasks_techniques_targets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("digits-cnn", "digits-resnet18", "minilm", "fuse", "onnxruntime", "openvino", "tensorrt"):
+        assert name in out
+
+
+def test_env_json(capsys):
+    assert main(["env", "--json"]) == 0
+    env = json.loads(capsys.readouterr().out)
+    assert env["versions"]["torch"] and "flags" in env["cpu"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench", "--task", "nope", "--out", "x"], "unknown task 'nope'"),
+        (["bench", "--task", "digits-cnn", "--targets", "torch,foo", "--out", "x"], "unknown target 'foo'"),
+        (["bench", "--task", "digits-cnn", "--threads", "0", "--out", "x"], "must be >= 1"),
+        (["bench", "--task", "missing.py:make", "--out", "x"], "task file not found"),
+        (["bench", "--task", "digits-cnn"], "--out"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_exit_2_with_hint(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "hint:" in err
+    assert "Traceback" not in err
+
+
+def test_bench_writes_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["bench", "--task", "digits-cnn", "--targets", "torch,onnxruntime,openvino,tensorrt",
+                 "--threads", "1", "--quick", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema_version"] == 1 and report["task"] == "digits-cnn"
+    assert report["baseline"]["target"] == "torch"
+    targets = {c["target"] for c in report["candidates"]}
+    assert {"onnxruntime", "openvino"} <= targets
+    base = report["baseline"]["metric"]["value"]
+    for c in report["candidates"]:
+        assert abs(c["metric"]["value"] - base) <= 0.5
+        assert c["size_bytes"] > 0 and c["params"] == report["baseline"]["params"] and c["macs"] > 0
+        lat = c["latency_ms"]
+        assert lat["batch"] == 1 and lat["ci95"][0] <= lat["median"] <= lat["ci95"][1]
+    assert any(s["target"] == "tensorrt" for s in report["skipped"])
+    assert (out / "report.md").exists() and (out / "recipe.json").exists()
+    assert "best:" in capsys.readouterr().out
+
+
+def test_user_task_file(tmp_path, capsys):
+    task_file = tmp_path / "mytask.py"
+    task_file.write_text(
+        "import torch\n"
+        "import slimkit\n"
+        "def make():\n"
+        "    x = torch.randn(16, 4); y = (x[:, 0] > 0).long()\n"
+        "    data = slimkit.Batches({'input': x}, y, batch_size=8)\n"
+        "    model = torch.nn.Linear(4, 2)\n"
+        "    return slimkit.Task('mine', model, {'input': x[:1]}, data, data, data,\n"
+        "                        slimkit.Metric('accuracy', slimkit.accuracy), torch.nn.functional.cross_entropy)\n"
+        "def broken():\n"
+        "    return 42\n"
+    )
+    assert main(["bench", "--task", f"{task_file}:make", "--targets", "torch", "--quick",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["task"] == "mine"
+    assert main(["bench", "--task", f"{task_file}:broken", "--out", str(tmp_path / "p")]) == 1
+    assert "not a slimkit.Task" in capsys.readouterr().err
+    assert main(["bench", "--task", f"{task_file}:nothere", "--out", str(tmp_path / "p")]) == 2
+
+
+def test_console_script_runs():
+    result = subprocess.run([sys.executable, "-m", "slimkit.cli.main", "--version"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and result.stdout.strip()

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from slimkit.core.data import Batches, batch_of, primary_output
+from slimkit.core.files import atomic_path, atomic_write_json
+from slimkit.core.registry import Registry
+from slimkit.core.task import as_inputs, run_model
+from slimkit.errors import ShapeError, UsageError
+from slimkit.tasks import load_task
+
+
+def test_batches_shuffle_is_seeded_and_covers_everything():
+    data = Batches({"x": torch.arange(10).float()}, torch.arange(10), batch_size=3, shuffle=True, seed=1)
+    first = torch.cat([t for _, t in data])
+    second = torch.cat([t for _, t in data])
+    assert sorted(first.tolist()) == list(range(10))
+    assert first.tolist() != second.tolist()  # a new order each epoch
+    again = Batches({"x": torch.arange(10).float()}, torch.arange(10), batch_size=3, shuffle=True, seed=1)
+    assert torch.cat([t for _, t in again]).tolist() == first.tolist()
+
+
+def test_batch_of_and_primary_output():
+    assert batch_of({"x": torch.zeros(1, 3)}, 5)["x"].shape == (5, 3)
+    assert primary_output((torch.ones(1), torch.zeros(1))).item() == 1.0
+    assert primary_output({"logits": torch.ones(2)}).shape == (2,)
+
+
+def test_registry_suggests_names():
+    r: Registry[int] = Registry("thing")
+    r.register("alpha", 1)
+    with pytest.raises(UsageError, match="did you mean 'alpha'"):
+        r.get("alpah")
+
+
+def test_as_inputs_names_positional_arguments():
+    assert list(as_inputs(torch.nn.Conv2d(1, 1, 1), torch.zeros(1, 1, 2, 2))) == ["input"]
+
+
+def test_run_model_shape_error_names_shapes():
+    with pytest.raises(ShapeError, match=r"\[1, 5\]"):
+        run_model(torch.nn.Linear(4, 2), {"input": torch.zeros(1, 5)})
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "a.json"
+    atomic_write_json(target, {"ok": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_digits_cnn_task_and_cache(monkeypatch):
+    task = load_task("digits-cnn")
+    model = task.build_model()
+    assert task.example_inputs["x"].shape == (1, 1, 8, 8)
+    assert sum(t.shape[0] for _, t in task.eval_data) == 360
+    from slimkit.train.engine import evaluate_torch
+
+    assert evaluate_torch(model, task.eval_data, task.metric) >= 95.0
+    # The second load reuses the cached weights instead of training again.
+    import slimkit.tasks.digits as digits
+
+    monkeypatch.setattr(digits, "fit", lambda *a, **k: pytest.fail("retrained despite the cache"))
+    again = load_task("digits-cnn").build_model()
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=False))
+    # build_model never hands out the same object twice: techniques cannot change the baseline.
+    assert task.build_model() is not task.build_model()
+
+
+@pytest.mark.slow
+def test_digits_resnet18_baseline_reaches_97():
+    from slimkit.train.engine import evaluate_torch
+
+    task = load_task("digits-resnet18")
+    assert evaluate_torch(task.build_model(), task.eval_data, task.metric) >= 97.0
