@@ -68,7 +68,8 @@ def test_digits_cnn_task_and_cache(monkeypatch):
 
     monkeypatch.setattr(digits, "fit", lambda *a, **k: pytest.fail("retrained despite the cache"))
     again = load_task("digits-cnn").build_model()
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=False))
+    pairs = zip(model.state_dict().values(), again.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     # build_model never hands out the same object twice: techniques cannot change the baseline.
     assert task.build_model() is not task.build_model()
 
