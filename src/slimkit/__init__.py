@@ -7,6 +7,7 @@ Example:
     'accuracy'
 """
 
+from slimkit import measure, report
 from slimkit.api.benchmark import benchmark
 from slimkit.core.data import Batches
 from slimkit.core.task import Metric, Task, accuracy, as_inputs
@@ -28,4 +29,6 @@ __all__ = [
     "get_target",
     "list_tasks",
     "load_task",
+    "measure",
+    "report",
 ]
