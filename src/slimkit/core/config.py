@@ -1,0 +1,113 @@
+"""Technique configs as data: frozen dataclasses with a versioned JSON form.
+
+Every technique's config subclasses :class:`StepConfig`, sets ``TYPE`` and ``VERSION``,
+and registers itself with :func:`register_config`. A recipe step is then
+``{"type": ..., "version": ..., "data": {...}}`` and :func:`config_from_dict` reads any of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
+
+from slimkit.errors import UsageError
+
+C = TypeVar("C", bound="StepConfig")
+_CONFIGS: dict[str, type[StepConfig]] = {}
+
+
+def register_config(cls: type[C]) -> type[C]:
+    """Class decorator: make ``cls`` readable by :func:`config_from_dict`."""
+    if cls.TYPE in _CONFIGS and _CONFIGS[cls.TYPE] is not cls:
+        raise ValueError(f"config type '{cls.TYPE}' registered twice")
+    _CONFIGS[cls.TYPE] = cls
+    return cls
+
+
+def _check_type(owner: str, name: str, value: Any, annotation: Any) -> None:
+    origin = typing.get_origin(annotation)
+    options = typing.get_args(annotation) if origin in (typing.Union, types.UnionType) else (annotation,)
+    for opt in options:
+        if opt is type(None) and value is None:
+            return
+        if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+        if opt is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if opt in (bool, str) and isinstance(value, opt):
+            return
+        base = typing.get_origin(opt) or opt
+        if base in (tuple, list) and isinstance(value, (tuple, list)):
+            return
+        if base is typing.Literal and value in typing.get_args(opt):
+            return
+        if opt is Any:
+            return
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+             type(None): "null"}
+    wanted = " or ".join(words.get(o, getattr(o, "__name__", str(o))) for o in options)
+    raise UsageError(f"{owner} config: '{name}' must be {wanted}, not {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Base of every technique config.
+
+    Example:
+        >>> @register_config
+        ... @dataclasses.dataclass(frozen=True)
+        ... class Demo(StepConfig):
+        ...     TYPE: ClassVar[str] = "demo"
+        ...     ratio: float = 0.5
+        >>> Demo(ratio=0.3).to_dict()
+        {'type': 'demo', 'version': 1, 'data': {'ratio': 0.3}}
+        >>> config_from_dict({"type": "demo", "version": 1, "data": {"ratio": 0.3}})
+        Demo(ratio=0.3)
+    """
+
+    TYPE: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            _check_type(self.TYPE, f.name, getattr(self, f.name), hints[f.name])
+            if isinstance(getattr(self, f.name), list):  # keep configs hashable and frozen
+                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = list(value) if isinstance(value, tuple) else value
+        return {"type": self.TYPE, "version": self.VERSION, "data": data}
+
+    @classmethod
+    def from_dict(cls: type[C], raw: Mapping[str, Any]) -> C:
+        if not isinstance(raw, Mapping) or raw.get("type") != cls.TYPE:
+            got = raw.get("type") if isinstance(raw, Mapping) else type(raw).__name__
+            raise UsageError(f"not a {cls.TYPE} config (type {got!r})", hint=f"expected {{'type': '{cls.TYPE}', ...}}")
+        version = raw.get("version", cls.VERSION)
+        if type(version) is not int or version > cls.VERSION:
+            raise UsageError(f"{cls.TYPE} config version {version!r} is newer than this slimkit reads ({cls.VERSION})",
+                             hint="upgrade slimkit or write the config again with this version")
+        data = raw.get("data", {})
+        if not isinstance(data, Mapping):
+            raise UsageError(f"{cls.TYPE} config: 'data' must be a mapping")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"{cls.TYPE} config: unknown field(s) {', '.join(unknown)}",
+                             hint=f"known fields: {', '.join(sorted(known))}")
+        return cls(**dict(data))
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> StepConfig:
+    """Read any registered step config from its JSON form."""
+    kind = raw.get("type") if isinstance(raw, Mapping) else None
+    if kind not in _CONFIGS:
+        raise UsageError(f"unknown recipe step type {kind!r}", hint=f"known: {', '.join(sorted(_CONFIGS))}")
+    return _CONFIGS[kind].from_dict(raw)
