@@ -411,4 +411,6 @@ def minilm(seed: int = 0) -> Task:
             f"{len(eval_text)} Python-reference sentences at {SEQ_LEN} tokens; cosine to the original model"
         ),
         throughput_batch=8,
+        # Cosine lives in [-1, 1]: a drop of 0.005 is the "no loss" budget (0.5 pt on accuracy's scale).
+        tolerance=0.005,
     )
