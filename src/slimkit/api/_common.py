@@ -67,6 +67,16 @@ def measure_entry(
                  count_macs(model, task.example_inputs), artifact)
 
 
+def pareto_ids(entries: Sequence[Entry], cost: Callable[[Entry], float]) -> list[str]:
+    """Ids on the front of metric (higher is better) against ``cost`` (lower is better)."""
+
+    def dominates(o: Entry, e: Entry) -> bool:
+        mo, me = o.measurement.metric, e.measurement.metric
+        return mo >= me and cost(o) <= cost(e) and (mo > me or cost(o) < cost(e))
+
+    return [e.id for e in entries if not any(o is not e and dominates(o, e) for o in entries)]
+
+
 def finalize(report: Report, max_drop: float, latency_budget: float | None = None,
              size_budget: int | None = None) -> Report:
     """Mark constraints and the metric-vs-latency Pareto front; pick the best candidate.
@@ -86,19 +96,25 @@ def finalize(report: Report, max_drop: float, latency_budget: float | None = Non
         if size_budget is not None:
             ok = ok and m.size_bytes <= size_budget
         e.meets_constraints = ok
+    front = set(pareto_ids(report.entries, lambda e: e.latency_ms))
     for e in report.entries:
-        e.pareto = not any(
-            o is not e
-            and o.measurement.metric >= e.measurement.metric
-            and o.latency_ms <= e.latency_ms
-            and (o.measurement.metric > e.measurement.metric or o.latency_ms < e.latency_ms)
-            for o in report.entries
-        )
-    eligible = [c for c in report.candidates if c.meets_constraints and c.latency_ms < base.latency_ms]
+        e.pareto = e.id in front
+    by_id = {e.id: e for e in report.entries}
+    eligible = []
     for c in report.candidates:
-        if c.latency_ms >= base.latency_ms:
-            c.notes.append(f"slower than the baseline ({c.latency_ms:.3f} ms vs {base.latency_ms:.3f} ms): "
-                           "never reported as best")
+        slower_than = [base]
+        ref = by_id.get(c.float_reference) if c.float_reference else None
+        if ref is not None and ref is not c:
+            slower_than.append(ref)
+        too_slow = [r for r in slower_than if c.latency_ms >= r.latency_ms]
+        for r in too_slow:
+            what = "the baseline" if r is base else f"the unmodified model on {r.target} ({r.id})"
+            note = (f"slower than {what} ({c.latency_ms:.3f} ms vs {r.latency_ms:.3f} ms): "
+                    "never reported as best")
+            if note not in c.notes:
+                c.notes.append(note)
+        if c.meets_constraints and not too_slow:
+            eligible.append(c)
     report.best = min(eligible, key=lambda c: c.latency_ms).id if eligible else None
     return report
 

@@ -40,7 +40,7 @@ _SHORT = ["model", "metric", "b1 ms", "95% CI", "p90", "speed", "size", "MACs", 
 def _short_row(entry: Entry, report: Report) -> list[str]:
     full = row(entry, report.baseline, report.best)
     lat = entry.measurement.latency
-    name = entry.id if entry.id in (entry.target, "baseline") else f"{entry.id}@{entry.target}"
+    name = entry.id if entry.id == "baseline" or entry.target in entry.id else f"{entry.id}@{entry.target}"
     flags = full[10].replace("misses constraints", "miss").replace("pareto", "P").replace(", ", " ")
     return [name, full[2], f"{lat.median:.2f}", f"{lat.ci95[0]:.2f}-{lat.ci95[1]:.2f}", f"{lat.p90:.2f}",
             full[4], full[6].replace(" ", "").replace("iB", ""), full[8], flags]

@@ -109,5 +109,10 @@ def config_from_dict(raw: Mapping[str, Any]) -> StepConfig:
     """Read any registered step config from its JSON form."""
     kind = raw.get("type") if isinstance(raw, Mapping) else None
     if kind not in _CONFIGS:
+        # Technique packages register their configs on import; load them before giving up.
+        from slimkit.techniques import import_all
+
+        import_all()
+    if kind not in _CONFIGS:
         raise UsageError(f"unknown recipe step type {kind!r}", hint=f"known: {', '.join(sorted(_CONFIGS))}")
     return _CONFIGS[kind].from_dict(raw)

@@ -34,7 +34,9 @@ def evaluate_deployed(deployed: Deployed, task: Task) -> tuple[float, dict[str, 
         outs.append(deployed.run(inputs))
         tgts.append(targets)
     outputs, targets_all = torch.cat(outs), torch.cat(tgts)
-    return task.metric.compute(outputs, targets_all), task.metric.compute_extras(outputs, targets_all)
+    # Rounded at the source so a value read back from report.json compares equal to a fresh one.
+    extras = {k: round(v, 6) for k, v in task.metric.compute_extras(outputs, targets_all).items()}
+    return round(task.metric.compute(outputs, targets_all), 6), extras
 
 
 def measure_deployed(deployed: Deployed, task: Task, *, quick: bool = False,

@@ -28,6 +28,8 @@ class Entry:
     pareto: bool = False
     meets_constraints: bool = True
     notes: list[str] = field(default_factory=list)
+    # id of the unmodified model on the same target: a candidate slower than it is never the best.
+    float_reference: str | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -52,7 +54,30 @@ class Entry:
             "meets_constraints": self.meets_constraints,
             "details": m.details,
             "notes": self.notes,
+            "float_reference": self.float_reference,
         }
+
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Entry:
+        """Rebuild an entry written by :meth:`to_dict` (e.g. a search trial read back from storage)."""
+        from slimkit.measure.latency import Latency
+
+        lat = d["latency_ms"]
+        metric = dict(d["metric"])
+        name, value = metric.pop("name"), metric.pop("value")
+        m = Measurement(
+            metric_name=name, metric=float(value), extras={k: float(v) for k, v in metric.items()},
+            latency=Latency(int(lat["batch"]), float(lat["median"]), float(lat["p90"]),
+                            (float(lat["ci95"][0]), float(lat["ci95"][1])), float(lat.get("mean", lat["median"])),
+                            int(lat.get("runs", 0))),
+            throughput_batch=int(d["throughput"]["batch"]), throughput=float(d["throughput"]["items_per_s"]),
+            size_bytes=int(d["size_bytes"]), peak_memory_bytes=int(d["peak_memory_bytes"]),
+            details=dict(d.get("details", {})),
+        )
+        return cls(d["id"], list(d["recipe"]), d["target"], m, int(d["params"]), int(d["macs"]), d.get("artifact"),
+                   bool(d.get("pareto", False)), bool(d.get("meets_constraints", True)), list(d.get("notes", [])),
+                   d.get("float_reference"))
 
 
 @dataclass
@@ -67,6 +92,7 @@ class Report:
     best: str | None = None
     constraints: dict[str, Any] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # command-specific sections (search, sensitivity...)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     @property
@@ -88,6 +114,7 @@ class Report:
             "candidates": [c.to_dict() for c in self.candidates],
             "best": self.best,
             "skipped": self.skipped,
+            **self.extra,
         }
 
     def write(self, out: str | Path) -> Path:

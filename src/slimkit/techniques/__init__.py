@@ -26,3 +26,19 @@ def list_techniques() -> list[tuple[str, bool, str]]:
         missing = [why for ok, why in (available(m) for m in needs) if not ok]
         rows.append((name, True if not missing else missing[0], desc))  # type: ignore[arg-type]
     return rows
+
+
+def import_all() -> list[str]:
+    """Import every technique package so its recipe-step runner is registered.
+
+    Returns the names that could not be imported (their optional backend is missing).
+    """
+    import importlib
+
+    missing = []
+    for name in _CATALOGUE:
+        try:
+            importlib.import_module(f"slimkit.techniques.{name}")
+        except ImportError:
+            missing.append(name)
+    return missing

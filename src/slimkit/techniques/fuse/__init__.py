@@ -28,3 +28,19 @@ __all__ = [
     "fuse_torch",
     "optimize_onnx",
 ]
+
+
+def _run_fuse(state, config):  # type: ignore[no-untyped-def]
+    """Recipe step: fold BatchNorms into the torch model (exact, checked)."""
+    state.model, result = fuse_torch(state.model, state.task.example_inputs, config)
+    state.info["fuse"] = {"fused": len(result.fused)}
+    return state
+
+
+def _register() -> None:
+    from slimkit.core.recipe import register_step
+
+    register_step(FuseConfig.TYPE, _run_fuse)
+
+
+_register()

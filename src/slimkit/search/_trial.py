@@ -1,0 +1,27 @@
+"""Evaluate one recipe: apply its steps, deploy on its target, measure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slimkit.api._common import measure_entry, measure_model
+from slimkit.core.recipe import Recipe, RecipeState, run_recipe
+from slimkit.core.task import Task
+from slimkit.report.schema import Entry
+
+
+def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, entry_id: str,
+                    quick: bool = False, out: Path | None = None) -> Entry:
+    """Run ``recipe`` on a fresh copy of the task's model and measure it on the recipe's target."""
+    state = RecipeState(task, task.build_model(), recipe.target, workdir, threads)
+    state = run_recipe(state, recipe)
+    steps = recipe.to_dict()["steps"]
+    if state.deployed is None:
+        entry = measure_model(state.model, task, recipe.target, workdir, threads, entry_id=entry_id,
+                              recipe=steps, quick=quick, out=out)
+    else:
+        entry = measure_entry(state.deployed, task, state.model, entry_id=entry_id, recipe=steps,
+                              quick=quick, out=out)
+    if state.info:
+        entry.measurement.details["steps"] = state.info
+    return entry

@@ -1,0 +1,94 @@
+"""The search space: which techniques, settings and targets a trial may combine.
+
+A trial's parameters are plain categorical choices (so grid, random, TPE, GP and NSGA-II
+all apply), turned into a :class:`~slimkit.core.recipe.Recipe` by :meth:`SearchSpace.recipe`.
+Technique steps are built from their registered config types, so the space only offers a
+technique whose package imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from slimkit.core.config import config_from_dict
+from slimkit.core.recipe import Recipe
+from slimkit.errors import UsageError
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Choices per dimension; an empty tuple leaves that technique out.
+
+    Example:
+        >>> space = SearchSpace(targets=("torch", "openvino"), fuse=(False, True))
+        >>> space.recipe({"target": "openvino", "fuse": True}).describe()
+        'fuse@openvino'
+        >>> space.size()
+        4
+    """
+
+    targets: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+    fuse: tuple[bool, ...] = (False, True)
+    prune_ratio: tuple[float, ...] = ()
+    prune_criterion: tuple[str, ...] = ()
+    recover_epochs: int = 0
+    distill: tuple[bool, ...] = ()
+    temperature: tuple[float, ...] = ()
+    quant_scheme: tuple[str, ...] = ()
+    calibration: tuple[str, ...] = ()
+
+    def dimensions(self) -> dict[str, list[Any]]:
+        """Name -> choices of every dimension that has more than one choice or matters."""
+        dims: dict[str, list[Any]] = {"target": list(self.targets)}
+        for name in ("fuse", "prune_ratio", "prune_criterion", "distill", "temperature", "quant_scheme",
+                     "calibration"):
+            values = list(getattr(self, name))
+            if values:
+                dims[name] = values
+        return dims
+
+    def size(self) -> int:
+        n = 1
+        for values in self.dimensions().values():
+            n *= len(values)
+        return n
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """Ask an Optuna trial for one value per dimension."""
+        return {name: trial.suggest_categorical(name, values) for name, values in self.dimensions().items()}
+
+    def recipe(self, params: Mapping[str, Any]) -> Recipe:
+        """The recipe for one set of choices (steps in a fixed, valid order)."""
+        target = params.get("target", self.targets[0])
+        steps = []
+        if params.get("fuse"):
+            steps.append(config_from_dict({"type": "fuse", "data": {}}))
+        ratio = float(params.get("prune_ratio", 0.0) or 0.0)
+        if ratio > 0:
+            data: dict[str, Any] = {"ratio": ratio, "structured": True, "recover_epochs": self.recover_epochs}
+            if "prune_criterion" in params:
+                data["criterion"] = params["prune_criterion"]
+            if params.get("distill"):
+                data["distill"] = True
+                if "temperature" in params:
+                    data["temperature"] = float(params["temperature"])
+            steps.append(config_from_dict({"type": "prune", "data": data}))
+        scheme = params.get("quant_scheme", "none")
+        if scheme and scheme != "none":
+            qdata: dict[str, Any] = {"scheme": scheme}
+            if "calibration" in params:
+                qdata["calibration"] = params["calibration"]
+            steps.append(config_from_dict({"type": "quantize", "data": qdata}))
+        return Recipe(tuple(steps), target)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> SearchSpace:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise UsageError(f"unknown search-space field(s): {', '.join(unknown)}",
+                             hint=f"known: {', '.join(sorted(known))}")
+        fixed = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items()}
+        return cls(**fixed)

@@ -1,0 +1,384 @@
+"""``slimkit optimize``: an Optuna study over recipes, measured on the targets.
+
+The study lives in SQLite inside the run folder (or any Optuna RDB storage URL), so a
+search killed at any point resumes with every finished trial, and several worker
+processes — on one machine or many — share it. Every trial's full report entry is kept in
+the study itself (trial user attributes), so the report is rebuilt from storage alone.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from slimkit._optional import require
+from slimkit.api._common import default_threads, finalize, fresh_dir, measure_model, pareto_ids
+from slimkit.core.files import atomic_write_json
+from slimkit.errors import SlimkitError, UsageError
+from slimkit.measure.env import environment
+from slimkit.report.schema import Entry, Report
+from slimkit.search._trial import evaluate_recipe
+from slimkit.search.space import SearchSpace
+from slimkit.tasks import load_task
+
+SAMPLERS = ("grid", "random", "tpe", "gp", "nsga2")
+PRUNERS = ("none", "median", "hyperband")
+STUDY_NAME = "slimkit"
+
+
+def _sampler(name: str, space: SearchSpace, seed: int, constrained: bool) -> Any:
+    optuna = require("optuna", "the search")
+    constraints = _constraints if constrained else None
+    if name == "grid":
+        return optuna.samplers.GridSampler(space.dimensions(), seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, n_startup_trials=4)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, constraints_func=constraints)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints, population_size=8)
+    raise UsageError(f"unknown sampler '{name}'", hint=f"choose one of: {', '.join(SAMPLERS)}")
+
+
+def _pruner(name: str) -> Any:
+    optuna = require("optuna", "the search")
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UsageError(f"unknown pruner '{name}'", hint=f"choose one of: {', '.join(PRUNERS)}")
+
+
+def _constraints(trial: Any) -> list[float]:
+    # <= 0 means satisfied (Optuna's convention); failed trials count as violating.
+    return list(trial.user_attrs.get("constraints", [1.0]))
+
+
+def _settings_path(out: Path) -> Path:
+    return out / "search.json"
+
+
+def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> Callable[[Any], Any]:
+    optuna = require("optuna")
+    task = load_task(settings["task"], seed=settings["seed"])
+    space = SearchSpace.from_dict(settings["space"])
+    out = Path(settings["out"])
+    floor = settings["metric_floor"]
+    single = settings["pruner"] != "none"
+
+    def objective(trial: Any) -> Any:
+        params = space.suggest(trial)
+        recipe = space.recipe(params)
+        twin = _finished_twin(trial, params)
+        if twin is not None:
+            # Samplers re-propose points in small categorical spaces; measuring again costs minutes.
+            trial.set_user_attr("duplicate_of", twin.number)
+            for key in ("constraints", "recipe"):
+                trial.set_user_attr(key, twin.user_attrs[key])
+            return twin.values[0] if single else tuple(twin.values)
+        trial.set_user_attr("recipe", recipe.to_dict())
+        trial.set_user_attr("pid", os.getpid())
+        workdir = fresh_dir(out / "trials" / f"{trial.number:04d}")
+        say(f"trial {trial.number}: {recipe.describe()}")
+        try:
+            entry = evaluate_recipe(task, recipe, workdir, settings["threads"],
+                                    entry_id=f"t{trial.number}:{recipe.describe()}",
+                                    quick=settings["quick"], out=out)
+        except SlimkitError as err:
+            trial.set_user_attr("error", str(err))
+            say(f"trial {trial.number} failed: {err.message}")
+            raise optuna.TrialPruned(str(err)) from err
+        m = entry.measurement
+        entry.recipe = [*entry.recipe, {"type": "target", "version": 1, "data": {"name": recipe.target}}]
+        violations = [floor - m.metric]
+        violations.append(m.latency.median - settings["latency_budget"] if settings["latency_budget"] else -1.0)
+        violations.append(m.size_bytes - settings["size_budget"] if settings["size_budget"] else -1.0)
+        trial.set_user_attr("constraints", violations)
+        trial.set_user_attr("entry", entry.to_dict())
+        say(f"trial {trial.number}: {m.metric_name} {m.metric:.4g}, {m.latency.median:.3f} ms")
+        if single:
+            # One objective for pruners: latency, with a steep penalty for missing the metric floor.
+            return m.latency.median * (1.0 + 10.0 * max(0.0, floor - m.metric))
+        return m.metric, m.latency.median
+
+    return objective
+
+
+def _finished_twin(trial: Any, params: dict[str, Any]) -> Any:
+    for other in trial.study.get_trials(deepcopy=False):
+        if (other.number != trial.number and other.state.name == "COMPLETE" and other.params == params
+                and "entry" in other.user_attrs):
+            return other
+    return None
+
+
+def _load_study(settings: dict[str, Any], create: bool) -> Any:
+    optuna = require("optuna", "the search")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = SearchSpace.from_dict(settings["space"])
+    constrained = True
+    sampler = _sampler(settings["sampler"], space, settings["seed"] + os.getpid() % 1000 * (settings["workers"] > 1),
+                       constrained)
+    kwargs: dict[str, Any] = {"study_name": STUDY_NAME, "storage": settings["storage"], "sampler": sampler,
+                              "pruner": _pruner(settings["pruner"])}
+    if settings["pruner"] != "none":
+        kwargs["direction"] = "minimize"
+    else:
+        kwargs["directions"] = ["maximize", "minimize"]
+    if create:
+        return optuna.create_study(load_if_exists=True, **kwargs)
+    return optuna.load_study(**{k: v for k, v in kwargs.items() if k in ("study_name", "storage", "sampler",
+                                                                          "pruner")})
+
+
+def _run_worker(settings: dict[str, Any], quiet: bool = True) -> None:
+    """One worker: optimize until the shared trial count or the time budget is reached."""
+    optuna = require("optuna")
+    from slimkit.techniques import import_all
+
+    import_all()
+    say = (lambda _m: None) if quiet else _log
+    study = _load_study(settings, create=False)
+    objective = _objective_factory(settings, say)
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    callbacks = [optuna.study.MaxTrialsCallback(settings["trials"], states=states)] if settings["trials"] else []
+    remaining = None
+    if settings["deadline"]:
+        remaining = max(1.0, settings["deadline"] - time.time())
+    if settings["trials"] and sum(t.state in states for t in study.trials) >= settings["trials"]:
+        return
+    study.optimize(objective, n_trials=settings["trials"] or None, timeout=remaining, callbacks=callbacks,
+                   catch=(Exception,))
+
+
+def _log(message: str) -> None:
+    from slimkit.ui import console
+
+    console.log(message)
+
+
+def _mark_interrupted(study: Any) -> int:
+    """Trials left RUNNING by a killed process are failed, so they are neither lost nor counted twice."""
+    optuna = require("optuna")
+    n = 0
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.RUNNING:
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            n += 1
+    return n
+
+
+def default_space(targets: list[str], task_name: str) -> SearchSpace:
+    """Every technique whose package imported, crossed with the available targets."""
+    from slimkit.core.recipe import _RUNNERS
+    from slimkit.techniques import import_all
+
+    import_all()
+    kwargs: dict[str, Any] = {"targets": tuple(targets), "fuse": (False, True)}
+    if "prune" in _RUNNERS:
+        kwargs.update(prune_ratio=(0.0, 0.3, 0.5, 0.7), recover_epochs=2, distill=(False, True))
+    if "quantize" in _RUNNERS:
+        kwargs.update(quant_scheme=("none", "int8-static"))
+    return SearchSpace(**kwargs)
+
+
+def _identity_params(space: SearchSpace, target: str) -> dict[str, Any] | None:
+    """Parameters of the unmodified model on ``target`` (the never-slower reference), if in the space."""
+    identity = {"fuse": False, "prune_ratio": 0.0, "quant_scheme": "none", "distill": False}
+    params: dict[str, Any] = {"target": target}
+    for name, values in space.dimensions().items():
+        if name == "target":
+            continue
+        if name in identity:
+            if identity[name] not in values:
+                return None
+            params[name] = identity[name]
+        else:
+            params[name] = values[0]
+    return params
+
+
+def optimize(
+    task: str = "digits-resnet18",
+    *,
+    max_drop: float | None = None,
+    latency_budget: float | None = None,
+    size_budget_mb: float | None = None,
+    targets: list[str] | None = None,
+    space: SearchSpace | None = None,
+    trials: int | None = 20,
+    time_budget: float | None = None,
+    sampler: str = "tpe",
+    pruner: str = "none",
+    storage: str | None = None,
+    workers: int = 1,
+    resume: bool = False,
+    out: str | Path = "runs/optimize",
+    seed: int = 0,
+    threads: int | None = None,
+    quick: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Search technique combinations and targets for the fastest model within ``max_drop``.
+
+    ``time_budget`` is in minutes. Returns the report (also written to ``out``); its ``best`` is
+    the fastest trial meeting every constraint and faster than the unmodified model on the same
+    target, and the winner's artifact is copied to ``out/best``.
+
+    Example:
+        >>> import tempfile
+        >>> r = optimize("digits-cnn", targets=["torch", "onnxruntime"], trials=2, sampler="grid",
+        ...              space=SearchSpace(targets=("torch", "onnxruntime"), fuse=(False,)),
+        ...              out=tempfile.mkdtemp(), quick=True)
+        >>> len(r.candidates)
+        2
+    """
+    say = progress or (lambda _m: None)
+    if sampler not in SAMPLERS:
+        raise UsageError(f"unknown sampler '{sampler}'", hint=f"choose one of: {', '.join(SAMPLERS)}")
+    if pruner not in PRUNERS:
+        raise UsageError(f"unknown pruner '{pruner}'", hint=f"choose one of: {', '.join(PRUNERS)}")
+    if pruner != "none" and sampler == "nsga2":
+        raise UsageError("pruners need a single-objective study, NSGA-II is multi-objective",
+                         hint="use --sampler tpe/random/gp/grid with --pruner, or drop --pruner")
+    if workers < 1 or (trials is not None and trials < 1):
+        raise UsageError("--workers and --trials must be >= 1")
+    out_dir = Path(out)
+    settings_file = _settings_path(out_dir)
+    if resume and not settings_file.exists():
+        raise UsageError(f"nothing to resume in {out_dir}", hint="run without --resume to start a search there")
+    if not resume and settings_file.exists():
+        raise UsageError(f"{out_dir} already holds a search",
+                         hint="pass --resume to continue it, or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task_obj = load_task(task, seed=seed)
+
+    if resume:
+        settings = json.loads(settings_file.read_text())
+        baseline = Entry.from_dict(json.loads((out_dir / "baseline.json").read_text()))
+        if trials is not None:
+            settings["trials"] = max(trials, settings["trials"] or 0)
+    else:
+        from slimkit.api._common import check_targets
+
+        wanted = targets or ["torch", "onnxruntime", "openvino"]
+        usable = [name for name, why in check_targets(wanted) if why is None]
+        if not usable:
+            raise UsageError("none of the requested targets is available here", hint="see `slimkit list`")
+        space = space or default_space(usable, task_obj.name)
+        threads = threads or default_threads()
+        say(f"measuring the baseline (torch eager, {threads} threads)")
+        baseline = measure_model(task_obj.build_model(), task_obj, "torch", fresh_dir(out_dir / "baseline"),
+                                 threads, entry_id="baseline", recipe=[], quick=quick, out=out_dir)
+        atomic_write_json(out_dir / "baseline.json", baseline.to_dict())
+        drop = task_obj.tolerance if max_drop is None else max_drop
+        settings = {
+            "task": task if isinstance(task, str) else task_obj.name, "seed": seed, "threads": threads,
+            "quick": quick, "space": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(space).items()},
+            "sampler": sampler, "pruner": pruner, "workers": workers, "trials": trials,
+            "max_drop": drop, "metric_floor": baseline.measurement.metric - drop,
+            "latency_budget": latency_budget,
+            "size_budget": int(size_budget_mb * 2**20) if size_budget_mb else None,
+            "storage": storage or f"sqlite:///{(out_dir / 'study.db').resolve()}", "out": str(out_dir),
+        }
+    settings["deadline"] = time.time() + time_budget * 60 if time_budget else None
+    settings["workers"] = workers
+    atomic_write_json(settings_file, settings)
+
+    study = _load_study(settings, create=True)
+    if resume:
+        n = _mark_interrupted(study)
+        done = sum(t.state.name == "COMPLETE" for t in study.trials)
+        say(f"resuming: {done} finished trials kept" + (f", {n} interrupted trials marked failed" if n else ""))
+    elif settings["sampler"] != "grid":
+        space_obj = SearchSpace.from_dict(settings["space"])
+        for target in space_obj.targets:
+            params = _identity_params(space_obj, target)
+            if params is not None:
+                study.enqueue_trial(params, skip_if_exists=True)
+
+    started = time.time()
+    if workers == 1:
+        _run_worker(settings, quiet=progress is None)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_run_worker, args=(settings,)) for _ in range(workers)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    report = build_report(settings, _load_study(settings, create=False), baseline, time.time() - started)
+    report.write(out_dir)
+    return report
+
+
+def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed: float) -> Report:
+    """The report from the study's storage alone: every finished trial, constraints, Pareto, best."""
+    out = Path(settings["out"])
+    report = Report(settings["task"], "slimkit optimize", environment(settings["threads"]), baseline)
+    failed = []
+    float_by_target: dict[str, str] = {}
+    for t in sorted(study.trials, key=lambda t: t.number):
+        if "entry" in t.user_attrs and t.state.name == "COMPLETE":
+            entry = Entry.from_dict(t.user_attrs["entry"])
+            report.candidates.append(entry)
+            if len(entry.recipe) == 1:  # only the target step: the unmodified model there
+                float_by_target.setdefault(entry.target, entry.id)
+        elif t.state.name in ("FAIL", "PRUNED"):
+            failed.append({"trial": t.number, "recipe": t.user_attrs.get("recipe"),
+                           "error": t.user_attrs.get("error", t.state.name.lower())})
+    for c in report.candidates:
+        c.float_reference = float_by_target.get(c.target)
+    finalize(report, settings["max_drop"], settings["latency_budget"], settings["size_budget"])
+    _size_front(report)
+    closest = None
+    if report.best is None and report.candidates:
+        floor = settings["metric_floor"]
+        near = max(report.candidates, key=lambda c: (c.measurement.metric >= floor, c.measurement.metric,
+                                                     -c.latency_ms))
+        closest = {"id": near.id, "missed": _what_missed(near, settings)}
+    report.extra["search"] = {
+        "sampler": settings["sampler"], "pruner": settings["pruner"], "workers": settings["workers"],
+        "storage": settings["storage"], "space": settings["space"],
+        "trials_finished": len(report.candidates), "trials_failed": failed,
+        "seconds": round(elapsed, 1), "closest": closest,
+    }
+    if report.best:
+        best = report.entry(report.best)
+        src = out / "trials" / best.id.split(":")[0].lstrip("t").zfill(4)
+        if src.is_dir():
+            dest = out / "best"
+            tmp = out / ".best.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src, tmp)
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(tmp, dest)
+            report.extra["search"]["best_artifact"] = str(dest.relative_to(out))
+    return report
+
+
+def _size_front(report: Report) -> None:
+    report.extra["pareto_metric_size"] = pareto_ids(report.entries, lambda e: e.measurement.size_bytes)
+
+
+def _what_missed(entry: Entry, settings: dict[str, Any]) -> str:
+    m = entry.measurement
+    missed = []
+    if m.metric < settings["metric_floor"]:
+        missed.append(f"{m.metric_name} {m.metric:.4g} below the floor {settings['metric_floor']:.4g}")
+    if settings["latency_budget"] and m.latency.median > settings["latency_budget"]:
+        missed.append(f"latency {m.latency.median:.3f} ms over the budget {settings['latency_budget']} ms")
+    if settings["size_budget"] and m.size_bytes > settings["size_budget"]:
+        missed.append(f"size {m.size_bytes} bytes over the budget {settings['size_budget']}")
+    return "; ".join(missed) or "slower than the unmodified model"

@@ -1,0 +1,103 @@
+"""The joint search on a tiny task: constraints, the never-slower guard, resume, two workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from slimkit.errors import UsageError
+from slimkit.search import SearchSpace, optimize
+
+optuna = pytest.importorskip("optuna")
+
+SPACE = SearchSpace(targets=("torch", "onnxruntime"), fuse=(False, True))
+
+
+def test_grid_search_covers_the_space_and_picks_a_valid_best(tmp_path):
+    report = optimize("digits-cnn", space=SPACE, trials=4, sampler="grid", out=tmp_path, quick=True, threads=1)
+    recipes = {c.id.split(":")[1] for c in report.candidates}
+    assert recipes == {"float@torch", "fuse@torch", "float@onnxruntime", "fuse@onnxruntime"}
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["schema_version"] == 1 and data["search"]["trials_finished"] == 4
+    base = report.baseline
+    if report.best is not None:
+        best = report.entry(report.best)
+        assert best.meets_constraints and best.latency_ms < base.latency_ms
+        ref = report.entry(best.float_reference) if best.float_reference else None
+        assert ref is None or ref is best or best.latency_ms < ref.latency_ms
+        assert (tmp_path / "best").is_dir()
+    assert any(c.pareto for c in report.entries)
+    assert set(data["pareto_metric_size"]) <= {e["id"] for e in [data["baseline"], *data["candidates"]]}
+
+
+def test_impossible_constraint_still_answers_with_the_closest(tmp_path):
+    report = optimize("digits-cnn", space=SPACE, trials=2, sampler="random", out=tmp_path, quick=True,
+                      threads=1, latency_budget=1e-6)
+    assert report.best is None
+    closest = report.extra["search"]["closest"]
+    assert closest and "latency" in closest["missed"]
+    assert not any(c.meets_constraints for c in report.candidates)
+
+
+def test_bad_arguments_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError, match="nothing to resume"):
+        optimize("digits-cnn", resume=True, out=tmp_path / "none")
+    with pytest.raises(UsageError, match="single-objective"):
+        optimize("digits-cnn", sampler="nsga2", pruner="median", out=tmp_path / "x")
+    optimize("digits-cnn", space=SPACE, trials=1, sampler="random", out=tmp_path / "y", quick=True, threads=1)
+    with pytest.raises(UsageError, match="already holds a search"):
+        optimize("digits-cnn", space=SPACE, trials=1, out=tmp_path / "y")
+
+
+def _cli(out, *extra):
+    space = out.parent / "space.json"
+    space.write_text(json.dumps({"targets": ["torch", "onnxruntime"], "fuse": [False, True]}))
+    return [sys.executable, "-m", "slimkit.cli.main", "optimize", "--task", "digits-cnn", "--space", str(space),
+            "--sampler", "random", "--threads", "1", "--quick", "--out", str(out), *extra]
+
+
+def _finished(out) -> int:
+    try:
+        study = optuna.load_study(study_name="slimkit", storage=f"sqlite:///{(out / 'study.db').resolve()}")
+    except KeyError:  # the database file exists a moment before the study does
+        return 0
+    return sum(t.state.name == "COMPLETE" for t in study.trials)
+
+
+def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cli(out, "--trials", "50"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if (out / "study.db").exists() and _finished(out) >= 2:
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _finished(out)
+    assert before >= 2
+    result = subprocess.run(_cli(out, "--resume", "--trials", str(before + 1)), capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert _finished(out) >= before + 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["search"]["trials_finished"] >= before + 1
+
+
+def test_two_local_workers_share_one_study(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run(_cli(out, "--trials", "4", "--workers", "2"), capture_output=True, text=True,
+                            timeout=400, check=False)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="slimkit", storage=f"sqlite:///{(out / 'study.db').resolve()}")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) >= 4
+    workers = {t.user_attrs.get("pid") for t in done}
+    assert len(workers) == 2, workers
