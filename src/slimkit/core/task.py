@@ -87,6 +87,9 @@ class Task:
     # A metric drop this small (in the metric's units) still counts as "no loss": the
     # default accuracy budget of commands that take --max-drop.
     tolerance: float = 0.5
+    # An untrained model of the same architecture, for training from scratch (e.g. tuning
+    # hyperparameters); None means training starts from the task's model.
+    fresh_model: Callable[[], nn.Module] | None = None
     _cached: nn.Module | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

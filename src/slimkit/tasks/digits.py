@@ -119,6 +119,7 @@ def _digits_task(name: str, size: int | None, make: Callable[[], nn.Module], cfg
         loss=F.cross_entropy,
         description=description,
         throughput_batch=32,
+        fresh_model=make,
     )
 
 

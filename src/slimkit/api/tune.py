@@ -1,0 +1,169 @@
+"""``slimkit tune``: hyperparameter search for training, with Optuna samplers and pruners.
+
+The space is YAML: each key is a :class:`~slimkit.train.engine.TrainConfig` field, and each
+value is a list of choices or a range::
+
+    lr: {low: 1.0e-4, high: 1.0e-1, log: true}
+    weight_decay: {low: 0.0, high: 1.0e-3}
+    batch_size: [16, 32, 64]
+    epochs: {low: 2, high: 8, step: 1}
+    optimizer: [sgd, adamw]
+
+Trials are scored on a validation split carved from the training data (the last 20%), never
+on the evaluation set, which the final model is then measured on once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slimkit._optional import require
+from slimkit.core.data import Batches
+from slimkit.core.files import atomic_write_json, atomic_write_text
+from slimkit.core.task import Task
+from slimkit.errors import UsageError
+from slimkit.search.study import PRUNERS, SAMPLERS, _pruner
+from slimkit.tasks import load_task
+from slimkit.train.engine import TrainConfig, evaluate_torch, fit
+
+
+def load_space(path: str | Path) -> dict[str, Any]:
+    """Read and check a tuning space file (YAML or JSON)."""
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"space file not found: {file}", hint="give a YAML file of TrainConfig fields")
+    raw = yaml.safe_load(file.read_text())
+    return check_space(raw)
+
+
+def check_space(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise UsageError("the tuning space must be a non-empty mapping of TrainConfig fields")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise UsageError(f"unknown hyperparameter(s): {', '.join(unknown)}",
+                         hint=f"tunable TrainConfig fields: {', '.join(sorted(fields))}")
+    for name, spec in raw.items():
+        ok = (isinstance(spec, list) and spec) or (isinstance(spec, Mapping) and {"low", "high"} <= set(spec))
+        if not ok:
+            raise UsageError(f"hyperparameter '{name}': give a list of choices or {{low, high[, log, step]}}")
+    return dict(raw)
+
+
+def _suggest(trial: Any, space: Mapping[str, Any]) -> dict[str, Any]:
+    params = {}
+    for name, spec in space.items():
+        if isinstance(spec, list):
+            params[name] = trial.suggest_categorical(name, spec)
+        elif all(isinstance(spec[k], int) for k in ("low", "high")) and isinstance(spec.get("step", 1), int):
+            params[name] = trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1),
+                                             log=bool(spec.get("log", False)))
+        else:
+            params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
+                                               log=bool(spec.get("log", False)), step=spec.get("step"))
+    return params
+
+
+def _split(data: Batches, fraction: float = 0.2) -> tuple[Batches, Batches]:
+    n = data.num_items
+    cut = n - max(1, int(n * fraction))
+    train = Batches({k: v[:cut] for k, v in data.inputs.items()}, data.targets[:cut], data.batch_size,
+                    shuffle=True, seed=data.seed)
+    val = Batches({k: v[cut:] for k, v in data.inputs.items()}, data.targets[cut:], max(32, data.batch_size))
+    return train, val
+
+
+def tune(
+    task: str | Task,
+    space: Mapping[str, Any],
+    *,
+    trials: int = 10,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    base: TrainConfig | None = None,
+    out: str | Path = "runs/tune",
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Tune training hyperparameters; returns and writes the best ones and the trial table.
+
+    Example:
+        >>> import tempfile
+        >>> result = tune("digits-cnn", {"lr": {"low": 1e-3, "high": 1e-2, "log": True}, "epochs": [1]},
+        ...               trials=2, sampler="random", out=tempfile.mkdtemp())
+        >>> sorted(result["best_params"])
+        ['epochs', 'lr']
+    """
+    optuna = require("optuna", "slimkit tune")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = check_space(space)
+    if sampler not in SAMPLERS or sampler == "nsga2":
+        raise UsageError(f"sampler '{sampler}' cannot tune one objective",
+                         hint=f"choose one of: {', '.join(s for s in SAMPLERS if s != 'nsga2')}")
+    if pruner not in PRUNERS:
+        raise UsageError(f"unknown pruner '{pruner}'", hint=f"choose one of: {', '.join(PRUNERS)}")
+    if trials < 1:
+        raise UsageError("--trials must be >= 1")
+    say = progress or (lambda _m: None)
+    task_obj = load_task(task, seed=seed)
+    if not isinstance(task_obj.train_data, Batches):
+        raise UsageError(f"task '{task_obj.name}' has no splittable training data (slimkit.Batches)")
+    train, val = _split(task_obj.train_data)
+    make = task_obj.fresh_model or task_obj.build_model
+    base = base or TrainConfig(seed=seed)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def objective(trial: Any) -> float:
+        params = _suggest(trial, space)
+        cfg = dataclasses.replace(base, **params)
+        torch.manual_seed(seed)
+        model = make()
+
+        def on_epoch(epoch: int, _row: dict[str, float]) -> None:
+            score = evaluate_torch(model, val, task_obj.metric)
+            model.train()
+            trial.report(score, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"validation {task_obj.metric.name} {score:.4g} at epoch {epoch}")
+
+        fit(model, train, task_obj.loss, cfg, on_epoch=on_epoch)
+        score = evaluate_torch(model, val, task_obj.metric)
+        say(f"trial {trial.number}: {params} -> validation {task_obj.metric.name} {score:.4g}")
+        return score
+
+    samplers = {"grid": lambda: optuna.samplers.GridSampler(
+                    {k: v for k, v in space.items() if isinstance(v, list)}, seed=seed),
+                "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+                "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+                "gp": lambda: optuna.samplers.GPSampler(seed=seed)}
+    if sampler == "grid" and not all(isinstance(v, list) for v in space.values()):
+        raise UsageError("the grid sampler needs a list of choices for every hyperparameter")
+    study = optuna.create_study(direction="maximize", sampler=samplers[sampler](), pruner=_pruner(pruner))
+    study.optimize(objective, n_trials=trials)
+    if not any(t.state.name == "COMPLETE" for t in study.trials):
+        raise UsageError("every trial was pruned or failed", hint="widen the space or use --pruner none")
+    rows = [{"trial": t.number, "state": t.state.name.lower(), "params": t.params,
+             "validation": t.value, "epochs_run": len(t.intermediate_values)} for t in study.trials]
+    # The winner is retrained once and measured on the held-out evaluation set.
+    best_cfg = dataclasses.replace(base, **study.best_params)
+    torch.manual_seed(seed)
+    final = make()
+    fit(final, train, task_obj.loss, best_cfg)
+    result = {"task": task_obj.name, "metric": task_obj.metric.name, "sampler": sampler, "pruner": pruner,
+              "best_params": study.best_params, "best_validation": study.best_value,
+              "eval_metric_of_best": evaluate_torch(final, task_obj.eval_data, task_obj.metric),
+              "trials": rows}
+    atomic_write_json(out_dir / "tune.json", result)
+    atomic_write_text(out_dir / "best_params.yaml", "".join(f"{k}: {json.dumps(v)}\n"
+                                                            for k, v in study.best_params.items()))
+    return result
