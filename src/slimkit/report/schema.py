@@ -118,13 +118,15 @@ class Report:
         }
 
     def write(self, out: str | Path) -> Path:
-        """Write report.json and report.md into ``out`` (each atomically)."""
+        """Write report.json, report.md and report.html into ``out`` (each atomically)."""
+        from slimkit.report.html import to_html
         from slimkit.report.markdown import to_markdown
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "report.json", self.to_dict())
         atomic_write_text(out / "report.md", to_markdown(self))
+        atomic_write_text(out / "report.html", to_html(self))
         return out / "report.json"
 
 
