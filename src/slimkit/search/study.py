@@ -21,6 +21,7 @@ from typing import Any
 from slimkit._optional import require
 from slimkit.api._common import default_threads, finalize, fresh_dir, measure_model, pareto_ids
 from slimkit.core.files import atomic_write_json
+from slimkit.core.recipe import Recipe
 from slimkit.errors import SlimkitError, UsageError
 from slimkit.measure.env import environment
 from slimkit.report.schema import Entry, Report
@@ -95,6 +96,8 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
             entry = evaluate_recipe(task, recipe, workdir, settings["threads"],
                                     entry_id=f"t{trial.number}:{recipe.describe()}",
                                     quick=settings["quick"], out=out)
+            if entry.measurement.metric < floor and settings.get("ladder", True):
+                entry = _climb(task, recipe, entry, workdir, settings, trial, say)
         except SlimkitError as err:
             trial.set_user_attr("error", str(err))
             say(f"trial {trial.number} failed: {err.message}")
@@ -113,6 +116,28 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
         return m.metric, m.latency.median
 
     return objective
+
+
+def _climb(task: Any, recipe: Recipe, ptq: Entry, workdir: Path, settings: dict[str, Any], trial: Any,
+           say: Callable[[str], None]) -> Entry:
+    """Run the accuracy-recovery ladder on a candidate that missed the floor; keep the rung that met it."""
+    from slimkit.search.ladder import climb
+
+    entries = {"ptq": ptq}
+
+    def evaluate(candidate: Recipe, name: str) -> float:
+        if name == "ptq":
+            return ptq.measurement.metric
+        say(f"trial {trial.number}: recovery rung '{name}'")
+        entries[name] = evaluate_recipe(task, candidate, fresh_dir(workdir / name), settings["threads"],
+                                        entry_id=f"t{trial.number}:{candidate.describe()}+{name}",
+                                        quick=settings["quick"], out=Path(settings["out"]))
+        return entries[name].measurement.metric
+
+    _, chosen, history = climb(recipe, evaluate, settings["metric_floor"], max_drop=settings["max_drop"], say=say)
+    entry = entries[chosen]
+    entry.measurement.details["ladder"] = history
+    return entry
 
 
 def _finished_twin(trial: Any, params: dict[str, Any]) -> Any:
