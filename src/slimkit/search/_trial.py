@@ -11,9 +11,14 @@ from slimkit.report.schema import Entry
 
 
 def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, entry_id: str,
-                    quick: bool = False, out: Path | None = None) -> Entry:
-    """Run ``recipe`` on a fresh copy of the task's model and measure it on the recipe's target."""
+                    quick: bool = False, out: Path | None = None, metric_floor: float | None = None) -> Entry:
+    """Run ``recipe`` on a fresh copy of the task's model and measure it on the recipe's target.
+
+    ``metric_floor`` lets recovery steps stop once the metric is back within budget.
+    """
     state = RecipeState(task, task.build_model(), recipe.target, workdir, threads)
+    if metric_floor is not None:
+        state.info["metric_floor"] = metric_floor
     state = run_recipe(state, recipe)
     steps = recipe.to_dict()["steps"]
     if state.deployed is None:
@@ -22,6 +27,7 @@ def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, 
     else:
         entry = measure_entry(state.deployed, task, state.model, entry_id=entry_id, recipe=steps,
                               quick=quick, out=out)
-    if state.info:
-        entry.measurement.details["steps"] = state.info
+    steps_info = {k: v for k, v in state.info.items() if k != "metric_floor"}
+    if steps_info:
+        entry.measurement.details["steps"] = steps_info
     return entry

@@ -67,17 +67,22 @@ class SearchSpace:
             steps.append(config_from_dict({"type": "fuse", "data": {}}))
         ratio = float(params.get("prune_ratio", 0.0) or 0.0)
         if ratio > 0:
-            data: dict[str, Any] = {"ratio": ratio, "structured": True, "recover_epochs": self.recover_epochs}
+            distill = bool(params.get("distill"))
+            # With distillation on, recovery is the distill step (soft targets at the sampled
+            # temperature, from the unmodified model) instead of plain fine-tuning.
+            data: dict[str, Any] = {"ratio": ratio, "mode": "structured",
+                                    "recover_epochs": 0 if distill else self.recover_epochs}
             if "prune_criterion" in params:
                 data["criterion"] = params["prune_criterion"]
-            if params.get("distill"):
-                data["distill"] = True
-                if "temperature" in params:
-                    data["temperature"] = float(params["temperature"])
             steps.append(config_from_dict({"type": "prune", "data": data}))
+            if distill:
+                ddata: dict[str, Any] = {"epochs": max(1, self.recover_epochs)}
+                if "temperature" in params:
+                    ddata["temperature"] = float(params["temperature"])
+                steps.append(config_from_dict({"type": "distill", "data": ddata}))
         scheme = params.get("quant_scheme", "none")
         if scheme and scheme != "none":
-            qdata: dict[str, Any] = {"scheme": scheme}
+            qdata: dict[str, Any] = {"scheme": scheme, "target": target}
             if "calibration" in params:
                 qdata["calibration"] = params["calibration"]
             steps.append(config_from_dict({"type": "quantize", "data": qdata}))

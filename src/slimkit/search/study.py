@@ -95,7 +95,7 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
         try:
             entry = evaluate_recipe(task, recipe, workdir, settings["threads"],
                                     entry_id=f"t{trial.number}:{recipe.describe()}",
-                                    quick=settings["quick"], out=out)
+                                    quick=settings["quick"], out=out, metric_floor=floor)
             if entry.measurement.metric < floor and settings.get("ladder", True):
                 entry = _climb(task, recipe, entry, workdir, settings, trial, say)
         except SlimkitError as err:
@@ -131,7 +131,8 @@ def _climb(task: Any, recipe: Recipe, ptq: Entry, workdir: Path, settings: dict[
         say(f"trial {trial.number}: recovery rung '{name}'")
         entries[name] = evaluate_recipe(task, candidate, fresh_dir(workdir / name), settings["threads"],
                                         entry_id=f"t{trial.number}:{candidate.describe()}+{name}",
-                                        quick=settings["quick"], out=Path(settings["out"]))
+                                        quick=settings["quick"], out=Path(settings["out"]),
+                                        metric_floor=settings["metric_floor"])
         return entries[name].measurement.metric
 
     _, chosen, history = climb(recipe, evaluate, settings["metric_floor"], max_drop=settings["max_drop"], say=say)
@@ -212,7 +213,8 @@ def default_space(targets: list[str], task_name: str) -> SearchSpace:
     import_all()
     kwargs: dict[str, Any] = {"targets": tuple(targets), "fuse": (False, True)}
     if "prune" in _RUNNERS:
-        kwargs.update(prune_ratio=(0.0, 0.3, 0.5, 0.7), recover_epochs=2, distill=(False, True))
+        kwargs.update(prune_ratio=(0.0, 0.3, 0.5, 0.7), recover_epochs=2, distill=(False, True),
+                      temperature=(2.0, 4.0))
     if "quantize" in _RUNNERS:
         kwargs.update(quant_scheme=("none", "int8-static"))
     return SearchSpace(**kwargs)

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from slimkit.core.config import config_from_dict
+from slimkit.core.recipe import Recipe
+from slimkit.search.ladder import climb, rung
+
+
+def _recipe() -> Recipe:
+    prune = config_from_dict({"type": "prune", "data": {"ratio": 0.5, "recover_epochs": 1}})
+    quant = config_from_dict({"type": "quantize", "data": {"scheme": "int8-static", "target": "openvino"}})
+    return Recipe((prune, quant), "openvino")
+
+
+def test_rungs_rewrite_the_recipe_in_order():
+    r = _recipe()
+    assert rung(r, "ptq", max_drop=0.5) == r
+    assert rung(r, "mixed", max_drop=0.5).steps[1].max_drop == 0.5
+    qat = rung(r, "qat", max_drop=0.5).steps[1]
+    assert qat.qat_epochs > 0 and qat.max_drop is None
+    distill = rung(r, "distill", max_drop=0.5)
+    assert distill.steps[0].recover == "distill" and distill.steps[1].qat_epochs > 0
+    assert rung(Recipe((), "openvino"), "qat", max_drop=0.5) is None  # nothing to recover without quantization
+
+
+def test_climb_stops_at_the_first_rung_that_meets_the_floor():
+    seen = []
+
+    def evaluate(recipe, name):
+        seen.append(name)
+        return {"ptq": 90.0, "mixed": 95.0, "qat": 99.0, "distill": 99.5}[name]
+
+    _, chosen, history = climb(_recipe(), evaluate, floor=98.0, max_drop=0.5)
+    assert chosen == "qat" and seen == ["ptq", "mixed", "qat"]
+    assert [h["meets_floor"] for h in history] == [False, False, True]
+
+
+def test_climb_reports_the_last_rung_when_nothing_meets_the_floor():
+    _, chosen, history = climb(_recipe(), lambda r, n: 50.0, floor=98.0, max_drop=0.5)
+    assert chosen == "distill" and len(history) == 4
