@@ -1,5 +1,8 @@
 """The training engine shared by baseline training, pruning recovery, QAT and distillation."""
 
-from slimkit.train.engine import TrainConfig, TrainResult, evaluate_torch, fit
+from slimkit.train.engine import FULL_BATCH, TrainConfig, TrainResult, evaluate_torch, fit
+from slimkit.train.precision import PrecisionChoice
+from slimkit.train.regularize import vision_augment
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate_torch", "fit"]
+__all__ = ["FULL_BATCH", "PrecisionChoice", "TrainConfig", "TrainResult", "evaluate_torch", "fit",
+           "vision_augment"]

@@ -1,15 +1,22 @@
 """One training loop for every job that fine-tunes a model.
 
-Deliberately small: the loop is seeded and deterministic on CPU, and the pieces that
-vary between jobs (loss, augmentation, what to log) come in as arguments.
+Plain training, pruning recovery, quantization-aware training and distillation all call
+:func:`fit`; what varies between them (loss, augmentation, logging) comes in as arguments.
+The loop is seeded and deterministic on CPU, and a resumed run continues bit-for-bit: the
+data order, learning rate and random streams are functions of the step, restored from the
+checkpoint. Precision, schedules, regularization, checkpoints and distribution live in the
+sibling modules.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import copy
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,17 +24,33 @@ from torch import nn
 from slimkit.core.data import Batch, Inputs
 from slimkit.core.task import Metric, run_model
 from slimkit.errors import UsageError
+from slimkit.train import checkpoint as ckpt
+from slimkit.train import distributed as D
+from slimkit.train import precision as P
+from slimkit.train.progress import TrainProgress
+from slimkit.train.regularize import penalty, set_dropout, smooth_labels
+from slimkit.train.schedule import SCHEDULES, build_scheduler
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+FULL_BATCH = 0
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train.
 
+    ``batch_size``: None keeps the data's, ``FULL_BATCH`` (0) is full-batch gradient descent,
+    1 is per-sample (stochastic) descent. ``accumulate`` micro-batches make one optimizer step.
+    ``precision``: "fp32", "bf16", "fp16" or "auto" (measured; never slower than fp32; the
+    choice is kept in the user cache unless ``precision_cache`` is False).
+    ``patience``: stop after that many evaluations without a gain of ``min_delta`` in the
+    metric (needs ``eval_data`` and ``metric`` passed to :func:`fit`).
+
     Example:
         >>> TrainConfig(epochs=3, lr=0.01, optimizer="sgd").optimizer
         'sgd'
+        >>> TrainConfig(batch_size=FULL_BATCH, accumulate=2, precision="auto").precision
+        'auto'
     """
 
     epochs: int = 10
@@ -36,9 +59,26 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.0
-    schedule: str = "cosine"  # "cosine", "constant"
+    schedule: str = "cosine"  # "cosine", "constant", "step"
     grad_clip: float | None = None
     seed: int = 0
+    step_epochs: float = 0.0  # "step" schedule: epochs between decays (0: a third of the run)
+    gamma: float = 0.1  # "step" schedule: decay factor
+    batch_size: int | None = None
+    accumulate: int = 1
+    precision: str = "fp32"
+    precision_cache: bool = True  # reuse an "auto" choice measured before for this model, shape and machine
+    l1: float = 0.0
+    l2: float = 0.0
+    dropout: float | None = None
+    label_smoothing: float = 0.0
+    patience: int | None = None
+    min_delta: float = 0.0
+    restore_best: bool = True
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 1
+    resume: bool = False
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -47,14 +87,29 @@ class TrainConfig:
             raise UsageError(f"learning rate must be > 0, got {self.lr}")
         if self.optimizer not in ("adamw", "sgd"):
             raise UsageError(f"unknown optimizer '{self.optimizer}'", hint="use 'adamw' or 'sgd'")
-        if self.schedule not in ("cosine", "constant"):
-            raise UsageError(f"unknown schedule '{self.schedule}'", hint="use 'cosine' or 'constant'")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule '{self.schedule}'", hint=f"use one of {', '.join(SCHEDULES)}")
+        if self.batch_size is not None and self.batch_size < 0:
+            raise UsageError(f"batch size must be >= 0 (0 = full batch), got {self.batch_size}")
+        if self.accumulate < 1:
+            raise UsageError(f"accumulate must be >= 1, got {self.accumulate}")
+        if self.precision not in P.PRECISIONS:
+            raise UsageError(f"unknown precision '{self.precision}'", hint="use auto, fp32, bf16 or fp16")
+        if self.resume and not self.checkpoint_dir:
+            raise UsageError("resume needs a checkpoint folder", hint="set checkpoint_dir (the CLI uses --out)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
 class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    precision: P.PrecisionChoice | None = None
+    best_metric: float | None = None
+    stopped_early: bool = False
+    resumed_from: int = 0
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -64,13 +119,43 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant" or total <= warmup:
-        return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+def _with_batch_size(data: Iterable[Batch], batch_size: int | None) -> Iterable[Batch]:
+    if batch_size is None:
+        return data
+    if not hasattr(data, "with_batch_size"):
+        raise UsageError("batch_size needs slimkit.Batches data", hint="leave batch_size unset for other iterables")
+    return data.with_batch_size(batch_size or data.num_items)  # type: ignore[attr-defined]
+
+
+def _to(inputs: Inputs, targets: torch.Tensor, device: torch.device) -> Batch:
+    if device.type == "cpu":
+        return inputs, targets
+    return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}, targets.to(device, non_blocking=True)
+
+
+def _first_batch(data: Iterable[Batch]) -> Batch:
+    saved = getattr(data, "_epoch", None)
+    batch = next(iter(data))
+    if saved is not None:  # peeking must not advance the shuffle
+        data._epoch = saved  # type: ignore[attr-defined]
+    return batch
+
+
+def _choose_precision(model: nn.Module, data: Iterable[Batch], loss_fn: LossFn, cfg: TrainConfig,
+                      device: torch.device, ctx: D.DistContext) -> P.PrecisionChoice:
+    if cfg.precision != "auto":
+        return P.requested(cfg.precision, device)
+    choice = None
+    if ctx.is_main:
+        inputs, targets = _to(*_first_batch(data), device)
+        key = P.choice_key(model, inputs, device)
+        choice = P.cached(key) if cfg.precision_cache else None
+        if choice is None:
+            choice = P.probe(model, lambda m: _optimizer(m, cfg), inputs, targets,
+                             lambda m, i, t: loss_fn(run_model(m, i).float(), t), device)
+            if cfg.precision_cache:
+                P.remember(key, choice)
+    return D.broadcast_object(choice)  # every rank must train in the same precision
 
 
 def fit(
@@ -81,8 +166,11 @@ def fit(
     *,
     augment: Callable[[Inputs, torch.Generator], Inputs] | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    eval_data: Iterable[Batch] | None = None,
+    metric: Metric | None = None,
+    progress: bool = False,
 ) -> TrainResult:
-    """Train ``model`` in place.
+    """Train ``model`` in place (under torchrun: data-parallel, each rank on its shard).
 
     Example:
         >>> import torch
@@ -90,54 +178,145 @@ def fit(
         >>> x = torch.randn(64, 4); y = (x[:, 0] > 0).long()
         >>> net = torch.nn.Linear(4, 2)
         >>> r = fit(net, Batches({"input": x}, y, 16), torch.nn.functional.cross_entropy,
-        ...         TrainConfig(epochs=2, lr=0.1))
-        >>> len(r.history)
-        2
+        ...         TrainConfig(epochs=2, lr=0.1, accumulate=2))
+        >>> len(r.history), r.precision.precision
+        (2, 'fp32')
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = max(1, len(train_data)) if hasattr(train_data, "__len__") else 1  # type: ignore[arg-type]
+    device = torch.device(cfg.device)
+    ctx = D.context()
+    model.to(device)
+    set_dropout(model, cfg.dropout)
+    loss_fn = smooth_labels(loss_fn, cfg.label_smoothing)
+    data = _with_batch_size(train_data, cfg.batch_size)
+    if ctx.active:
+        data = D.ShardedBatches(data, ctx.rank, ctx.world)
+    micro = max(1, len(data)) if hasattr(data, "__len__") else 1  # type: ignore[arg-type]
+    steps_per_epoch = -(-micro // cfg.accumulate)
     total = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
     opt = _optimizer(model, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: _lr_factor(s, total, warmup, cfg.schedule)
-    )
+    sched = build_scheduler(opt, total, int(cfg.warmup_epochs * steps_per_epoch), cfg.schedule,
+                            int(cfg.step_epochs * steps_per_epoch), cfg.gamma)
     result = TrainResult()
+    best_state: dict[str, torch.Tensor] | None = None
+    bad = 0
+    start_epoch = 0
+    folder = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    found = ckpt.latest(folder) if cfg.resume and folder else None
+    if found is not None:
+        state = ckpt.load(found, model)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        result.history = state["history"]
+        result.precision = P.PrecisionChoice(**state["precision"])  # keep the run's precision: no re-probe
+        result.best_metric, bad = state["best_metric"], state["bad_evals"]
+        best_state = state.get("best_weights")
+        start_epoch = result.resumed_from = state["epoch"]
+        ckpt.set_rng_state(state["rng"], gen)
+    else:
+        result.precision = _choose_precision(model, data, loss_fn, cfg, device, ctx)
+    prec = result.precision.precision
+    scaler = P.make_scaler(prec, device)
+    if found is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    train_model = D.wrap_ddp(model, device) if ctx.active else model
     start = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        model.train()
-        loss_sum, count = 0.0, 0
-        for inputs, targets in train_data:
-            if augment is not None:
-                inputs = augment(inputs, gen)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(run_model(model, inputs), targets)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}")
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            n = targets.shape[0]
-            loss_sum += float(loss.detach()) * n
-            count += n
-        row = {"epoch": epoch + 1, "loss": loss_sum / max(1, count), "lr": sched.get_last_lr()[0]}
-        result.history.append(row)
-        if on_epoch is not None:
-            on_epoch(epoch + 1, row)
+    with TrainProgress(micro * cfg.epochs, micro * start_epoch, enabled=progress and ctx.is_main) as bar:
+        for epoch in range(start_epoch, cfg.epochs):
+            if result.stopped_early:
+                break
+            D.set_epoch(data, epoch)
+            model.train()
+            loss_sum, count = 0.0, 0
+            for i, (inputs, targets) in enumerate(data):
+                inputs, targets = _to(inputs, targets, device)
+                if augment is not None:
+                    inputs = augment(inputs, gen)
+                group = i // cfg.accumulate * cfg.accumulate
+                group_len = min(cfg.accumulate, micro - group)
+                last = i + 1 == group + group_len
+                if i == group:
+                    opt.zero_grad(set_to_none=True)
+                # DDP: only the last micro-batch of a group all-reduces gradients.
+                sync = contextlib.nullcontext() if last or not ctx.active else train_model.no_sync()
+                with sync:
+                    with P.autocast(prec, device):
+                        out = run_model(train_model, inputs)
+                    loss = loss_fn(out.float(), targets)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}")
+                    extra = penalty(model, cfg.l1, cfg.l2)
+                    full = loss if extra is None else loss + extra
+                    scaler.scale(full / group_len if group_len > 1 else full).backward()
+                if last:
+                    if cfg.grad_clip:
+                        scaler.unscale_(opt)
+                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    scaler.step(opt)
+                    scaler.update()
+                    sched.step()
+                n = targets.shape[0]
+                loss_sum += float(loss.detach()) * n
+                count += n
+                bar.update(epoch + 1, cfg.epochs, loss_sum / max(1, count),
+                           f"  {metric.name} {result.best_metric:.2f}" if metric and result.best_metric is not None
+                           else "")
+            row: dict[str, float] = {"epoch": epoch + 1, "loss": loss_sum / max(1, count), "lr": sched.get_last_lr()[0]}
+            if ctx.active:  # report the global mean loss, not rank 0's share
+                t = torch.tensor([loss_sum, float(count)], device=device)
+                torch.distributed.all_reduce(t)
+                row["loss"] = float(t[0] / t[1].clamp(min=1))
+            if eval_data is not None and metric is not None:
+                score = evaluate_torch(model, eval_data, metric)
+                row[metric.name] = score
+                if result.best_metric is None or score > result.best_metric + cfg.min_delta:
+                    result.best_metric, bad = score, 0
+                    if cfg.patience is not None and cfg.restore_best:
+                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    bad += 1
+                    if cfg.patience is not None and bad >= cfg.patience:
+                        result.stopped_early = True
+                        row["stopped_early"] = 1.0
+            result.history.append(row)
+            if folder is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs
+                                       or result.stopped_early):
+                if ctx.is_main:
+                    _save(folder, epoch + 1, model, opt, sched, scaler, result, bad, best_state, gen)
+                if ctx.active:
+                    torch.distributed.barrier()
+            if on_epoch is not None:
+                on_epoch(epoch + 1, row)
+    if best_state is not None and cfg.restore_best:  # the best evaluated weights, not the last ones
+        model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _save(folder: Path, epoch: int, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+          scaler: torch.amp.GradScaler, result: TrainResult, bad: int,
+          best_state: dict[str, torch.Tensor] | None, gen: torch.Generator) -> None:
+    state: dict[str, Any] = {
+        "epoch": epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+        "history": copy.deepcopy(result.history), "precision": result.precision.to_dict() if result.precision else {},
+        "best_metric": result.best_metric, "bad_evals": bad, "rng": ckpt.rng_state(gen),
+    }
+    if best_state is not None:
+        state["best_weights"] = best_state
+    ckpt.save(folder, epoch, model, state)
 
 
 @torch.no_grad()
 def evaluate_torch(model: nn.Module, data: Iterable[Batch], metric: Metric) -> float:
     """The task metric of a torch model over ``data`` (for training; deployment uses measure)."""
     model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     outs, tgts = [], []
     for inputs, targets in data:
-        outs.append(run_model(model, inputs).float())
-        tgts.append(targets)
+        inputs, targets = _to(inputs, targets, device)
+        outs.append(run_model(model, inputs).float().cpu())
+        tgts.append(targets.cpu())
     return metric.compute(torch.cat(outs), torch.cat(tgts))

@@ -1,0 +1,157 @@
+"""``slimkit distill``: distill a task's model (teacher) into a smaller student; measure both."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimkit.api._common import Progress, default_threads, finalize, fresh_dir, measure_model
+from slimkit.api.train import fresh_model
+from slimkit.core.data import Batches
+from slimkit.core.files import atomic_path, atomic_write_json
+from slimkit.core.task import Task
+from slimkit.errors import TaskError, UsageError
+from slimkit.measure.env import environment
+from slimkit.report.schema import Report
+from slimkit.tasks import load_task
+from slimkit.techniques.distill import DistillConfig, distill_model
+from slimkit.train.engine import TrainConfig, evaluate_torch, fit
+
+
+def _load_module_fn(spec: str) -> object:
+    path_text, name = spec.rsplit(":", 1)
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"student file not found: {path}", hint="give path/to/file.py:function")
+    loader = importlib.util.spec_from_file_location(f"slimkit_user_student_{abs(hash(path.resolve()))}", path)
+    if loader is None or loader.loader is None:
+        raise UsageError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise UsageError(f"{path} has no function '{name}'")
+    return fn()
+
+
+def resolve_student(student: str | nn.Module | Task, teacher_task: Task, seed: int) -> tuple[nn.Module, Task]:
+    """The student model (freshly initialized when it comes from a task) and the task whose data it reads.
+
+    A built-in task name gives that task's architecture on that task's inputs (its data must
+    be the teacher's items in the same order); ``path.py:function`` returning an nn.Module
+    reads the teacher's inputs; a ``path.py:function`` returning a Task works like a name.
+    """
+    obj: object = student
+    if isinstance(student, str) and ":" in student and student.split(":")[0].endswith(".py"):
+        obj = _load_module_fn(student)
+    elif isinstance(student, str):
+        obj = load_task(student, seed=seed)
+    if isinstance(obj, Task):
+        return fresh_model(obj, seed), obj
+    if isinstance(obj, nn.Module):
+        return copy.deepcopy(obj).train(), teacher_task
+    raise TaskError(f"student {student!r} is neither a task nor an nn.Module",
+                    hint="give a task name, a path.py:function returning nn.Module or Task, or a module")
+
+
+def distill(
+    task: str | Task = "digits-resnet18",
+    student: str | nn.Module | Task = "digits-cnn",
+    *,
+    out: str | Path = "runs/distill",
+    config: DistillConfig | None = None,
+    label_fraction: float = 1.0,
+    alone: bool = True,
+    precision: str = "fp32",
+    threads: int | None = None,
+    max_drop: float | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Report:
+    """Distill ``task``'s model into ``student``; report teacher (baseline), distilled student and,
+    with ``alone``, the same student trained on the labels only.
+
+    ``label_fraction`` keeps hard labels for that share of the training set; the distilled
+    student still sees every training image through the teacher's soft targets.
+
+    Example:
+        >>> import tempfile
+        >>> r = distill("digits-cnn", "digits-cnn", out=tempfile.mkdtemp(), quick=True,
+        ...             config=DistillConfig(epochs=1), alone=False)
+        >>> [e.id for e in r.candidates]
+        ['distilled']
+    """
+    if not 0.0 < label_fraction <= 1.0:
+        raise UsageError(f"label fraction must be in (0, 1], got {label_fraction}")
+    cfg = config or DistillConfig(seed=seed)
+    threads = threads or default_threads()
+    torch.set_num_threads(threads)
+    say = progress or (lambda _msg: None)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    teacher_task = load_task(task, seed=seed)
+    teacher = teacher_task.build_model()
+    student_model, student_task = resolve_student(student, teacher_task, seed)
+    init = copy.deepcopy(student_model.state_dict())
+    s_train, t_train = student_task.train_data, teacher_task.train_data
+    if not isinstance(s_train, Batches) or not isinstance(t_train, Batches):
+        raise UsageError("distill needs tasks whose train_data is slimkit.Batches")
+    labelled = max(1, round(label_fraction * s_train.num_items))
+    train_cfg = TrainConfig(precision=precision)
+    say(f"distilling {teacher_task.name} -> {student_task.name if student_task is not teacher_task else 'student'} "
+        f"({cfg.epochs} epochs, {labelled}/{s_train.num_items} labelled)")
+    result = distill_model(teacher, student_model, s_train, cfg, student_task.loss,
+                           teacher_data=None if student_task is teacher_task else t_train, labelled=labelled,
+                           eval_data=student_task.eval_data, metric=student_task.metric, train_config=train_cfg)
+    summary: dict[str, Any] = {"config": cfg.to_dict(), "label_fraction": label_fraction, "labelled": labelled,
+                               "pairs": [list(p) for p in result.pairs], "precision": result.train.precision.to_dict(),
+                               "distilled": {"metric": evaluate_torch(result.student, student_task.eval_data,
+                                                                      student_task.metric),
+                                             "history": result.train.history}}
+    models = {"distilled": result.student}
+    if alone:
+        say("training the same student on the labels alone")
+        lone = copy.deepcopy(result.student)
+        lone.load_state_dict(init)
+        lone.train()
+        labels_only = Batches({k: v[:labelled] for k, v in s_train.inputs.items()}, s_train.targets[:labelled],
+                              cfg.batch_size or s_train.batch_size, True, s_train.seed)
+        # The same number of optimizer steps as the distilled student (its epochs cover every image).
+        epochs_alone = max(1, round(cfg.epochs * len(s_train) / max(1, len(labels_only))))
+        fit(lone, labels_only, student_task.loss,
+            TrainConfig(epochs=epochs_alone, lr=cfg.lr, seed=cfg.seed, precision=precision))
+        summary["alone"] = {"epochs": epochs_alone,
+                            "metric": evaluate_torch(lone, student_task.eval_data, student_task.metric)}
+        models["alone"] = lone
+    with atomic_path(out_dir / "student.safetensors") as tmp:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous() for k, v in result.student.state_dict().items()}, str(tmp))
+    atomic_write_json(out_dir / "distill.json", summary)
+    say(f"measuring the teacher (torch eager, {threads} threads)")
+    baseline = measure_model(teacher, teacher_task, "torch", fresh_dir(out_dir / "artifacts" / "teacher"), threads,
+                             entry_id="baseline", recipe=[], quick=quick, out=out_dir)
+    report = Report(teacher_task.name, _command(), environment(threads), baseline)
+    for name, model in models.items():
+        say(f"measuring the {name} student")
+        recipe = [cfg.to_dict()] if name == "distilled" else [{"type": "train", "version": 1,
+                                                              "data": {"labelled": labelled}}]
+        report.candidates.append(measure_model(model, student_task, "torch", fresh_dir(out_dir / "artifacts" / name),
+                                               threads, entry_id=name, recipe=recipe, quick=quick, out=out_dir))
+    finalize(report, teacher_task.tolerance if max_drop is None else max_drop)
+    report.write(out_dir)
+    return report
+
+
+def _command() -> str:
+    if Path(sys.argv[0]).name == "slimkit":
+        return shlex.join(["slimkit", *sys.argv[1:]])
+    return "slimkit.distill(...)"

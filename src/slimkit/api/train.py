@@ -1,0 +1,157 @@
+"""``slimkit train``: train a task's model with the engine; metrics, precision and weights in a folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimkit.core.files import atomic_path, atomic_write_json, atomic_write_text
+from slimkit.core.task import Task
+from slimkit.errors import SlimkitError, UsageError
+from slimkit.tasks import load_task
+from slimkit.train import checkpoint as ckpt
+from slimkit.train import distributed as D
+from slimkit.train.engine import TrainConfig, TrainResult, fit
+
+
+def reinit(model: nn.Module, seed: int) -> nn.Module:
+    """Fresh, seeded weights for every layer that can reset itself (training from scratch)."""
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return model
+
+
+def fresh_model(task: Task, seed: int) -> nn.Module:
+    """An untrained copy of the task's architecture (its ``fresh_model`` factory when it has one)."""
+    torch.manual_seed(seed)
+    factory = getattr(task, "fresh_model", None)
+    if factory is not None:
+        return factory().train()
+    return reinit(task.build_model(), seed).train()
+
+
+class MetricsLog:
+    """metrics.jsonl (one JSON object per epoch), and TensorBoard events when tensorboard is installed."""
+
+    def __init__(self, out: Path, resume_epoch: int = 0) -> None:
+        self.path = out / "metrics.jsonl"
+        kept = []
+        if resume_epoch and self.path.exists():  # drop epochs the checkpoint does not cover
+            kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= resume_epoch]
+        atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:  # tensorboard is optional
+            pass
+
+    def __call__(self, epoch: int, row: dict[str, float]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    self.writer.add_scalar(f"train/{k}", v, epoch)
+            self.writer.flush()
+
+
+def fit_task(
+    task: str | Task = "digits-cnn",
+    *,
+    out: str | Path,
+    epochs: int = 10,
+    batch_size: int | None = None,
+    lr: float = 1e-3,
+    precision: str = "auto",
+    resume: bool = False,
+    scratch: bool = False,
+    seed: int = 0,
+    nproc: int = 1,
+    config: TrainConfig | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train a task's model; write ``out/{metrics.jsonl, precision.json, train.json, model.safetensors}``.
+
+    ``scratch`` re-initializes the task's model first (else training continues from its
+    weights, e.g. a fine-tune of a pretrained model). ``nproc > 1`` relaunches this under
+    ``torchrun`` with DDP (gloo on CPU, nccl on GPU). ``config`` overrides every knob.
+
+    Example:
+        >>> import tempfile
+        >>> r = fit_task("digits-cnn", out=tempfile.mkdtemp(), epochs=1, precision="fp32", scratch=True)
+        >>> r.precision.precision, len(r.history)
+        ('fp32', 1)
+    """
+    if nproc < 1:
+        raise UsageError(f"nproc must be >= 1, got {nproc}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _launch(nproc, task, out, dict(epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
+                                              resume=resume, scratch=scratch, seed=seed, progress=progress))
+    cfg = config or TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, precision=precision, seed=seed)
+    cfg = TrainConfig(**{**cfg.to_dict(), "checkpoint_dir": str(out / "checkpoints"), "resume": resume})
+    ctx = D.init_from_env(cfg.device)
+    task_obj = load_task(task, seed=seed)
+    model = fresh_model(task_obj, seed) if scratch else task_obj.build_model()
+    found = ckpt.latest(out / "checkpoints") if resume else None
+    if resume and found is None and ctx.is_main:
+        from slimkit.ui import console
+
+        console.log(f"no checkpoint in {out / 'checkpoints'}: starting from the beginning")
+    log = MetricsLog(out, int(found.name.split("-")[1]) if found else 0) if ctx.is_main else None
+    result = fit(model, task_obj.train_data, task_obj.loss, cfg, eval_data=task_obj.eval_data,
+                 metric=task_obj.metric, progress=progress, on_epoch=log)
+    if ctx.is_main:
+        _write_outputs(out, task_obj, model, cfg, result, ctx.world)
+    return result
+
+
+def _write_outputs(out: Path, task: Task, model: nn.Module, cfg: TrainConfig, result: TrainResult,
+                   world: int) -> None:
+    from safetensors.torch import save_file
+
+    assert result.precision is not None
+    atomic_write_json(out / "precision.json", result.precision.to_dict())
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    last = result.history[-1] if result.history else {}
+    atomic_write_json(out / "train.json", {
+        "task": task.name, "config": cfg.to_dict(), "processes": world, "precision": result.precision.precision,
+        "metric": {"name": task.metric.name, "value": last.get(task.metric.name), "best": result.best_metric},
+        "seconds": round(result.seconds, 3), "resumed_from_epoch": result.resumed_from,
+        "stopped_early": result.stopped_early, "history": result.history,
+    })
+
+
+def _launch(nproc: int, task: str | Task, out: Path, kwargs: dict[str, Any]) -> TrainResult:
+    """Run this command again under torchrun with ``nproc`` processes; read back what rank 0 wrote."""
+    if not isinstance(task, str):
+        raise UsageError("nproc > 1 needs a task name or path/to/file.py:function",
+                         hint="each process loads the task itself; a Task object cannot be passed to it")
+    spec = json.dumps({"task": task, "out": str(out), **kwargs})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "slimkit.train._worker", spec]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    done = subprocess.run(cmd, env=env, check=False)
+    if done.returncode != 0:
+        raise SlimkitError(f"torchrun with {nproc} processes failed (exit {done.returncode})",
+                           hint="see the messages above; try --nproc 1 to check the task trains at all")
+    from slimkit.train.precision import PrecisionChoice
+
+    info = json.loads((out / "train.json").read_text())
+    return TrainResult(history=info["history"], seconds=info["seconds"],
+                       precision=PrecisionChoice(**json.loads((out / "precision.json").read_text())),
+                       best_metric=info["metric"]["best"], stopped_early=info["stopped_early"],
+                       resumed_from=info["resumed_from_epoch"])

@@ -1,0 +1,43 @@
+"""``slimkit train``: train a task's model with the engine (optionally data-parallel)."""
+
+from __future__ import annotations
+
+import argparse
+
+from slimkit.cli._shared import add_task_options, positive_int
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a task's model: mixed precision, checkpoints, DDP")
+    add_task_options(p)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="global batch size (default: the task's; 0 = full batch, 1 = per-sample)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up-free cosine)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto times real steps and never picks one slower than fp32")
+    p.add_argument("--nproc", type=positive_int, default=1, help="processes for DDP through torchrun")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--scratch", action="store_true", help="re-initialize the task's model before training")
+    p.add_argument("--out", required=True, help="run folder: metrics.jsonl, precision.json, checkpoints/")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from slimkit.api.train import fit_task
+    from slimkit.ui import out
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = fit_task(args.task, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      precision=args.precision, resume=args.resume, scratch=args.scratch, seed=args.seed,
+                      nproc=args.nproc, progress=True)
+    last = result.history[-1] if result.history else {}
+    metric = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "lr"))
+    prec = result.precision
+    out.print(f"trained {len(result.history)} epochs in {result.seconds:.1f}s ({metric}); "
+              f"precision {prec.precision if prec else '?'}: {prec.reason if prec else ''}")
+    out.print(f"run folder: {args.out} (metrics.jsonl, precision.json, train.json, model.safetensors)")
+    return 0

@@ -1,0 +1,68 @@
+"""The distillation losses, each a plain function of tensors."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Response-based KD (Hinton et al.): KL between temperature-softened distributions, times T^2
+    so the gradient scale does not shrink as T grows.
+
+    Example:
+        >>> z = torch.randn(4, 10)
+        >>> float(kd_loss(z, z, 4.0)) < 1e-6
+        True
+    """
+    t = temperature
+    log_p_s = F.log_softmax(student_logits / t, dim=1)
+    log_p_t = F.log_softmax(teacher_logits.float() / t, dim=1)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+
+
+def hard_loss(loss_fn, logits: torch.Tensor, targets: torch.Tensor, ignore: int = -100) -> torch.Tensor:  # noqa: ANN001
+    """The task's loss on labelled rows only (unlabelled rows carry ``ignore``)."""
+    if targets.is_floating_point():
+        return loss_fn(logits, targets)
+    mask = targets != ignore
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    return loss_fn(logits[mask], targets[mask])
+
+
+def _resize_like(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if x.shape[-1] >= size[-1] and x.shape[-2] >= size[-2]:
+        return F.adaptive_avg_pool2d(x, size)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def attention_map(feature: torch.Tensor) -> torch.Tensor:
+    """Spatial attention (Zagoruyko & Komodakis): channel-mean of squared activations, (N, H, W)."""
+    return feature.float().pow(2).mean(dim=1)
+
+
+def attention_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
+    """Squared distance between L2-normalized attention maps (student map resized to the teacher's).
+
+    Example:
+        >>> f = torch.randn(2, 8, 4, 4)
+        >>> float(attention_loss(f, torch.cat([f, f], 1))) < 1e-6
+        True
+    """
+    a_t = attention_map(teacher_feature)
+    a_s = _resize_like(attention_map(student_feature).unsqueeze(1), a_t.shape[-2:]).squeeze(1)
+    a_s, a_t = F.normalize(a_s.flatten(1), dim=1), F.normalize(a_t.flatten(1), dim=1)
+    return (a_s - a_t).pow(2).sum(dim=1).mean()
+
+
+def feature_loss(adapted_student: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
+    """MSE between the adapted student feature and the teacher's, standardized per sample so
+    the target's scale (which differs wildly between layers) does not set the loss weight."""
+    t = teacher_feature.float()
+    if t.dim() == 4 and adapted_student.dim() == 2:
+        t = t.mean(dim=(2, 3))
+    t = F.layer_norm(t, t.shape[1:])
+    return F.mse_loss(adapted_student.float(), t)

@@ -1,0 +1,57 @@
+"""fit_task and the CLI: run folder contents, recorded precision, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from slimkit.api.train import fit_task
+from slimkit.cli.main import main
+from tests.conftest import make_tiny_task
+
+
+def test_fit_task_writes_metrics_precision_and_resumes(tmp_path) -> None:
+    task = make_tiny_task("mlp")
+    r = fit_task(task, out=tmp_path, epochs=2, lr=0.05, precision="fp32")
+    assert json.loads((tmp_path / "precision.json").read_text())["precision"] == "fp32"
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2] and "accuracy" in rows[0]
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "checkpoints" / "latest.json").exists()
+    again = fit_task(make_tiny_task("mlp"), out=tmp_path, epochs=3, lr=0.05, precision="fp32", resume=True)
+    assert again.resumed_from == 2 and len(again.history) == 3 and again.history[:2] == r.history
+    info = json.loads((tmp_path / "train.json").read_text())
+    assert info["precision"] == "fp32" and info["resumed_from_epoch"] == 2
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.slow
+def test_cli_train_and_distill(tmp_path, capsys) -> None:
+    assert main(["train", "--task", "digits-cnn", "--epochs", "1", "--scratch", "--precision", "auto",
+                 "--out", str(tmp_path / "t")]) == 0
+    assert json.loads((tmp_path / "t" / "precision.json").read_text())["precision"] in ("fp32", "bf16")
+    assert main(["distill", "--task", "digits-cnn", "--student", "digits-cnn", "--epochs", "1", "--quick",
+                 "--label-fraction", "0.2", "--out", str(tmp_path / "d")]) == 0
+    report = json.loads((tmp_path / "d" / "report.json").read_text())
+    assert [c["id"] for c in report["candidates"]] == ["distilled", "alone"]
+
+
+def test_metrics_go_to_tensorboard_when_installed(tmp_path, monkeypatch) -> None:
+    import sys
+    import types
+
+    scalars = []
+
+    class Writer:
+        def __init__(self, logdir: str) -> None:
+            self.logdir = logdir
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            scalars.append((tag, step))
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    fit_task(make_tiny_task("mlp"), out=tmp_path, epochs=2, lr=0.05, precision="fp32")
+    assert ("train/loss", 2) in scalars and ("train/accuracy", 1) in scalars
