@@ -21,6 +21,7 @@ _EXTRA_FOR = {
     "optuna": "search",
     "torch_pruning": "prune",
     "matplotlib": "report",
+    "torchao": "torchao",
 }
 
 

@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
         techniques.add_row(name, "[green]yes[/]" if ok is True else f"[red]no[/]: {ok}", desc)
     out.print(techniques)
 
+    _print_quantization_matrix(out)
+
     targets = Table(title="targets", title_justify="left")
     for col in ("name", "available", "description"):
         targets.add_column(col)
@@ -42,3 +44,31 @@ def run(args: argparse.Namespace) -> int:
         targets.add_row(name, status, target.description)
     out.print(targets)
     return 0
+
+
+def _print_quantization_matrix(out: object) -> None:
+    """quantize: which scheme runs on which target; each "no" points at the reason."""
+    from rich.table import Table
+
+    from slimkit.techniques.quantize import SCHEMES, matrix_rows
+
+    rows = matrix_rows()
+    targets = list(dict.fromkeys(t for _, t, _, _ in rows))
+    reasons: list[str] = []
+    cells: dict[tuple[str, str], str] = {}
+    for scheme, target, ok, why in rows:
+        if ok:
+            cells[scheme, target] = "[green]yes[/]"
+            continue
+        if why not in reasons:
+            reasons.append(why)
+        cells[scheme, target] = f"[red]no[/] ({reasons.index(why) + 1})"
+    table = Table(title="quantize: scheme x target (slimkit quantize --scheme S --target X)", title_justify="left")
+    table.add_column("scheme")
+    for t in targets:
+        table.add_column(t)
+    for scheme in SCHEMES:
+        table.add_row(scheme, *(cells[scheme, t] for t in targets))
+    out.print(table)  # type: ignore[attr-defined]
+    for i, why in enumerate(reasons, 1):
+        out.print(f"  ({i}) {why}")  # type: ignore[attr-defined]

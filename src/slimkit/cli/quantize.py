@@ -1,0 +1,66 @@
+"""``slimkit quantize``: one scheme on one target, measured against float on the same target."""
+
+from __future__ import annotations
+
+import argparse
+
+from slimkit.cli._shared import add_task_options, positive_int, print_report, progress
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from slimkit.techniques.quantize import CALIBRATIONS, SCHEMES
+
+    p = sub.add_parser("quantize", help="quantize a model for a target (int8, int4 weights, fp16/bf16, QAT)")
+    add_task_options(p)
+    p.add_argument("--scheme", default="int8-static", choices=SCHEMES, help="see `slimkit list` for the matrix")
+    p.add_argument("--target", default="openvino", help="torch, onnxruntime or openvino")
+    p.add_argument("--calibration", choices=CALIBRATIONS, default=None,
+                   help="int8-static range estimation (default: the engine's own)")
+    p.add_argument("--samples", type=positive_int, default=300, help="calibration samples")
+    p.add_argument("--max-drop", type=float, default=None,
+                   help="accuracy-aware: keep the most sensitive layers in float until the drop is within D")
+    p.add_argument("--qat", action="store_true", help="quantization-aware training before conversion")
+    p.add_argument("--epochs", type=positive_int, default=2, help="QAT epochs (with --qat)")
+    p.add_argument("--lr", type=float, default=1e-4, help="QAT learning rate (with --qat)")
+    p.add_argument("--sensitivity", action="store_true", help="per-layer sensitivity table (metric drop)")
+    p.add_argument("--group-size", type=int, default=128, help="int4-weight-only group size")
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
+    p.add_argument("--smooth-quant", choices=("auto", "on", "off"), default="auto",
+                   help="SmoothQuant (auto: on for transformers)")
+    p.add_argument("--no-bias-correction", action="store_true", help="skip NNCF's fast bias correction")
+    p.add_argument("--exclude", default="", help="comma-separated layer names kept in float")
+    p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")
+    p.add_argument("--out", required=True, help="run folder for the artifact, recipe.json and report.json")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from slimkit.api.quantize import quantize
+    from slimkit.ui import out
+
+    report = quantize(
+        args.task, args.scheme, args.target, out=args.out, calibration=args.calibration, samples=args.samples,
+        max_drop=args.max_drop, qat_epochs=args.epochs if args.qat else 0, qat_lr=args.lr,
+        sensitivity=args.sensitivity, group_size=args.group_size, per_channel=not args.per_tensor,
+        smooth_quant={"auto": None, "on": True, "off": False}[args.smooth_quant],
+        bias_correction=not args.no_bias_correction,
+        exclude=[x.strip() for x in args.exclude.split(",") if x.strip()], threads=args.threads,
+        quick=args.quick, seed=args.seed, progress=progress)
+    rows = report.extra.get("sensitivity", [])
+    if rows:
+        _print_sensitivity(rows, out)
+    print_report(report, args.out)
+    return 0
+
+
+def _print_sensitivity(rows: list[dict], out: object, top: int = 15) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"per-layer sensitivity (metric drop with only that layer quantized; top {top})",
+                  title_justify="left")
+    for col in ("layer", "from", "metric", "drop", "1-cos"):
+        table.add_column(col, justify="left" if col in ("layer", "from") else "right")
+    for r in rows[:top]:
+        table.add_row(str(r["layer"])[-40:], str(r.get("origin", "")), f"{r['metric']:.4f}", f"{r['drop']:+.4f}",
+                      f"{r.get('output_error', 0.0):.2e}")
+    out.print(table)  # type: ignore[attr-defined]

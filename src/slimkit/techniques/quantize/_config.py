@@ -1,0 +1,70 @@
+"""The quantize step's configuration and its versioned JSON form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from slimkit.core.config import StepConfig, register_config
+from slimkit.errors import UsageError
+
+SCHEMES = ("int8-dynamic", "int8-static", "int8-weight-only", "int4-weight-only", "fp16", "bf16", "fp8")
+CALIBRATIONS = ("minmax", "percentile", "mse", "entropy")
+
+
+@register_config
+@dataclass(frozen=True)
+class QuantizeConfig(StepConfig):
+    """How to quantize a model for one target.
+
+    ``calibration`` (int8-static only) is ``None`` for the backend's own default, else one of
+    minmax, percentile, mse, entropy. ``samples`` calibration items are drawn from the task's
+    calibration set, topped up from its training inputs when that set is smaller.
+    ``smooth_quant`` ``None`` means "on for transformers"; ``bias_correction`` is NNCF's fast
+    bias correction. ``exclude`` names layers kept in float;
+    ``max_drop`` turns on the accuracy-aware mode; ``qat_epochs`` > 0 fine-tunes with fake
+    quantization before conversion.
+
+    Example:
+        >>> import json
+        >>> cfg = QuantizeConfig("int8-static", "openvino", calibration="minmax", samples=64)
+        >>> QuantizeConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+        True
+    """
+
+    TYPE: ClassVar[str] = "quantize"
+
+    scheme: str = "int8-static"
+    target: str = "openvino"
+    calibration: str | None = None
+    samples: int = 300
+    per_channel: bool = True
+    group_size: int = 128
+    smooth_quant: bool | None = None
+    bias_correction: bool = True
+    exclude: tuple[str, ...] = ()
+    max_drop: float | None = None
+    qat_epochs: int = 0
+    qat_lr: float = 1e-4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.scheme not in SCHEMES:
+            raise UsageError(f"unknown quantization scheme '{self.scheme}'", hint=f"known: {', '.join(SCHEMES)}")
+        if self.calibration is not None and self.calibration not in CALIBRATIONS:
+            raise UsageError(f"unknown calibration method '{self.calibration}'",
+                             hint=f"known: {', '.join(CALIBRATIONS)}")
+        if self.calibration is not None and self.scheme != "int8-static":
+            raise UsageError(f"--calibration applies to int8-static, not {self.scheme}",
+                             hint="drop --calibration or use --scheme int8-static")
+        if self.samples < 1:
+            raise UsageError(f"samples must be >= 1, got {self.samples}")
+        if self.group_size < 1 and self.group_size != -1:
+            raise UsageError(f"group_size must be >= 1 (or -1 for per-channel), got {self.group_size}")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise UsageError(f"max_drop must be >= 0, got {self.max_drop}")
+        if self.qat_epochs < 0:
+            raise UsageError(f"qat epochs must be >= 0, got {self.qat_epochs}")
+        if self.qat_epochs and self.scheme != "int8-static":
+            raise UsageError(f"quantization-aware training produces int8-static models, not {self.scheme}",
+                             hint="use --scheme int8-static with --qat")

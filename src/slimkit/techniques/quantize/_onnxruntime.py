@@ -1,0 +1,92 @@
+"""ONNX Runtime engine: onnxruntime.quantization (pre-processing, QDQ static, dynamic)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from slimkit._optional import require
+from slimkit.core.data import Inputs
+from slimkit.core.files import atomic_path
+from slimkit.techniques.quantize._config import QuantizeConfig
+
+_LAYER_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
+
+
+def onnx_layers(path: Path) -> list[tuple[str, str]]:
+    """(node name, the weight it multiplies) of the weighted nodes of an ONNX graph, in graph order."""
+    onnx = require("onnx")
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    rows = []
+    for n in graph.node:
+        if n.op_type in _LAYER_OPS:
+            origin = next((i for i in n.input if i in weights), "")
+            rows.append((n.name, origin.removesuffix(".weight")))
+    return rows
+
+
+def preprocess(float_onnx: Path, out: Path) -> Path:
+    """ONNX Runtime's recommended pre-processing (shape inference + graph optimization)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with atomic_path(out) as tmp:
+        try:
+            quant_pre_process(str(float_onnx), str(tmp))
+        except Exception:  # symbolic shape inference fails on some exporter outputs; ONNX's suffices
+            quant_pre_process(str(float_onnx), str(tmp), skip_symbolic_shape=True)
+    return out
+
+
+class _Reader:
+    """A CalibrationDataReader over single calibration items."""
+
+    def __init__(self, items: Sequence[Inputs], names: Sequence[str]) -> None:
+        self._feeds = iter([{n: item[n].numpy() for n in names} for item in items])
+
+    def get_next(self) -> dict[str, Any] | None:
+        return next(self._feeds, None)
+
+
+def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: Sequence[Inputs], *,
+                  exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """Quantize a pre-processed float ONNX file per ``cfg`` into ``out``; returns what was done."""
+    require("onnxruntime", "the onnxruntime target")
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    logging.getLogger().setLevel(logging.ERROR)  # the calibrators log every tensor at INFO
+    details: dict[str, Any] = {"engine": "onnxruntime.quantization", "scheme": cfg.scheme}
+    exclude = list(exclude) or None
+    # The calibrators print progress to stdout; keep the CLI's output to what a user can act on.
+    with atomic_path(out) as tmp, contextlib.redirect_stdout(io.StringIO()):
+        if cfg.scheme == "int8-dynamic":
+            quantize_dynamic(str(pre_onnx), str(tmp), per_channel=cfg.per_channel, weight_type=QuantType.QInt8,
+                             nodes_to_exclude=exclude)
+        else:
+            import onnx
+
+            names = [i.name for i in onnx.load(str(pre_onnx), load_external_data=False).graph.input]
+            reader = type("Reader", (_Reader, CalibrationDataReader), {})(calibration, names)
+            method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                      "entropy": CalibrationMethod.Entropy, None: CalibrationMethod.MinMax}[cfg.calibration]
+            quantize_static(
+                str(pre_onnx), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel,
+                # u8 activations x s8 weights: the VNNI-friendly pairing on x86.
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                calibrate_method=method,
+                extra_options={"CalibPercentile": 99.99, "CalibMovingAverage": cfg.calibration is None},
+            )
+            details.update({"calibration": cfg.calibration or "minmax", "samples": len(calibration),
+                            "format": "QDQ", "per_channel": cfg.per_channel})
+    return details
