@@ -9,9 +9,15 @@ Example:
 
 from slimkit import measure, report
 from slimkit.api.benchmark import benchmark
+from slimkit.api.distill import distill
+from slimkit.api.prune import prune
+from slimkit.api.quantize import quantize
+from slimkit.api.train import fit_task
+from slimkit.api.tune import tune
 from slimkit.core.data import Batches
 from slimkit.core.task import Metric, Task, accuracy, as_inputs
 from slimkit.errors import SlimkitError
+from slimkit.search import SearchSpace, optimize
 from slimkit.targets import get_target
 from slimkit.tasks import list_tasks, load_task
 
@@ -20,15 +26,22 @@ __version__ = "0.1.0"
 __all__ = [
     "Batches",
     "Metric",
+    "SearchSpace",
     "SlimkitError",
     "Task",
     "__version__",
     "accuracy",
     "as_inputs",
     "benchmark",
+    "distill",
+    "fit_task",
     "get_target",
     "list_tasks",
     "load_task",
     "measure",
+    "prune",
+    "optimize",
+    "quantize",
     "report",
+    "tune",
 ]

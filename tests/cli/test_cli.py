@@ -61,6 +61,7 @@ def test_bench_writes_report(tmp_path, capsys):
         assert lat["batch"] == 1 and lat["ci95"][0] <= lat["median"] <= lat["ci95"][1]
     assert any(s["target"] == "tensorrt" for s in report["skipped"])
     assert (out / "report.md").exists() and (out / "recipe.json").exists()
+    assert "<svg" in (out / "report.html").read_text()
     assert "best:" in capsys.readouterr().out
 
 

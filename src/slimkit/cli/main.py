@@ -20,12 +20,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimkit.cli import bench, demo, env, listing
+    from slimkit.cli import bench, demo, distill, env, listing, optimize, prune, quantize, train, tune
 
     parser = _Parser(prog="slimkit", description="Make models smaller and faster, with measurements.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    for module in (demo, bench, env, listing):
+    for module in (demo, bench, optimize, train, distill, quantize, prune, tune, env, listing):
         module.add_parser(sub)
     return parser
 
@@ -35,7 +35,7 @@ def _quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-    for name in ("torch.utils.cpp_extension", "torch.onnx", "nncf", "transformers"):
+    for name in ("torch.utils.cpp_extension", "torch.utils._pytree", "torch.onnx", "nncf", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -9,8 +9,14 @@ from slimkit._optional import available
 
 # name -> (modules it needs, description)
 _CATALOGUE: dict[str, tuple[tuple[str, ...], str]] = {
+    "prune": (("torch_pruning",), "structured (channels, neurons, BERT heads/FFN with config update) and "
+              "unstructured (magnitude, global/layer-wise, gradual, 2:4) pruning with recovery"),
     "fuse": (("onnxruntime",), "exact graph fusions: conv/linear + BatchNorm folding in torch, "
              "ONNX Runtime's saved graph optimizations"),
+    "distill": ((), "knowledge distillation: soft targets with temperature, feature matching through "
+                "adapters (auto-paired by depth), attention transfer"),
+    "quantize": ((), "int8 static/dynamic/weight-only, int4 weight-only, fp16/bf16, QAT, sensitivity, "
+                 "accuracy-aware float fallback (NNCF, onnxruntime.quantization, torchao)"),
 }
 
 
@@ -41,4 +47,6 @@ def import_all() -> list[str]:
             importlib.import_module(f"slimkit.techniques.{name}")
         except ImportError:
             missing.append(name)
+    import slimkit.techniques._steps  # noqa: F401  (registers the recipe-step runners)
+
     return missing

@@ -1,0 +1,73 @@
+"""``slimkit prune``: prune a task's model, recover it, measure it beside the unpruned baseline."""
+
+from __future__ import annotations
+
+import argparse
+
+from slimkit.cli._shared import add_task_options, positive_int, print_report, progress
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got '{text}'") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prune", help="prune a task's model (structured or unstructured) and measure it")
+    add_task_options(p)
+    p.add_argument("--ratio", type=_ratio, required=True,
+                   help="fraction of channels (structured) or weights (unstructured) to remove")
+    kind = p.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--structured", action="store_true", help="remove channels, neurons, attention heads")
+    kind.add_argument("--unstructured", action="store_true", help="zero single weights (sparse storage)")
+    p.add_argument("--criterion", choices=["l1", "l2", "taylor", "bn_scale"], default="l2",
+                   help="importance criterion (default l2 magnitude)")
+    p.add_argument("--scope", choices=["uniform", "global"], default="uniform",
+                   help="same ratio in every layer, or one ranking across layers")
+    p.add_argument("--pattern", choices=["none", "2:4"], default="none", help="unstructured: 2:4 semi-structured")
+    p.add_argument("--schedule", choices=["oneshot", "gradual"], default="oneshot",
+                   help="unstructured: raise sparsity on a cubic schedule during recovery")
+    p.add_argument("--round-to", type=positive_int, default=None, help="keep channel counts a multiple of N")
+    p.add_argument("--head-ratio", type=_ratio, default=None, help="transformers: fraction of heads removed")
+    p.add_argument("--ffn-ratio", type=_ratio, default=None, help="transformers: fraction of FFN neurons removed")
+    p.add_argument("--target-macs", type=float, default=None,
+                   help="reach this MAC reduction factor with sensitivity-chosen per-layer ratios")
+    p.add_argument("--ignore", default="", help="comma-separated layer names never pruned")
+    p.add_argument("--recover-epochs", type=int, default=0, help="fine-tuning epochs budget (0 = none)")
+    p.add_argument("--recover", choices=["finetune", "distill"], default="finetune",
+                   help="recovery: fine-tune on the task loss, or distil from the unpruned model")
+    p.add_argument("--lr", type=float, default=1e-3, help="recovery learning rate")
+    p.add_argument("--max-drop", type=float, default=None,
+                   help="metric drop accepted; recovery stops once within it (default: the task's tolerance)")
+    p.add_argument("--targets", default="torch,onnxruntime,openvino", help="comma-separated targets")
+    p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")
+    p.add_argument("--out", required=True, help="run folder for report.json, report.md and the pruned model")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from slimkit.api.prune import prune
+    from slimkit.techniques.prune import PruneConfig
+
+    cfg = PruneConfig(
+        mode="structured" if args.structured else "unstructured", ratio=args.ratio, criterion=args.criterion,
+        scope=args.scope, pattern=args.pattern, schedule=args.schedule, round_to=args.round_to,
+        head_ratio=args.head_ratio, ffn_ratio=args.ffn_ratio, target_macs=args.target_macs,
+        ignore=tuple(n.strip() for n in args.ignore.split(",") if n.strip()),
+        recover_epochs=args.recover_epochs, recover=args.recover, lr=args.lr, max_drop=args.max_drop, seed=args.seed,
+    )
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    report = prune(args.task, config=cfg, targets=targets, out=args.out, threads=args.threads,
+                   max_drop=args.max_drop, quick=args.quick, seed=args.seed, progress=progress)
+    print_report(report, args.out)
+    p = report.pruning
+    macs = p["macs_before_after"]
+    extra = f", sparsity {p['sparsity']:.1%}" if p.get("sparsity") is not None else ""
+    progress(f"MACs {macs[0] / 1e6:.1f}M -> {macs[1] / 1e6:.1f}M ({p['macs_reduction']:.2f}x fewer){extra}; "
+             f"pruned model: {args.out}/{p['artifact']} ({p['artifact_bytes'] / 1e6:.2f} MB)")
+    return 0

@@ -1,0 +1,133 @@
+"""The whole prune step on a task's model: choose ratios, prune, recover, report what changed."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from slimkit.core.task import Task
+from slimkit.measure.flops import count_macs, count_params
+from slimkit.techniques.prune._config import PruneConfig
+from slimkit.techniques.prune._importance import accumulate_gradients
+from slimkit.techniques.prune._recover import RecoveryResult, recover
+from slimkit.techniques.prune._sensitivity import Sensitivity, analyse, ratios_for_macs
+from slimkit.techniques.prune._structured import prune_structured
+from slimkit.techniques.prune._unstructured import (
+    apply_masks,
+    cubic_sparsity,
+    hold_masks,
+    magnitude_masks,
+    overall_sparsity,
+    sparsity_table,
+)
+from slimkit.train.engine import evaluate_torch
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PruneResult:
+    """What pruning did: config, per-layer sizes or sparsity, MACs/params before and after."""
+
+    config: PruneConfig
+    layers: dict[str, Any] = field(default_factory=dict)
+    heads: dict[str, list[int]] = field(default_factory=dict)
+    macs: list[int] = field(default_factory=list)
+    params: list[int] = field(default_factory=list)
+    sparsity: float | None = None
+    ratios: dict[str, float] = field(default_factory=dict)
+    sensitivity: Sensitivity | None = None
+    metric_after_prune: float | None = None
+    recovery: RecoveryResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.config.mode, "config": self.config.to_dict(),
+            "macs_before_after": self.macs, "params_before_after": self.params,
+            "macs_reduction": round(self.macs[0] / max(self.macs[1], 1), 4) if self.macs else None,
+            "sparsity": self.sparsity, "layers": self.layers, "heads": self.heads,
+            "chosen_ratios": self.ratios,
+            "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None,
+            "metric_after_prune_before_recovery": self.metric_after_prune,
+            "recovery": self.recovery.to_dict() if self.recovery else None,
+        }
+
+
+def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float | None = None,
+                progress: Progress | None = None) -> tuple[nn.Module, PruneResult]:
+    """Prune a copy of ``model`` for ``task`` and recover it; the input model is untouched.
+
+    Example:
+        >>> import torch
+        >>> from slimkit.core.data import Batches
+        >>> from slimkit.core.task import Metric, accuracy
+        >>> x = torch.randn(32, 4); data = Batches({"input": x}, (x[:, 0] > 0).long(), 16)
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        >>> task = Task("t", net, {"input": x[:1]}, data, data, data, Metric("acc", accuracy),
+        ...             torch.nn.functional.cross_entropy)
+        >>> pruned, res = prune_model(net, task, PruneConfig(ratio=0.5))
+        >>> res.params
+        [114, 58]
+    """
+    say = progress or (lambda _m: None)
+    teacher = model.eval()
+    student = copy.deepcopy(model).eval()
+    inputs = task.example_inputs
+    result = PruneResult(cfg, macs=[count_macs(student, inputs)], params=[count_params(student)])
+    masks = None
+    if cfg.mode == "structured":
+        ratios = None
+        if cfg.target_macs is not None:
+            say(f"sensitivity analysis for a {cfg.target_macs}x MAC reduction")
+            result.sensitivity = analyse(student, task, cfg, progress=say)
+            ratios = ratios_for_macs(student, task, cfg, result.sensitivity, cfg.target_macs)
+            result.ratios = {k: round(v, 4) for k, v in ratios.items()}
+            cfg = dataclasses.replace(cfg, ratio=0.0, head_ratio=0.0, ffn_ratio=0.0)
+        say("pruning channels" if cfg.target_macs is None else f"pruning {len(ratios or {})} layers")
+        pruned = prune_structured(student, inputs, cfg, data=task.calibration_data, loss_fn=task.loss,
+                                  ratios=ratios)
+        result.layers, result.heads = pruned.layers, pruned.heads
+    else:
+        if cfg.criterion == "taylor":
+            accumulate_gradients(student, task.calibration_data, task.loss, cfg.calibration_batches)
+        first = cubic_sparsity(1, cfg.recover_epochs, cfg.ratio) if cfg.schedule == "gradual" else cfg.ratio
+        masks = _masks(student, cfg, first)
+        apply_masks(student, masks)
+        student.zero_grad(set_to_none=True)
+    result.metric_after_prune = evaluate_torch(student, task.eval_data, task.metric)
+    say(f"{task.metric.name} after pruning, before recovery: {result.metric_after_prune:.4f}")
+    if cfg.recover_epochs:
+        say(f"recovering ({cfg.recover}, up to {cfg.recover_epochs} epochs)")
+        if masks is None:
+            result.recovery = recover(student, task, epochs=cfg.recover_epochs, lr=cfg.lr, method=cfg.recover,
+                                      teacher=teacher, floor=floor, seed=cfg.seed, progress=say)
+        else:
+            def raise_sparsity(epoch: int, _row: dict[str, float]) -> None:
+                if cfg.schedule == "gradual":  # the masks are updated in place: the hooks see them
+                    target = cubic_sparsity(epoch + 1, cfg.recover_epochs, cfg.ratio)
+                    for name, keep in _masks(student, cfg, target).items():
+                        masks[name].copy_(keep)
+                    apply_masks(student, masks)
+
+            with hold_masks(student, masks):
+                result.recovery = recover(
+                    student, task, epochs=cfg.recover_epochs, lr=cfg.lr, method=cfg.recover, teacher=teacher,
+                    floor=None if cfg.schedule == "gradual" else floor, seed=cfg.seed,
+                    on_epoch=raise_sparsity, progress=say)
+    if cfg.mode == "unstructured":
+        result.layers = sparsity_table(student)
+        result.sparsity = round(overall_sparsity(student), 4)
+    result.macs.append(count_macs(student, inputs))
+    result.params.append(count_params(student))
+    return student.eval(), result
+
+
+def _masks(model: nn.Module, cfg: PruneConfig, sparsity: float) -> dict:
+    return magnitude_masks(model, sparsity, scope=cfg.scope, pattern=cfg.pattern,
+                           criterion="l2" if cfg.criterion == "bn_scale" else cfg.criterion,
+                           per_layer=cfg.parsed_layer_ratios(), skip=cfg.ignore)

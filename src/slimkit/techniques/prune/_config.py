@@ -1,0 +1,91 @@
+"""The prune step's configuration and its versioned JSON form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from slimkit.core.config import StepConfig, register_config
+from slimkit.errors import UsageError
+
+CRITERIA = ("l1", "l2", "taylor", "bn_scale")
+
+
+@register_config
+@dataclass(frozen=True)
+class PruneConfig(StepConfig):
+    """How to prune, and how to recover afterwards.
+
+    ``mode``: ``structured`` removes channels/neurons/heads (the model gets smaller and
+    faster); ``unstructured`` zeroes single weights (smaller on disk with sparse storage).
+    ``ratio``: fraction of channels (structured) or weights (unstructured) removed.
+    ``scope``: ``uniform`` (every layer at ``ratio``) or ``global`` (one ranking over layers).
+    ``layer_ratios``: per-layer overrides as ``"module.name=0.3"`` strings.
+    ``head_ratio``/``ffn_ratio``: transformers (BERT family); default ``ratio``.
+    ``pattern``: ``2:4`` keeps 2 of every 4 consecutive weights (unstructured only).
+    ``schedule``: ``gradual`` raises sparsity over the recovery epochs on a cubic curve.
+    ``round_to``: keep channel counts a multiple of this (e.g. 8 or 16).
+    ``target_macs``: a MAC reduction factor (e.g. 3.0); non-uniform ratios are then chosen
+    from a sensitivity analysis instead of ``ratio``.
+
+    Example:
+        >>> import json
+        >>> cfg = PruneConfig(ratio=0.3, criterion="taylor", round_to=8)
+        >>> PruneConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+        True
+    """
+
+    TYPE: ClassVar[str] = "prune"
+
+    mode: Literal["structured", "unstructured"] = "structured"
+    ratio: float = 0.5
+    criterion: Literal["l1", "l2", "taylor", "bn_scale"] = "l2"
+    scope: Literal["uniform", "global"] = "uniform"
+    layer_ratios: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    head_ratio: float | None = None
+    ffn_ratio: float | None = None
+    pattern: Literal["none", "2:4"] = "none"
+    schedule: Literal["oneshot", "gradual"] = "oneshot"
+    round_to: int | None = None
+    target_macs: float | None = None
+    recover_epochs: int = 0
+    recover: Literal["finetune", "distill"] = "finetune"
+    lr: float = 1e-3
+    max_drop: float | None = None
+    calibration_batches: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("ratio", "head_ratio", "ffn_ratio"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise UsageError(f"prune config: {name} must be in [0, 1), got {value}",
+                                 hint="e.g. 0.5 removes half of the channels")
+        if self.round_to is not None and self.round_to < 1:
+            raise UsageError(f"prune config: round_to must be >= 1, got {self.round_to}")
+        if self.target_macs is not None and self.target_macs <= 1.0:
+            raise UsageError(f"prune config: target_macs is a reduction factor > 1, got {self.target_macs}")
+        if self.recover_epochs < 0:
+            raise UsageError(f"prune config: recover_epochs must be >= 0, got {self.recover_epochs}")
+        if self.schedule == "gradual" and (self.mode != "unstructured" or self.recover_epochs < 1):
+            raise UsageError("prune config: the gradual schedule is for unstructured pruning during recovery",
+                             hint="use mode='unstructured' with recover_epochs >= 1")
+        if self.pattern == "2:4" and self.mode != "unstructured":
+            raise UsageError("prune config: the 2:4 pattern is unstructured", hint="use mode='unstructured'")
+        self.parsed_layer_ratios()
+
+    def parsed_layer_ratios(self) -> dict[str, float]:
+        """``layer_ratios`` as ``{module name: ratio}``."""
+        out = {}
+        for item in self.layer_ratios:
+            name, sep, value = item.rpartition("=")
+            try:
+                ratio = float(value)
+            except ValueError:
+                ratio = -1.0
+            if not sep or not name or not 0.0 <= ratio < 1.0:
+                raise UsageError(f"prune config: layer ratio {item!r} is not 'module.name=R' with R in [0, 1)")
+            out[name] = ratio
+        return out

@@ -1,0 +1,101 @@
+"""The dependency graph (Torch-Pruning): which layers must shrink together, and what to leave alone."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from slimkit.core.data import Inputs
+from slimkit.core.task import run_model
+from slimkit.techniques.prune._config import PruneConfig
+from slimkit.techniques.prune._errors import PruneError
+from slimkit.techniques.prune._importance import tp_importance
+
+_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def module_names(model: nn.Module) -> dict[nn.Module, str]:
+    return {m: (n or "<model>") for n, m in model.named_modules()}
+
+
+def output_layers(model: nn.Module, inputs: Inputs) -> list[nn.Module]:
+    """Layers whose channels are the model's output channels (e.g. the classifier): never pruned.
+
+    Found by running the model: the last conv/linear executed whose output has as many
+    channels as the model's output has on axis 1 (or the last axis for sequences).
+    """
+    order: list[tuple[nn.Module, torch.Size]] = []
+    hooks = [m.register_forward_hook(lambda mod, _i, out: order.append((mod, out.shape)))
+             for m in model.modules() if isinstance(m, _LAYERS)]
+    try:
+        with torch.no_grad():
+            out = run_model(model, inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    wanted = {out.shape[1] if out.dim() > 1 else out.shape[0], out.shape[-1]}
+    found = []
+    for mod, shape in reversed(order):
+        channels = shape[-1] if isinstance(mod, nn.Linear) else shape[1]
+        if channels in wanted:
+            found.append(mod)
+            break
+    return found
+
+
+def ignored_layers(model: nn.Module, inputs: Inputs, cfg: PruneConfig) -> list[nn.Module]:
+    by_name = dict(model.named_modules())
+    missing = [n for n in cfg.ignore if n not in by_name]
+    if missing:
+        raise PruneError(f"ignore names layer(s) not in the model: {', '.join(missing)}",
+                         hint="use names from model.named_modules()", layer=missing[0])
+    ignored = [by_name[n] for n in cfg.ignore] + output_layers(model, inputs)
+    # Attention blocks tie the embedding width to head counts; generic graphs keep them whole
+    # (BERT-family heads are pruned by the transformer path, which updates the config).
+    ignored += [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
+    return ignored
+
+
+def build_pruner(model: nn.Module, inputs: Inputs, cfg: PruneConfig,
+                 ratios: dict[str, float] | None = None):  # noqa: ANN201 - a tp MetaPruner
+    """A Torch-Pruning MetaPruner for ``model`` configured from ``cfg``.
+
+    ``ratios`` (module name -> ratio) overrides ``cfg.layer_ratios`` (used by sensitivity search).
+    """
+    import torch_pruning as tp
+
+    names = dict(model.named_modules())
+    per_layer = dict(cfg.parsed_layer_ratios())
+    per_layer.update(ratios or {})
+    unknown = [n for n in per_layer if n not in names]
+    if unknown:
+        raise PruneError(f"layer_ratios names layer(s) not in the model: {', '.join(unknown)}",
+                         hint="use names from model.named_modules()", layer=unknown[0])
+    for p in model.parameters():
+        p.requires_grad_(True)  # the graph is traced through autograd
+    try:
+        with warnings.catch_warnings(), torch.enable_grad():
+            warnings.simplefilter("ignore")
+            return tp.pruner.MetaPruner(
+                model, dict(inputs), importance=tp_importance(cfg.criterion),
+                global_pruning=cfg.scope == "global", pruning_ratio=cfg.ratio,
+                pruning_ratio_dict={names[n]: r for n, r in per_layer.items()} or None,
+                max_pruning_ratio=0.95, ignored_layers=ignored_layers(model, inputs, cfg),
+                round_to=cfg.round_to, forward_fn=lambda m, x: run_model(m, x),
+            )
+    except PruneError:
+        raise
+    except Exception as exc:  # Torch-Pruning raises many types while tracing
+        raise PruneError(f"could not trace the model's channel dependencies: {str(exc).splitlines()[0][:300]}",
+                         hint="the model uses an operation the dependency graph cannot follow; "
+                              "add the layer to ignore=... or use unstructured pruning") from exc
+
+
+def group_root(group, names: dict[nn.Module, str]) -> str:  # noqa: ANN001
+    """The name of the layer a Torch-Pruning group was ranked for."""
+    try:
+        return names.get(group[0].dep.target.module, str(group[0].dep.target))
+    except Exception:  # pragma: no cover - defensive: naming must never hide the real error
+        return "<unknown layer>"

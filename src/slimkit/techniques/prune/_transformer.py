@@ -1,0 +1,131 @@
+"""BERT-family encoders (BERT, MiniLM, RoBERTa-style layouts): remove attention heads and FFN
+neurons, and record the new per-layer sizes in the model's config so the model saves and reloads.
+
+A layer is recognised by its submodules: ``attention.self.{query,key,value}``,
+``attention.output.dense``, ``intermediate.dense`` and ``output.dense``. Head pruning
+shrinks q/k/v rows and the attention output's columns head by head and updates the
+attention module's ``num_attention_heads``/``all_head_size``; the head size never changes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from slimkit.techniques.prune._config import PruneConfig
+from slimkit.techniques.prune._errors import PruneError
+from slimkit.techniques.prune._importance import row_scores
+
+
+def bert_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, layer)`` for every BERT-style transformer layer in ``model``."""
+    found = []
+    for name, m in model.named_modules():
+        att = getattr(m, "attention", None)
+        if (isinstance(getattr(getattr(att, "self", None), "query", None), nn.Linear)
+                and isinstance(getattr(getattr(m, "intermediate", None), "dense", None), nn.Linear)
+                and isinstance(getattr(getattr(m, "output", None), "dense", None), nn.Linear)):
+            found.append((name, m))
+    return found
+
+
+def _keep_rows(linear: nn.Linear, keep: torch.Tensor) -> None:
+    linear.weight = nn.Parameter(linear.weight.detach()[keep].clone())
+    if linear.bias is not None:
+        linear.bias = nn.Parameter(linear.bias.detach()[keep].clone())
+    linear.out_features = int(keep.numel())
+
+
+def _keep_cols(linear: nn.Linear, keep: torch.Tensor) -> None:
+    linear.weight = nn.Parameter(linear.weight.detach()[:, keep].clone())
+    linear.in_features = int(keep.numel())
+
+
+def _head_scores(layer: nn.Module, criterion: str) -> torch.Tensor:
+    att = layer.attention.self
+    heads, size = att.num_attention_heads, att.attention_head_size
+    parts = [(getattr(att, n).weight, 0) for n in ("query", "key", "value")]
+    rows = row_scores(parts, criterion)
+    cols = row_scores([(layer.attention.output.dense.weight, 1)], criterion)
+    return (rows + cols).view(heads, size).sum(1)
+
+
+def _ffn_scores(layer: nn.Module, criterion: str) -> torch.Tensor:
+    return row_scores([(layer.intermediate.dense.weight, 0), (layer.output.dense.weight, 1)], criterion)
+
+
+def _counts(scores: list[torch.Tensor], ratio: float, scope: str, multiple: int) -> list[int]:
+    """How many units each layer keeps: uniform = the same fraction everywhere, global = one
+    ranking of normalised scores across layers (at least ``multiple`` kept per layer)."""
+    if scope == "global":
+        normed = [s / s.sum().clamp(min=1e-12) for s in scores]
+        flat = torch.cat(normed)
+        n_remove = int(round(ratio * flat.numel()))
+        threshold = flat.sort().values[n_remove - 1] if n_remove else -1.0
+        counts = [int((s > threshold).sum()) for s in normed]
+    else:
+        counts = [len(s) - int(round(ratio * len(s))) for s in scores]
+    out = []
+    for c, s in zip(counts, scores, strict=True):
+        c = max(multiple, -(-c // multiple) * multiple) if multiple > 1 else max(1, c)
+        out.append(min(c, len(s)))
+    return out
+
+
+def prune_bert(model: nn.Module, cfg: PruneConfig,
+               ratios: dict[str, float] | None = None) -> dict[str, list[int]]:
+    """Prune heads and FFN neurons of every BERT layer in place; returns per-layer
+    ``[heads before, heads after, ffn before, ffn after]``."""
+    layers = bert_layers(model)
+    head_ratio = cfg.ratio if cfg.head_ratio is None else cfg.head_ratio
+    ffn_ratio = cfg.ratio if cfg.ffn_ratio is None else cfg.ffn_ratio
+    overrides = {**cfg.parsed_layer_ratios(), **(ratios or {})}
+    with torch.no_grad():
+        h_scores = [_head_scores(m, cfg.criterion) for _, m in layers]
+        f_scores = [_ffn_scores(m, cfg.criterion) for _, m in layers]
+    h_keep = _counts(h_scores, head_ratio, cfg.scope, 1)
+    f_keep = _counts(f_scores, ffn_ratio, cfg.scope, cfg.round_to or 1)
+    sizes: dict[str, list[int]] = {}
+    pruned_heads: dict[int, list[int]] = {}
+    for i, ((name, layer), hs, fs) in enumerate(zip(layers, h_scores, f_scores, strict=True)):
+        hk, fk = h_keep[i], f_keep[i]
+        if name in overrides:  # a per-layer ratio applies to both heads and FFN of that layer
+            hk = max(1, len(hs) - int(round(overrides[name] * len(hs))))
+            fk = max(1, len(fs) - int(round(overrides[name] * len(fs))))
+        att = layer.attention.self
+        size = att.attention_head_size
+        if getattr(att, "is_cross_attention", False) or not hasattr(att, "num_attention_heads"):
+            raise PruneError(f"layer '{name}' has an attention module this pruner does not know",
+                             hint="prune only the FFN (head_ratio=0) or ignore the layer", layer=name)
+        heads = sorted(hs.topk(hk).indices.tolist())
+        rows = torch.tensor([h * size + j for h in heads for j in range(size)])
+        for n in ("query", "key", "value"):
+            _keep_rows(getattr(att, n), rows)
+        _keep_cols(layer.attention.output.dense, rows)
+        pruned_heads[i] = sorted(set(range(len(hs))) - set(heads))
+        sizes[name] = [len(hs), hk, len(fs), fk]
+        att.num_attention_heads = hk
+        att.all_head_size = hk * size
+        neurons = fs.topk(fk).indices.sort().values
+        _keep_rows(layer.intermediate.dense, neurons)
+        _keep_cols(layer.output.dense, neurons)
+    _update_config(model, sizes, pruned_heads)
+    return sizes
+
+
+def _update_config(model: nn.Module, sizes: dict[str, list[int]], pruned: dict[int, list[int]]) -> None:
+    """Record the per-layer head and FFN sizes in every Hugging Face config inside ``model``.
+
+    ``pruned_heads`` is Hugging Face's own field; ``slimkit_pruning`` holds per-layer
+    sizes; ``intermediate_size`` is updated when every layer kept the same FFN width.
+    """
+    for m in model.modules():
+        config = getattr(m, "config", None)
+        if config is None or not hasattr(config, "num_attention_heads"):
+            continue
+        config.pruned_heads = {int(k): v for k, v in pruned.items()}
+        config.slimkit_pruning = {"layers": {n: {"heads": s[1], "intermediate_size": s[3]}
+                                             for n, s in sizes.items()}}
+        ffn = {s[3] for s in sizes.values()}
+        if len(ffn) == 1:
+            config.intermediate_size = ffn.pop()

@@ -1,0 +1,274 @@
+"""Pruning passes the shared technique suite on tiny CNN, MLP and transformer models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from slimkit.core.config import config_from_dict
+from slimkit.core.data import Batches
+from slimkit.core.task import Metric, Task, accuracy, run_model
+from slimkit.measure.flops import count_macs, count_params
+from slimkit.techniques.prune import (
+    PruneConfig,
+    PruneError,
+    load_pruned,
+    prune_model,
+    prune_structured,
+    save_pruned,
+    sparsity_table,
+)
+
+
+class BranchyCNN(nn.Module):
+    """Residual addition, concatenation, depthwise conv + BN: what breaks naive channel pruning."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.res = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16))
+        self.dw = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.BatchNorm2d(16), nn.ReLU())
+        self.branch = nn.Conv2d(16, 8, 1)
+        self.mix = nn.Sequential(nn.Conv2d(24, 32, 1), nn.BatchNorm2d(32), nn.ReLU())
+        self.grouped = nn.Conv2d(32, 32, 3, padding=1, groups=4)
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        h = torch.relu(h + self.res(h))
+        h = torch.cat([self.dw(h), self.branch(h)], dim=1)
+        return self.head(self.grouped(self.mix(h)).mean(dim=(2, 3)))
+
+
+class MLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+class TinyBert(nn.Module):
+    """A tiny Hugging Face BertModel (hidden 32, 2 layers, 4 heads) from a config: no download."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        from slimkit.tasks.minilm import SentenceEncoder
+
+        cfg = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=32, attn_implementation="eager")
+        self.encoder = SentenceEncoder(BertModel(cfg, add_pooling_layer=False))  # masked mean pooling
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(input_ids, attention_mask, token_type_ids))
+
+
+def _task(family: str) -> Task:
+    torch.manual_seed(0)
+    if family == "cnn":
+        model, inputs = BranchyCNN(), {"x": torch.randn(24, 1, 8, 8)}
+    elif family == "mlp":
+        model, inputs = MLP(), {"features": torch.randn(24, 6)}
+    else:
+        ids = torch.randint(1, 60, (24, 10))
+        mask = torch.ones_like(ids)
+        mask[::3, 7:] = 0
+        model = TinyBert()
+        inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    targets = torch.randint(0, 3, (24,))
+    data = Batches(inputs, targets, batch_size=8)
+    return Task(f"tiny-{family}", model.eval(), {k: v[:1] for k, v in inputs.items()}, data, data, data,
+                Metric("accuracy", accuracy), nn.functional.cross_entropy, throughput_batch=4)
+
+
+FAMILIES = ["cnn", "mlp", "transformer"]
+
+
+@pytest.fixture(params=FAMILIES)
+def task(request: pytest.FixtureRequest) -> Task:
+    return _task(request.param)
+
+
+def _outputs(model: nn.Module, task: Task) -> torch.Tensor:
+    inputs, _ = next(iter(task.eval_data))
+    with torch.no_grad():
+        return run_model(model.eval(), inputs)
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2", "taylor"])
+def test_structured_shrinks_and_keeps_output_shape(task, criterion):
+    base = task.build_model()
+    pruned, result = prune_model(base, task, PruneConfig(ratio=0.5, criterion=criterion))
+    out = _outputs(pruned, task)
+    assert out.shape == _outputs(base, task).shape and torch.isfinite(out).all()
+    assert count_params(pruned) < count_params(base)
+    assert count_macs(pruned, task.example_inputs) < count_macs(base, task.example_inputs)
+    assert result.layers or result.heads
+    assert count_params(task.build_model()) == count_params(base)  # the task's model is untouched
+
+
+def test_unstructured_sparsity(task):
+    pruned, result = prune_model(task.build_model(), task, PruneConfig(mode="unstructured", ratio=0.6))
+    assert result.sparsity == pytest.approx(0.6, abs=0.02)
+    assert all(abs(s - 0.6) < 0.05 for s in sparsity_table(pruned).values())
+    assert torch.isfinite(_outputs(pruned, task)).all()
+
+
+def test_unstructured_global_and_2_4(task):
+    pruned, result = prune_model(task.build_model(), task,
+                                 PruneConfig(mode="unstructured", ratio=0.5, scope="global"))
+    assert result.sparsity == pytest.approx(0.5, abs=0.02)
+    pruned, _ = prune_model(task.build_model(), task, PruneConfig(mode="unstructured", pattern="2:4"))
+    for m in pruned.modules():
+        if isinstance(m, nn.Linear) and m.in_features % 4 == 0:
+            groups = (m.weight.reshape(-1, 4) != 0).sum(1)
+            assert (groups <= 2).all()
+
+
+def test_gradual_schedule_keeps_masks_through_finetuning():
+    task = _task("mlp")
+    cfg = PruneConfig(mode="unstructured", ratio=0.7, schedule="gradual", recover_epochs=3, lr=1e-2)
+    pruned, result = prune_model(task.build_model(), task, cfg)
+    assert result.sparsity == pytest.approx(0.7, abs=0.02)
+    assert result.recovery is not None and result.recovery.epochs == 3
+
+
+def test_recovery_finetune_and_distill():
+    task = _task("cnn")
+    for method in ("finetune", "distill"):
+        _, result = prune_model(task.build_model(), task,
+                                PruneConfig(ratio=0.5, recover_epochs=2, recover=method, lr=1e-2))
+        assert result.recovery is not None and len(result.recovery.history) >= 1
+
+
+def test_config_json_round_trip():
+    cfg = PruneConfig(mode="unstructured", ratio=0.3, scope="global", layer_ratios=("net.0=0.1",),
+                      pattern="none", recover_epochs=2)
+    assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_bad_config_is_a_usage_error():
+    from slimkit.errors import UsageError
+
+    with pytest.raises(UsageError):
+        PruneConfig(ratio=1.5)
+    with pytest.raises(UsageError):
+        PruneConfig(layer_ratios=("no-ratio",))
+    with pytest.raises(UsageError):
+        PruneConfig(mode="structured", pattern="2:4")
+
+
+@pytest.mark.parametrize("mode", ["structured", "unstructured"])
+def test_save_load_round_trip(task, mode, tmp_path):
+    pruned, _ = prune_model(task.build_model(), task, PruneConfig(mode=mode, ratio=0.5))
+    weights = save_pruned(pruned, tmp_path, sparse=mode == "unstructured")
+    loaded = load_pruned(tmp_path, task.build_model())
+    assert torch.allclose(_outputs(loaded, task), _outputs(pruned, task), atol=1e-6)
+    if mode == "unstructured":
+        dense = save_pruned(pruned, tmp_path / "dense")
+        assert weights.stat().st_size < 0.75 * dense.stat().st_size
+
+
+def test_bert_heads_and_ffn_update_config(tmp_path):
+    task = _task("transformer")
+    pruned, result = prune_model(task.build_model(), task, PruneConfig(head_ratio=0.5, ffn_ratio=0.5, ratio=0.0))
+    att = pruned.encoder.bert.encoder.layer[0].attention.self
+    assert att.num_attention_heads == 2 and att.query.out_features == 16
+    assert pruned.encoder.bert.config.intermediate_size == 32
+    assert all(v == [4, 2, 64, 32] for v in result.heads.values()) and len(result.heads) == 2
+    save_pruned(pruned, tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["intermediate_size"] == 32 and saved["slimkit_pruning"]["layers"]
+    loaded = load_pruned(tmp_path, task.build_model())
+    assert loaded.encoder.bert.config.intermediate_size == 32
+    assert loaded.encoder.bert.encoder.layer[1].attention.self.num_attention_heads == 2
+    assert torch.allclose(_outputs(loaded, task), _outputs(pruned, task), atol=1e-6)
+
+
+def test_round_to_keeps_multiples():
+    task = _task("mlp")
+    pruned, _ = prune_model(task.build_model(), task, PruneConfig(ratio=0.6, round_to=8))
+    assert pruned.net[0].out_features % 8 == 0 and pruned.net[2].out_features % 8 == 0
+
+
+def test_layer_ratios_and_global_scope():
+    task = _task("mlp")
+    pruned, result = prune_model(task.build_model(), task, PruneConfig(ratio=0.0, layer_ratios=("net.0=0.5",)))
+    assert pruned.net[0].out_features == 16 and pruned.net[2].out_features == 32
+    pruned, _ = prune_model(task.build_model(), task, PruneConfig(ratio=0.5, scope="global"))
+    assert pruned.net[0].out_features + pruned.net[2].out_features < 64
+
+
+def test_unknown_layer_is_named():
+    task = _task("mlp")
+    with pytest.raises(PruneError, match="nope"):
+        prune_model(task.build_model(), task, PruneConfig(ignore=("nope",)))
+
+
+def test_unprunable_layer_gives_error_naming_it():
+    class Fixed(nn.Module):
+        """Reshapes with a hard-coded channel count: pruning conv would silently break it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 8, 3, padding=1)
+            self.head = nn.Linear(8 * 16, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.conv(x).reshape(x.shape[0], 8 * 16))
+
+    inputs = {"x": torch.randn(1, 1, 4, 4)}
+    with pytest.raises(PruneError, match="conv|head"):
+        prune_structured(Fixed().eval(), inputs, PruneConfig(ratio=0.5))
+
+
+@pytest.mark.parametrize("family", ["cnn", "mlp", pytest.param("transformer", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("mode", ["structured", "unstructured"])
+def test_pruned_model_exports_to_onnx(family, mode, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from slimkit.export.onnx import export_onnx
+
+    task = _task(family)
+    pruned, _ = prune_model(task.build_model(), task, PruneConfig(mode=mode, ratio=0.5))
+    parity = export_onnx(pruned, task.example_inputs, tmp_path / "m.onnx")
+    assert parity is None or parity.cosine > 0.999
+
+
+def test_sensitivity_reaches_mac_target():
+    task = _task("cnn")
+    base = task.build_model()
+    pruned, result = prune_model(base, task, PruneConfig(target_macs=1.5))
+    assert result.sensitivity is not None and result.sensitivity.table
+    assert result.macs[0] / result.macs[1] >= 1.5
+
+
+@pytest.mark.slow
+def test_api_and_cli_on_digits_cnn(tmp_path):
+    import slimkit
+    from slimkit.cli.main import main
+
+    report = slimkit.prune("digits-cnn", ratio=0.3, targets=["torch", "onnxruntime"], out=tmp_path / "a", quick=True)
+    data = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert data["pruning"]["macs_reduction"] > 1.3 and report.baseline.id == "baseline"
+    assert {c["target"] for c in data["candidates"]} >= {"torch", "onnxruntime"}
+    code = main(["prune", "--task", "digits-cnn", "--ratio", "0.5", "--unstructured", "--targets", "torch",
+                 "--quick", "--out", str(tmp_path / "b")])
+    assert code == 0
+    data = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert data["pruning"]["sparsity"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_bn_scale_criterion_on_cnn():
+    task = _task("cnn")
+    base = task.build_model()
+    pruned, result = prune_model(base, task, PruneConfig(ratio=0.5, criterion="bn_scale"))
+    assert result.layers and count_params(pruned) < count_params(base)
+    assert _outputs(pruned, task).shape == _outputs(base, task).shape
