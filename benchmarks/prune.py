@@ -128,15 +128,16 @@ def minilm(out: Path, threads: int, epochs: int) -> list[str]:
     ab = ab_latency({k: (lambda d=d: d.run(task.example_inputs)) for k, d in deployed_ab.items()})
     ov_speed = ab["unpruned"] / ab["pruned"]
     cos = r.entry("pruned").measurement.metric
-    heads = r.pruning["heads"]
+    pruning = r.extra["pruning"]
+    heads = pruning["heads"]
     kept = sum(v[1] for v in heads.values()) / sum(v[0] for v in heads.values())
     ffn = sum(v[3] for v in heads.values()) / sum(v[2] for v in heads.values())
     lines = ["### minilm: 1/3 of heads + 1/2 of FFN neurons, distillation recovery", "", *_table(r),
              _row("unpruned-openvino-f32", entries["unpruned"], r.baseline),
              _row("pruned-openvino-f32", entries["pruned"], r.baseline), "",
              f"- heads kept {kept:.1%}, FFN neurons kept {ffn:.1%} (per layer: {heads})",
-             f"- mean cosine to the original {cos:.4f} ({r.pruning['metric_after_prune_before_recovery']:.4f} "
-             f"before recovery, {(r.pruning['recovery'] or {}).get('epochs')} epochs): "
+             f"- mean cosine to the original {cos:.4f} ({pruning['metric_after_prune_before_recovery']:.4f} "
+             f"before recovery, {(pruning['recovery'] or {}).get('epochs')} epochs): "
              f"{'PASS' if cos >= 0.97 else 'FAIL'} (>= 0.97)",
              f"- OpenVINO fp32 batch-1 speed-up pruned vs unpruned {ov_speed:.2f}x, interleaved timing "
              f"({ab['unpruned']:.2f} -> {ab['pruned']:.2f} ms; separate runs above: "

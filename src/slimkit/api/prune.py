@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -32,17 +30,6 @@ from slimkit.tasks import load_task
 from slimkit.techniques.prune import PruneConfig, PruneError, load_pruned, prune_model, save_pruned
 
 
-@dataclass
-class PruneReport(Report):
-    """A :class:`~slimkit.report.schema.Report` with a top-level ``pruning`` section: the
-    config, per-layer channel counts or sparsity, MACs before/after, sensitivity, recovery."""
-
-    pruning: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "pruning": self.pruning}
-
-
 def prune(
     task: str | Task = "digits-cnn",
     *,
@@ -59,7 +46,7 @@ def prune(
     quick: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
-) -> PruneReport:
+) -> Report:
     """Prune a task's model, recover it, save it, and measure it against the unpruned baseline.
 
     ``config`` overrides every pruning argument when given. Writes ``out/report.json``
@@ -70,7 +57,7 @@ def prune(
     Example:
         >>> import tempfile
         >>> r = prune("digits-cnn", ratio=0.3, targets=["torch"], out=tempfile.mkdtemp(), quick=True)
-        >>> r.pruning["macs_reduction"] > 1.5
+        >>> r.extra["pruning"]["macs_reduction"] > 1.5
         True
     """
     if threads is not None and threads < 1:
@@ -92,7 +79,7 @@ def prune(
     say(f"measuring the unpruned baseline (torch eager, {threads} threads)")
     baseline = measure_model(base, task_obj, "torch", fresh_dir(out_dir / "artifacts" / "torch"), threads,
                              entry_id="baseline", recipe=[], quick=quick, out=out_dir)
-    report = PruneReport(task_obj.name, _command(), environment(threads), baseline)
+    report = Report(task_obj.name, _command(), environment(threads), baseline)
     pruned, result = prune_model(base, task_obj, cfg, floor=baseline.measurement.metric - max_drop, progress=say)
 
     folder = fresh_dir(out_dir / "pruned")
@@ -114,7 +101,7 @@ def prune(
                                                threads, entry_id=f"pruned-{name}", recipe=recipe, quick=quick,
                                                out=out_dir))
     finalize(report, max_drop)
-    report.pruning = {**result.to_dict(), "artifact": str(folder.relative_to(out_dir)),
+    report.extra["pruning"] = {**result.to_dict(), "artifact": str(folder.relative_to(out_dir)),
                       "artifact_bytes": sum(p.stat().st_size for p in folder.iterdir())}
     atomic_write_json(out_dir / "recipe.json", {"command": "prune", "task": task_obj.name, "targets": list(targets),
                                                 "threads": threads, "max_drop": max_drop, "seed": seed,

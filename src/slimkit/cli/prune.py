@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     report = prune(args.task, config=cfg, targets=targets, out=args.out, threads=args.threads,
                    max_drop=args.max_drop, quick=args.quick, seed=args.seed, progress=progress)
     print_report(report, args.out)
-    p = report.pruning
+    p = report.extra["pruning"]
     macs = p["macs_before_after"]
     extra = f", sparsity {p['sparsity']:.1%}" if p.get("sparsity") is not None else ""
     progress(f"MACs {macs[0] / 1e6:.1f}M -> {macs[1] / 1e6:.1f}M ({p['macs_reduction']:.2f}x fewer){extra}; "

@@ -42,10 +42,11 @@ def _export(model: nn.Module, inputs: Inputs, path: Path, dynamo: bool) -> None:
                 dynamic_shapes={n: {0: batch} for n in names}, verbose=False,
             )
         else:
+            # The TorchScript exporter traces positional arguments only.
             axes = {n: {0: "batch"} for n in [*names, "output"]}
             torch.onnx.export(
-                model, (), str(path), kwargs=dict(inputs), input_names=names, output_names=["output"],
-                dynamo=False, opset_version=17, dynamic_axes=axes,
+                Positional(model, names).eval(), tuple(inputs.values()), str(path), input_names=names,
+                output_names=["output"], dynamo=False, opset_version=17, dynamic_axes=axes,
             )
 
 
@@ -56,6 +57,18 @@ def _require_dynamic_batch(path: Path) -> None:
         dims = inp.type.tensor_type.shape.dim
         if dims and dims[0].HasField("dim_value"):
             raise ExportError(f"the exporter fixed the batch axis of input '{inp.name}' to {dims[0].dim_value}")
+
+
+class Positional(nn.Module):
+    """Take inputs positionally (tracing exporters need that) and return the primary output."""
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return run_model(self.model, dict(zip(self.names, args, strict=True)))
 
 
 class _Primary(nn.Module):
@@ -69,11 +82,13 @@ class _Primary(nn.Module):
         return run_model(self.model, inputs)
 
 
-def export_onnx(model: nn.Module, inputs: Inputs, path: str | Path, *, check: bool = True) -> Parity | None:
+def export_onnx(model: nn.Module, inputs: Inputs, path: str | Path, *, check: bool = True,
+                dynamo: bool | None = None) -> Parity | None:
     """Export ``model`` called as ``model(**inputs)`` to ONNX at ``path`` and check parity.
 
     The batch axis of every input is dynamic. The torch.export-based exporter is tried
-    first; models it cannot trace fall back to the TorchScript exporter.
+    first; models it cannot trace fall back to the TorchScript exporter (``dynamo=True`` or
+    ``False`` picks one exporter only: the TorchScript one is several times faster to run).
     The parity check runs the file with ONNX Runtime (when installed) on ``inputs``.
 
     Example:
@@ -92,9 +107,9 @@ def export_onnx(model: nn.Module, inputs: Inputs, path: str | Path, *, check: bo
     trace_inputs = batch_of(inputs, 2)
     errors: list[BaseException] = []
     with atomic_path(path) as tmp:
-        for dynamo in (True, False):
+        for use_dynamo in ((True, False) if dynamo is None else (dynamo,)):
             try:
-                _export(wrapped, trace_inputs, tmp, dynamo)
+                _export(wrapped, trace_inputs, tmp, use_dynamo)
                 _require_dynamic_batch(tmp)
                 break
             except Exception as exc:  # exporters raise many types; we report them together

@@ -16,20 +16,8 @@ from slimkit._optional import require
 from slimkit.core.data import Inputs
 from slimkit.core.task import run_model
 from slimkit.errors import ExportError
-from slimkit.export.onnx import _operator_of
+from slimkit.export.onnx import Positional, _operator_of
 from slimkit.export.parity import Parity, check_parity
-
-
-class _Positional(nn.Module):
-    """Take inputs positionally (OpenVINO traces with positional examples) and return the primary output."""
-
-    def __init__(self, model: nn.Module, names: list[str]) -> None:
-        super().__init__()
-        self.model = model
-        self.names = names
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return run_model(self.model, dict(zip(self.names, args, strict=False)))
 
 
 def _dynamic_batch(ov: Any, model: Any) -> None:
@@ -113,7 +101,7 @@ def torch_to_openvino(model: nn.Module, inputs: Inputs, xml: str | Path, *, chec
             names = list(inputs)
             shapes = [ov.PartialShape([-1, *t.shape[1:]]) for t in inputs.values()]
             ov_model = ov.convert_model(
-                _Positional(model, names).eval(), example_input=tuple(inputs.values()), input=shapes
+                Positional(model, names).eval(), example_input=tuple(inputs.values()), input=shapes
             )
         for port, name in zip(ov_model.inputs, names, strict=False):
             port.get_tensor().set_names({name})

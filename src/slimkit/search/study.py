@@ -81,6 +81,7 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
     def objective(trial: Any) -> Any:
         params = space.suggest(trial)
         recipe = space.recipe(params)
+        trial.set_user_attr("pid", os.getpid())
         twin = _finished_twin(trial, params)
         if twin is not None:
             # Samplers re-propose points in small categorical spaces; measuring again costs minutes.
@@ -89,7 +90,6 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
                 trial.set_user_attr(key, twin.user_attrs[key])
             return twin.values[0] if single else tuple(twin.values)
         trial.set_user_attr("recipe", recipe.to_dict())
-        trial.set_user_attr("pid", os.getpid())
         workdir = fresh_dir(out / "trials" / f"{trial.number:04d}")
         say(f"trial {trial.number}: {recipe.describe()}")
         try:
