@@ -37,3 +37,15 @@ def test_climb_stops_at_the_first_rung_that_meets_the_floor():
 def test_climb_reports_the_last_rung_when_nothing_meets_the_floor():
     _, chosen, history = climb(_recipe(), lambda r, n: 50.0, floor=98.0, max_drop=0.5)
     assert chosen == "distill" and len(history) == 4
+
+
+def test_quantization_rungs_are_skipped_when_the_float_model_already_missed():
+    seen = []
+
+    def evaluate(recipe, name):
+        seen.append(name)
+        return {"ptq": 90.0, "distill": 99.0}[name]
+
+    _, chosen, history = climb(_recipe(), evaluate, floor=98.0, max_drop=0.5, float_metric=91.0)
+    assert chosen == "distill" and seen == ["ptq", "distill"]
+    assert [h.get("skipped") is not None for h in history] == [False, True, True, False]

@@ -60,15 +60,22 @@ def rung(recipe: Recipe, name: str, *, max_drop: float, qat_epochs: int = 2, rec
 
 
 def climb(recipe: Recipe, evaluate: Callable[[Recipe, str], float], floor: float, *, max_drop: float,
+          float_metric: float | None = None,
           say: Callable[[str], None] = lambda _m: None) -> tuple[Recipe, str, list[dict[str, object]]]:
     """Evaluate rungs in order until one reaches ``floor``; returns (recipe, rung, history).
 
-    ``evaluate(recipe, rung_name)`` measures a recipe and returns its metric. Without a
-    success, the last rung tried is returned with the history so the report says what was missed.
+    ``evaluate(recipe, rung_name)`` measures a recipe and returns its metric. ``float_metric`` is
+    the metric of the model before quantization, when known: if it is already below the floor,
+    quantization is not what lost the accuracy, so the mixed-precision and QAT rungs are skipped.
+    Without a success, the last rung tried is returned with the history.
     """
     history: list[dict[str, object]] = []
     last = (recipe, "ptq")
+    skip = {"mixed", "qat"} if float_metric is not None and float_metric < floor else set()
     for name in RUNGS:
+        if name in skip:
+            history.append({"rung": name, "skipped": "the model was below the floor before quantization"})
+            continue
         candidate = rung(recipe, name, max_drop=max_drop)
         if candidate is None or (history and candidate == last[0]):
             continue

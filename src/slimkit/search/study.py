@@ -135,7 +135,9 @@ def _climb(task: Any, recipe: Recipe, ptq: Entry, workdir: Path, settings: dict[
                                         metric_floor=settings["metric_floor"])
         return entries[name].measurement.metric
 
-    _, chosen, history = climb(recipe, evaluate, settings["metric_floor"], max_drop=settings["max_drop"], say=say)
+    float_metric = ptq.measurement.details.get("steps", {}).get("prune", {}).get("metric_after_recovery")
+    _, chosen, history = climb(recipe, evaluate, settings["metric_floor"], max_drop=settings["max_drop"],
+                               float_metric=float_metric, say=say)
     entry = entries[chosen]
     entry.measurement.details["ladder"] = history
     return entry
