@@ -62,11 +62,15 @@ def _cli(out, *extra):
             "--sampler", "random", "--threads", "1", "--quick", "--out", str(out), *extra]
 
 
-def _finished(out) -> int:
+def _finished(out, *, polling: bool = False) -> int:
     try:
         study = optuna.load_study(study_name="slimkit", storage=f"sqlite:///{(out / 'study.db').resolve()}")
-    except KeyError:  # the database file exists a moment before the study does
-        return 0
+    except Exception:
+        # While the search process is still creating the database (tables, schema version, study),
+        # a reader can see it half-made; only a poll may treat that as "nothing finished yet".
+        if polling:
+            return 0
+        raise
     return sum(t.state.name == "COMPLETE" for t in study.trials)
 
 
@@ -76,7 +80,8 @@ def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path):
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 240
     while time.time() < deadline:
-        if (out / "study.db").exists() and _finished(out) >= 2:
+        # trials/ appears once the study exists: reading earlier could race its creation.
+        if (out / "trials").exists() and _finished(out, polling=True) >= 2:
             break
         time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)

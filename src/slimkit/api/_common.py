@@ -22,6 +22,16 @@ from slimkit.targets import Deployed, get_target
 Progress = Callable[[str], None]
 
 
+def command_line(api_name: str) -> str:
+    """The command as the user typed it, or ``slimkit.<api_name>(...)`` when called from Python."""
+    import shlex
+    import sys
+
+    if Path(sys.argv[0]).name == "slimkit":
+        return shlex.join(["slimkit", *sys.argv[1:]])
+    return f"slimkit.{api_name}(...)"
+
+
 def default_threads() -> int:
     """Cores this process may use (the one thread setting applied to every target)."""
     try:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
 
-from slimkit.api._common import Progress, check_targets, default_threads, finalize, fresh_dir, measure_model
+from slimkit.api._common import (
+    Progress,
+    check_targets,
+    command_line,
+    default_threads,
+    finalize,
+    fresh_dir,
+    measure_model,
+)
 from slimkit.core.files import atomic_write_json
 from slimkit.core.task import Task
 from slimkit.errors import UsageError
@@ -57,7 +63,7 @@ def benchmark(
     say(f"measuring the baseline (torch eager, {threads} threads)")
     baseline = measure_model(base_model, task_obj, "torch", fresh_dir(out_dir / "artifacts" / "torch"),
                              threads, entry_id="baseline", recipe=[], quick=quick, out=out_dir)
-    report = Report(task_obj.name, _command(), environment(threads), baseline)
+    report = Report(task_obj.name, command_line("benchmark"), environment(threads), baseline)
     for name, why_not in status:
         if name == "torch":
             continue
@@ -75,9 +81,3 @@ def benchmark(
                                                 "max_drop": max_drop, "seed": seed, "steps": []})
     report.write(out_dir)
     return report
-
-
-def _command() -> str:
-    if Path(sys.argv[0]).name == "slimkit":
-        return shlex.join(["slimkit", *sys.argv[1:]])
-    return "slimkit.benchmark(...)"

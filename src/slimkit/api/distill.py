@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from slimkit.api._common import Progress, default_threads, finalize, fresh_dir, measure_model
+from slimkit.api._common import Progress, command_line, default_threads, finalize, fresh_dir, measure_model
 from slimkit.api.train import fresh_model
 from slimkit.core.data import Batches
 from slimkit.core.files import atomic_path, atomic_write_json
@@ -139,7 +137,7 @@ def distill(
     say(f"measuring the teacher (torch eager, {threads} threads)")
     baseline = measure_model(teacher, teacher_task, "torch", fresh_dir(out_dir / "artifacts" / "teacher"), threads,
                              entry_id="baseline", recipe=[], quick=quick, out=out_dir)
-    report = Report(teacher_task.name, _command(), environment(threads), baseline)
+    report = Report(teacher_task.name, command_line("distill"), environment(threads), baseline)
     for name, model in models.items():
         say(f"measuring the {name} student")
         recipe = [cfg.to_dict()] if name == "distilled" else [{"type": "train", "version": 1,
@@ -149,9 +147,3 @@ def distill(
     finalize(report, teacher_task.tolerance if max_drop is None else max_drop)
     report.write(out_dir)
     return report
-
-
-def _command() -> str:
-    if Path(sys.argv[0]).name == "slimkit":
-        return shlex.join(["slimkit", *sys.argv[1:]])
-    return "slimkit.distill(...)"

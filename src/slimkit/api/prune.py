@@ -11,13 +11,14 @@ import torch
 from slimkit.api._common import (
     Progress,
     check_targets,
+    command_line,
     default_threads,
     finalize,
     fresh_dir,
     measure_entry,
     measure_model,
 )
-from slimkit.api.benchmark import DEFAULT_TARGETS, _command
+from slimkit.api.benchmark import DEFAULT_TARGETS
 from slimkit.core.files import atomic_write_json
 from slimkit.core.task import Task, run_model
 from slimkit.errors import UsageError
@@ -79,7 +80,7 @@ def prune(
     say(f"measuring the unpruned baseline (torch eager, {threads} threads)")
     baseline = measure_model(base, task_obj, "torch", fresh_dir(out_dir / "artifacts" / "torch"), threads,
                              entry_id="baseline", recipe=[], quick=quick, out=out_dir)
-    report = Report(task_obj.name, _command(), environment(threads), baseline)
+    report = Report(task_obj.name, command_line("prune"), environment(threads), baseline)
     pruned, result = prune_model(base, task_obj, cfg, floor=baseline.measurement.metric - max_drop, progress=say)
 
     folder = fresh_dir(out_dir / "pruned")

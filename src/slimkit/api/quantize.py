@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from torch import nn
 
-from slimkit.api._common import Progress, default_threads, finalize, fresh_dir, measure_entry, measure_model
+from slimkit.api._common import (
+    Progress,
+    command_line,
+    default_threads,
+    finalize,
+    fresh_dir,
+    measure_entry,
+    measure_model,
+)
 from slimkit.core.files import atomic_write_json
 from slimkit.core.task import Task
 from slimkit.errors import UsageError
@@ -81,7 +87,7 @@ def quantize(
     say(f"measuring the baseline (torch eager, {threads} threads)")
     baseline = measure_model(base_model, task_obj, "torch", fresh_dir(out_dir / "artifacts" / "torch"), threads,
                              entry_id="baseline", recipe=[], quick=quick, out=out_dir)
-    report = Report(task_obj.name, _command(), environment(threads), baseline)
+    report = Report(task_obj.name, command_line("quantize"), environment(threads), baseline)
     float_entry, float_artifact = baseline, None
     if target != "torch":
         say(f"exporting and measuring the float model on {target}")
@@ -121,9 +127,3 @@ def quantize(
                                                 "steps": [cfg.to_dict()]})
     report.write(out_dir)
     return report
-
-
-def _command() -> str:
-    if Path(sys.argv[0]).name == "slimkit":
-        return shlex.join(["slimkit", *sys.argv[1:]])
-    return "slimkit.quantize(...)"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from slimkit._optional import require
-from slimkit.api._common import default_threads, finalize, fresh_dir, measure_model, pareto_ids
+from slimkit.api._common import command_line, default_threads, finalize, fresh_dir, measure_model, pareto_ids
 from slimkit.core.files import atomic_write_json
 from slimkit.core.recipe import Recipe
 from slimkit.errors import SlimkitError, UsageError
@@ -355,7 +355,7 @@ def optimize(
 def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed: float) -> Report:
     """The report from the study's storage alone: every finished trial, constraints, Pareto, best."""
     out = Path(settings["out"])
-    report = Report(settings["task"], "slimkit optimize", environment(settings["threads"]), baseline)
+    report = Report(settings["task"], command_line("optimize"), environment(settings["threads"]), baseline)
     failed = []
     float_by_target: dict[str, str] = {}
     for t in sorted(study.trials, key=lambda t: t.number):
