@@ -31,14 +31,17 @@ def _dynamic_batch(ov: Any, model: Any) -> None:
         model.reshape(shapes)
 
 
-def _save(ov: Any, model: Any, xml: Path) -> None:
-    """Write the IR pair atomically: both files land together or not at all."""
+def save_ir(ov: Any, model: Any, xml: Path, *, compress_to_fp16: bool = False) -> None:
+    """Write the IR pair atomically: both files land together or not at all.
+
+    fp32 weights by default on purpose: compress_to_fp16 would change numerics behind the
+    user's back; only an explicitly half-precision artifact asks for it.
+    """
     xml = Path(xml)
     xml.parent.mkdir(parents=True, exist_ok=True)
     tmpdir = Path(tempfile.mkdtemp(prefix=".ir", dir=xml.parent))
     try:
-        # fp32 weights on purpose: compress_to_fp16 would change numerics behind the user's back.
-        ov.save_model(model, str(tmpdir / xml.name), compress_to_fp16=False)
+        ov.save_model(model, str(tmpdir / xml.name), compress_to_fp16=compress_to_fp16)
         # The .bin lands first, so a reader never finds an .xml without its weights.
         os.replace(tmpdir / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
         os.replace(tmpdir / xml.name, xml)
@@ -78,7 +81,7 @@ def onnx_to_openvino(onnx_path: str | Path, xml: str | Path, model: nn.Module | 
         raise ExportError(f"OpenVINO could not read {onnx_path}: {str(exc).splitlines()[0][:300]}",
                           hint="try the direct torch -> OpenVINO path (torch_to_openvino)") from exc
     _dynamic_batch(ov, ov_model)
-    _save(ov, ov_model, Path(xml))
+    save_ir(ov, ov_model, Path(xml))
     if model is not None and inputs is not None:
         return check_openvino_parity(model, inputs, Path(xml))
     return None
@@ -111,5 +114,5 @@ def torch_to_openvino(model: nn.Module, inputs: Inputs, xml: str | Path, *, chec
             hint="export to ONNX first and convert that (onnx_to_openvino), or use another target",
         ) from exc
     _dynamic_batch(ov, ov_model)
-    _save(ov, ov_model, Path(xml))
+    save_ir(ov, ov_model, Path(xml))
     return check_openvino_parity(model, inputs, Path(xml)) if check else None

@@ -11,7 +11,7 @@ from typing import Any
 
 from slimkit._optional import require
 from slimkit.core.data import Inputs
-from slimkit.export.openvino import _save
+from slimkit.export.openvino import save_ir
 from slimkit.techniques.quantize._config import QuantizeConfig
 
 # Ops NNCF puts int8 weights on; these are the "layers" of sensitivity and float fallback.
@@ -103,7 +103,7 @@ def quantize_ir(float_xml: Path, out_xml: Path, cfg: QuantizeConfig, calibration
     details: dict[str, Any] = {"engine": "openvino"}
     if cfg.scheme in ("fp16", "bf16"):
         # Weights stored as fp16; the loader picks (fp16) or pins (bf16) the compute precision.
-        _save_compressed(ov, model, out_xml)
+        save_ir(ov, model, out_xml, compress_to_fp16=True)
         return details
     nncf = require("nncf", "quantization for OpenVINO")
     ignored = nncf.IgnoredScope(names=list(exclude), validate=False) if exclude else None
@@ -128,7 +128,7 @@ def quantize_ir(float_xml: Path, out_xml: Path, cfg: QuantizeConfig, calibration
 
             raise UsageError(f"NNCF weight compression failed: {str(exc).splitlines()[0][:300]}",
                              hint="try another --group-size (it must divide the layers' input channels)") from exc
-        _save(ov, model, out_xml)
+        save_ir(ov, model, out_xml)
         return details
     dataset = nncf.Dataset([{k: v.numpy() for k, v in item.items()} for item in calibration])
     smooth = transformer if cfg.smooth_quant is None else cfg.smooth_quant
@@ -141,20 +141,5 @@ def quantize_ir(float_xml: Path, out_xml: Path, cfg: QuantizeConfig, calibration
     details.update({"model_type": "transformer" if transformer else "default", "smooth_quant": smooth,
                     "bias_correction": cfg.bias_correction, "calibration": cfg.calibration or "nncf-default",
                     "samples": len(calibration)})
-    _save(ov, model, out_xml)
+    save_ir(ov, model, out_xml)
     return details
-
-
-def _save_compressed(ov: Any, model: Any, xml: Path) -> None:
-    import os
-    import shutil
-    import tempfile
-
-    xml.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=".ir", dir=xml.parent))
-    try:
-        ov.save_model(model, str(tmpdir / xml.name), compress_to_fp16=True)
-        os.replace(tmpdir / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
-        os.replace(tmpdir / xml.name, xml)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
