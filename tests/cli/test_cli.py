@@ -62,6 +62,9 @@ def test_bench_writes_report(tmp_path, capsys):
     assert any(s["target"] == "tensorrt" for s in report["skipped"])
     assert (out / "report.md").exists() and (out / "recipe.json").exists()
     assert "<svg" in (out / "report.html").read_text()
+    from slimkit.report.schema import load_report
+
+    assert load_report(out / "report.json")["best"] == report["best"]
     assert "best:" in capsys.readouterr().out
 
 

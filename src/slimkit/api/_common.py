@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from slimkit.core.task import Task
-from slimkit.errors import SlimkitError
 from slimkit.measure.flops import count_macs, count_params
 from slimkit.measure.measure import measure_deployed
 from slimkit.measure.memory import PeakMemory
@@ -127,17 +126,6 @@ def finalize(report: Report, max_drop: float, latency_budget: float | None = Non
             eligible.append(c)
     report.best = min(eligible, key=lambda c: c.latency_ms).id if eligible else None
     return report
-
-
-def prepare_out(out: str | Path | None) -> Path:
-    """The run folder; an existing run's report is replaced only once the new one is complete."""
-    if out is None:
-        raise SlimkitError("no output folder given", hint="pass --out DIR")
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise SlimkitError(f"--out {path} exists and is not a folder", hint="choose a folder path")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def fresh_dir(path: Path) -> Path:

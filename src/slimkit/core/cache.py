@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from slimkit.core.files import atomic_path, atomic_write_json
@@ -48,7 +47,3 @@ def save_weights(model: nn.Module, key: str, meta: dict) -> Path:
         save_file(state, str(tmp))
     atomic_write_json(folder / f"{key}.json", meta)
     return path
-
-
-def state_dict_bytes(model: nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values() if torch.is_tensor(t))
