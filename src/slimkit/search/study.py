@@ -298,6 +298,8 @@ def optimize(
         baseline = Entry.from_dict(json.loads((out_dir / "baseline.json").read_text()))
         if trials is not None:
             settings["trials"] = max(trials, settings["trials"] or 0)
+        if time_budget is None and trials is None:
+            time_budget = settings.get("time_budget")  # same budget again, never an endless search
     else:
         from slimkit.api._common import check_targets
 
@@ -321,6 +323,9 @@ def optimize(
             "size_budget": int(size_budget_mb * 2**20) if size_budget_mb else None,
             "storage": storage or f"sqlite:///{(out_dir / 'study.db').resolve()}", "out": str(out_dir),
         }
+    if not settings["trials"] and not time_budget:
+        settings["trials"] = 20  # neither budget given: a bounded default
+    settings["time_budget"] = time_budget
     settings["deadline"] = time.time() + time_budget * 60 if time_budget else None
     settings["workers"] = workers
     atomic_write_json(settings_file, settings)
