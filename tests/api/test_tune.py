@@ -36,3 +36,14 @@ def test_pruner_stops_poor_trials(tmp_path):
 def test_bad_space_is_a_usage_error(space):
     with pytest.raises(UsageError):
         check_space(space)
+
+
+def test_malformed_space_file_is_a_usage_error(tmp_path):
+    from slimkit.api.tune import load_space
+
+    bad = tmp_path / "space.yaml"
+    bad.write_text("lr: [0.1,\n")
+    with pytest.raises(UsageError, match="not valid YAML/JSON"):
+        load_space(bad)
+    with pytest.raises(UsageError, match="not found"):
+        load_space(tmp_path / "missing.yaml")

@@ -25,7 +25,7 @@ import torch
 
 from slimkit._optional import require
 from slimkit.core.data import Batches
-from slimkit.core.files import atomic_write_json, atomic_write_text
+from slimkit.core.files import atomic_write_json, atomic_write_text, read_mapping
 from slimkit.core.task import Task
 from slimkit.errors import UsageError
 from slimkit.search.study import PRUNERS, SAMPLERS, _pruner
@@ -35,13 +35,7 @@ from slimkit.train.engine import TrainConfig, evaluate_torch, fit
 
 def load_space(path: str | Path) -> dict[str, Any]:
     """Read and check a tuning space file (YAML or JSON)."""
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"space file not found: {file}", hint="give a YAML file of TrainConfig fields")
-    raw = yaml.safe_load(file.read_text())
-    return check_space(raw)
+    return check_space(read_mapping(path, "space", hint="give a YAML file of TrainConfig fields"))
 
 
 def check_space(raw: Any) -> dict[str, Any]:

@@ -22,6 +22,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def split_list(text: str) -> list[str]:
+    """Comma-separated names, blanks dropped: "torch, openvino," -> ["torch", "openvino"]."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def add_task_options(p: argparse.ArgumentParser, default_task: str | None = None) -> None:
     p.add_argument("--task", required=default_task is None, default=default_task,
                    help="built-in task name (see `slimkit list`) or path/to/file.py:function")

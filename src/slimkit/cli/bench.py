@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slimkit.cli._shared import add_task_options, print_report, progress
+from slimkit.cli._shared import add_task_options, print_report, progress, split_list
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from slimkit.api.benchmark import benchmark
 
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    targets = split_list(args.targets)
     report = benchmark(args.task, targets, out=args.out, threads=args.threads, max_drop=args.max_drop,
                        quick=args.quick, seed=args.seed, progress=progress)
     print_report(report, args.out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slimkit.cli._shared import add_task_options, positive_int, print_report, progress
+from slimkit.cli._shared import add_task_options, positive_int, print_report, progress, split_list
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = DistillConfig(temperature=args.temperature, alpha=args.alpha, feature_weight=args.feature_weight,
                         attention_weight=args.attention_weight,
-                        pairs=tuple(p.strip() for p in args.pairs.split(",") if p.strip()),
+                        pairs=tuple(split_list(args.pairs)),
                         cache_teacher=not args.no_cache, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         seed=args.seed)
     report = distill(args.task, args.student, out=args.out, config=cfg, label_fraction=args.label_fraction,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slimkit.cli._shared import add_task_options, positive_int, print_report, progress
+from slimkit.cli._shared import add_task_options, positive_int, print_report, progress, split_list
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,20 +33,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def load_space(path: str):  # type: ignore[no-untyped-def]
-    import json
-    from pathlib import Path
-
-    import yaml
-
+    from slimkit.core.files import read_mapping
     from slimkit.errors import UsageError
     from slimkit.search.space import SearchSpace
 
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"search space file not found: {file}")
-    raw = yaml.safe_load(file.read_text()) if file.suffix in (".yaml", ".yml") else json.loads(file.read_text())
+    raw = read_mapping(path, "search space")
     if not isinstance(raw, dict):
-        raise UsageError(f"{file} must hold a mapping of search-space fields")
+        raise UsageError(f"{path} must hold a mapping of search-space fields")
     return SearchSpace.from_dict(raw)
 
 
@@ -54,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.search.study import optimize
     from slimkit.ui import out
 
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    targets = split_list(args.targets)
     trials = args.trials if args.trials or args.time_budget else (None if args.resume else 20)
     report = optimize(
         args.task, max_drop=args.max_drop, latency_budget=args.latency_budget, size_budget_mb=args.size_budget,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slimkit.cli._shared import add_task_options, positive_int, print_report, progress
+from slimkit.cli._shared import add_task_options, positive_int, print_report, progress, split_list
 
 
 def _ratio(text: str) -> float:
@@ -58,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
         mode="structured" if args.structured else "unstructured", ratio=args.ratio, criterion=args.criterion,
         scope=args.scope, pattern=args.pattern, schedule=args.schedule, round_to=args.round_to,
         head_ratio=args.head_ratio, ffn_ratio=args.ffn_ratio, target_macs=args.target_macs,
-        ignore=tuple(n.strip() for n in args.ignore.split(",") if n.strip()),
+        ignore=tuple(split_list(args.ignore)),
         recover_epochs=args.recover_epochs, recover=args.recover, lr=args.lr, max_drop=args.max_drop, seed=args.seed,
     )
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    targets = split_list(args.targets)
     report = prune(args.task, config=cfg, targets=targets, out=args.out, threads=args.threads,
                    max_drop=args.max_drop, quick=args.quick, seed=args.seed, progress=progress)
     print_report(report, args.out)

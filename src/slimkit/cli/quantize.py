@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slimkit.cli._shared import add_task_options, positive_int, print_report, progress
+from slimkit.cli._shared import add_task_options, positive_int, print_report, progress, split_list
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         sensitivity=args.sensitivity, group_size=args.group_size, per_channel=not args.per_tensor,
         smooth_quant={"auto": None, "on": True, "off": False}[args.smooth_quant],
         bias_correction=not args.no_bias_correction,
-        exclude=[x.strip() for x in args.exclude.split(",") if x.strip()], threads=args.threads,
+        exclude=split_list(args.exclude), threads=args.threads,
         quick=args.quick, seed=args.seed, progress=progress)
     rows = report.extra.get("sensitivity", [])
     if rows:

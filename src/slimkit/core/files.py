@@ -52,3 +52,29 @@ def dir_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def read_mapping(path: str | Path, what: str, hint: str = "") -> Any:
+    """Parse a YAML or JSON file with safe loaders; a missing or malformed file is a UsageError.
+
+    JSON is read by the YAML parser too (YAML is a superset of JSON), so either suffix works.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "s.yaml"
+        >>> _ = p.write_text("lr: [0.1, 0.01]")
+        >>> read_mapping(p, "space")
+        {'lr': [0.1, 0.01]}
+    """
+    import yaml
+
+    from slimkit.errors import UsageError
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"{what} file not found: {file}", hint=hint or f"give an existing {what} file")
+    try:
+        return yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{what} file {file} is not valid YAML/JSON: {str(exc).splitlines()[0]}",
+                         hint="fix the syntax at the position named") from exc

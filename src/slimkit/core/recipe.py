@@ -8,7 +8,6 @@ first; a step that produces a target artifact (quantize) sets ``state.deployed``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,17 +72,9 @@ class Recipe:
     @classmethod
     def load(cls, path: str | Path) -> Recipe:
         """Read a recipe from YAML or JSON (safe loaders only)."""
-        path = Path(path)
-        if not path.is_file():
-            raise UsageError(f"recipe file not found: {path}")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+        from slimkit.core.files import read_mapping
 
-            raw = yaml.safe_load(text)
-        else:
-            raw = json.loads(text)
-        return cls.from_dict(raw)
+        return cls.from_dict(read_mapping(path, "recipe"))
 
     def describe(self) -> str:
         names = [s.TYPE for s in self.steps] or ["float"]

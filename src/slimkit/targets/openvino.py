@@ -7,7 +7,6 @@ each precision the CPU offers on the real model and keeps the fastest.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from slimkit.core.data import Inputs
 from slimkit.errors import ExportError
 from slimkit.export.onnx import export_onnx
 from slimkit.export.openvino import onnx_to_openvino, torch_to_openvino
+from slimkit.measure.latency import time_callable
 from slimkit.targets.base import Availability, Deployed, Target
 
 
@@ -43,15 +43,8 @@ def _compile(core: Any, model: Any, precision: str, threads: int) -> Any:
 
 
 def _time_ms(compiled: Any, feed: dict[str, Any], runs: int = 30) -> float:
-    for _ in range(5):
-        compiled(feed)
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        compiled(feed)
-        samples.append(time.perf_counter() - t0)
-    samples.sort()
-    return samples[len(samples) // 2] * 1e3
+    lat = time_callable(lambda: compiled(feed), warmup=5, min_runs=runs, max_runs=runs, min_seconds=0.0)
+    return lat.median
 
 
 def load_ir(xml: Path, threads: int, example_inputs: Inputs | None = None,
