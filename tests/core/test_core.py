@@ -80,3 +80,24 @@ def test_digits_resnet18_baseline_reaches_97():
 
     task = load_task("digits-resnet18")
     assert evaluate_torch(task.build_model(), task.eval_data, task.metric) >= 97.0
+
+
+def test_trimmed_batches_group_lengths_and_cover_every_item():
+    import torch
+
+    from slimkit.core.data import Batches
+
+    mask = torch.zeros(64, 16, dtype=torch.long)
+    for i in range(64):
+        mask[i, : 1 + i % 16] = 1
+    data = Batches({"attention_mask": mask, "ids": mask * 7}, torch.arange(64), 8, shuffle=True,
+                   trim_to="attention_mask")
+    seen, widths = [], []
+    for inputs, targets in data:
+        seen += targets.tolist()
+        widths.append(inputs["ids"].shape[1])
+        assert int(inputs["attention_mask"].sum(1).max()) == inputs["ids"].shape[1]
+    assert sorted(seen) == list(range(64))
+    assert sum(widths) < 8 * 16  # grouped by length: far less padding than random batches
+    train, val = data.holdout(0.25)
+    assert train.num_items == 48 and val.num_items == 16 and train.trim_to == "attention_mask"

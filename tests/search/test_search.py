@@ -106,3 +106,17 @@ def test_two_local_workers_share_one_study(tmp_path):
     assert len(done) >= 4
     workers = {t.user_attrs.get("pid") for t in done}
     assert len(workers) == 2, workers
+
+
+def test_trials_sharing_model_steps_reuse_them(tmp_path):
+    from slimkit.search import _trial
+
+    _trial._prefix_cache.clear()
+    space = SearchSpace(targets=("onnxruntime",), fuse=(False,), prune_ratio=(0.5,), recover_epochs=1,
+                        recover="distill", quant_scheme=("none", "int8-static"))
+    report = optimize("digits-cnn", space=space, trials=2, sampler="grid", out=tmp_path, quick=True, threads=1,
+                      max_drop=100.0)
+    reused = [c.measurement.details.get("steps", {}).get("reused_model_steps") for c in report.candidates]
+    assert sorted(map(bool, reused)) == [False, True]
+    prune_steps = [s for c in report.candidates for s in c.recipe if s["type"] == "prune"]
+    assert all(s["data"]["recover"] == "distill" for s in prune_steps)

@@ -272,3 +272,42 @@ def test_bn_scale_criterion_on_cnn():
     pruned, result = prune_model(base, task, PruneConfig(ratio=0.5, criterion="bn_scale"))
     assert result.layers and count_params(pruned) < count_params(base)
     assert _outputs(pruned, task).shape == _outputs(base, task).shape
+
+
+def test_distill_recovery_matches_bert_hidden_states_and_stops_on_validation():
+    from slimkit.techniques.prune._recover import Distilled, hidden_layers
+
+    task = _task("transformer")
+    teacher = task.build_model()
+    student = task.build_model()
+    prune_structured(student, task.example_inputs, PruneConfig(ratio=0.5))
+    names = hidden_layers(student, teacher, task.example_inputs)
+    assert names == [f"encoder.bert.encoder.layer.{i}.output.LayerNorm" for i in range(2)]
+    module = Distilled(student, teacher, task.loss, names, 1.0)
+    inputs, targets = next(iter(task.train_data))
+    out = module(**inputs)
+    total = module.loss(out, targets)
+    module.hidden_weight = 0.0
+    assert float(total.detach()) > float(module.loss(out, targets).detach())  # the hidden-state term is there
+    module.remove()
+
+    _, result = prune_model(task.build_model(), task,
+                            PruneConfig(ratio=0.5, recover_epochs=2, recover="distill", lr=1e-3), floor=-1.0)
+    rec = result.recovery
+    assert rec is not None and rec.hidden_layers == names
+    assert rec.selection is not None and rec.selection.startswith("validation")
+    assert "val_metric" in rec.history[0] and result.metric_after_recovery is not None
+
+
+def test_transfer_data_feeds_distillation(monkeypatch):
+    from slimkit.techniques.prune import _recover
+
+    task = _task("mlp")
+    transfer = Batches({"features": torch.randn(40, 6)}, torch.zeros(40, dtype=torch.long), batch_size=8)
+    task.transfer_data = lambda: transfer  # built on first use
+    split = _recover._split
+    seen = []
+    monkeypatch.setattr(_recover, "_split", lambda data: (seen.append(data), split(data))[1])
+    prune_model(task.build_model(), task, PruneConfig(ratio=0.5, recover_epochs=1, recover="distill"))
+    prune_model(task.build_model(), task, PruneConfig(ratio=0.5, recover_epochs=1, recover="finetune"))
+    assert seen == [transfer, task.train_data]  # distillation reads the transfer set, fine-tuning the labels

@@ -67,15 +67,6 @@ def _suggest(trial: Any, space: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _split(data: Batches, fraction: float = 0.2) -> tuple[Batches, Batches]:
-    n = data.num_items
-    cut = n - max(1, int(n * fraction))
-    train = Batches({k: v[:cut] for k, v in data.inputs.items()}, data.targets[:cut], data.batch_size,
-                    shuffle=True, seed=data.seed)
-    val = Batches({k: v[cut:] for k, v in data.inputs.items()}, data.targets[cut:], max(32, data.batch_size))
-    return train, val
-
-
 def tune(
     task: str | Task,
     space: Mapping[str, Any],
@@ -111,7 +102,7 @@ def tune(
     task_obj = load_task(task, seed=seed)
     if not isinstance(task_obj.train_data, Batches):
         raise UsageError(f"task '{task_obj.name}' has no splittable training data (slimkit.Batches)")
-    train, val = _split(task_obj.train_data)
+    train, val = task_obj.train_data.holdout(0.2)
     make = task_obj.fresh_model or task_obj.build_model
     base = base or TrainConfig(seed=seed)
     out_dir = Path(out)

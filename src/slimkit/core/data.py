@@ -35,6 +35,9 @@ class Batches:
     shuffle: bool = False
     seed: int = 0
     drop_last: bool = False
+    # Name of a (batch, seq) padding mask: each batch is cut to its longest row, so short
+    # sentences padded to a fixed length do not pay for their padding when training.
+    trim_to: str | None = None
 
     def __post_init__(self) -> None:
         sizes = {name: t.shape[0] for name, t in self.inputs.items()}
@@ -59,9 +62,28 @@ class Batches:
             self._epoch += 1
         else:
             order = torch.arange(n)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        starts = list(range(0, len(self) * self.batch_size, self.batch_size))
+        if self.trim_to is not None and self.shuffle:
+            order, starts = self._by_length(order, starts)
+        for start in starts:
             idx = order[start : start + self.batch_size]
-            yield {k: v[idx] for k, v in self.inputs.items()}, self.targets[idx]
+            batch = {k: v[idx] for k, v in self.inputs.items()}
+            if self.trim_to is not None:
+                batch = trim_padding(batch, self.trim_to)
+            yield batch, self.targets[idx]
+
+    def _by_length(self, order: torch.Tensor, starts: list[int]) -> tuple[torch.Tensor, list[int]]:
+        """Group rows of similar length into batches (each window of 32 batches sorted by
+        length), then shuffle the batch order: batches stay random, padding nearly vanishes."""
+        assert self.trim_to is not None
+        lengths = self.inputs[self.trim_to].sum(dim=1)[order]
+        window = 32 * self.batch_size
+        parts = []
+        for w in range(0, len(order), window):
+            chunk = order[w : w + window]
+            parts.append(chunk[torch.argsort(lengths[w : w + window], stable=True)])
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self._epoch + 7)
+        return torch.cat(parts), [starts[i] for i in torch.randperm(len(starts), generator=gen).tolist()]
 
     def subset(self, count: int, batch_size: int | None = None) -> Batches:
         """The first ``count`` items as a new, unshuffled set (e.g. for calibration)."""
@@ -70,10 +92,49 @@ class Batches:
             {k: v[:count] for k, v in self.inputs.items()},
             self.targets[:count],
             batch_size=batch_size or self.batch_size,
+            trim_to=self.trim_to,
         )
 
     def with_batch_size(self, batch_size: int) -> Batches:
-        return Batches(self.inputs, self.targets, batch_size, self.shuffle, self.seed, self.drop_last)
+        return Batches(self.inputs, self.targets, batch_size, self.shuffle, self.seed, self.drop_last, self.trim_to)
+
+    def holdout(self, fraction: float = 0.1) -> tuple[Batches, Batches]:
+        """``(train, validation)``: the last ``fraction`` of the items (at least one) held out.
+
+        Model selection and early stopping read the validation part, never the task's
+        evaluation set, which must stay unseen until the final score.
+
+        Example:
+            >>> import torch
+            >>> train, val = Batches({"x": torch.zeros(10, 1)}, torch.arange(10), 4).holdout(0.2)
+            >>> train.num_items, val.targets.tolist()
+            (8, [8, 9])
+        """
+        n = self.num_items
+        cut = n - max(1, int(n * fraction))
+        train = Batches({k: v[:cut] for k, v in self.inputs.items()}, self.targets[:cut], self.batch_size,
+                        self.shuffle, self.seed, self.drop_last, self.trim_to)
+        val = Batches({k: v[cut:] for k, v in self.inputs.items()}, self.targets[cut:], max(32, self.batch_size),
+                      trim_to=self.trim_to)
+        return train, val
+
+
+def trim_padding(inputs: Mapping[str, torch.Tensor], mask: str) -> Inputs:
+    """Cut every (batch, seq, ...) input to the longest row of the padding ``mask``.
+
+    Only trailing padding is removed, so a model that masks padding computes the same
+    result (up to float rounding) at a fraction of the cost.
+
+    Example:
+        >>> import torch
+        >>> out = trim_padding({"ids": torch.tensor([[5, 6, 0, 0]]), "mask": torch.tensor([[1, 1, 0, 0]])}, "mask")
+        >>> out["ids"].tolist()
+        [[5, 6]]
+    """
+    m = inputs[mask]
+    width = max(1, int(m.sum(dim=1).max())) if m.numel() else m.shape[1]
+    seq = m.shape[1]
+    return {k: (v[:, :width] if v.dim() >= 2 and v.shape[1] == seq else v) for k, v in inputs.items()}
 
 
 def batch_of(inputs: Mapping[str, torch.Tensor], size: int) -> Inputs:

@@ -90,6 +90,11 @@ class Task:
     # An untrained model of the same architecture, for training from scratch (e.g. tuning
     # hyperparameters); None means training starts from the task's model.
     fresh_model: Callable[[], nn.Module] | None = None
+    # More inputs for distillation, beyond the labelled training set (targets are the
+    # original model's outputs): a student learns the teacher's function from any input it
+    # sees, so a large transfer set recovers a pruned model better than a small training set.
+    # A zero-argument factory is called once, on first use (building the set can be slow).
+    transfer_data: Iterable[Batch] | Callable[[], Iterable[Batch]] | None = None
     _cached: nn.Module | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -110,6 +115,12 @@ class Task:
                 )
             self._cached = model
         return copy.deepcopy(self._cached).eval()
+
+    def transfer(self) -> Iterable[Batch]:
+        """The distillation transfer set: ``transfer_data`` (built on first use), else the training data."""
+        if callable(self.transfer_data) and not isinstance(self.transfer_data, Iterable):
+            self.transfer_data = self.transfer_data()
+        return self.transfer_data if self.transfer_data is not None else self.train_data
 
     @property
     def input_names(self) -> list[str]:

@@ -2,12 +2,50 @@
 
 from __future__ import annotations
 
+import copy
+import json
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
+
+from torch import nn
 
 from slimkit.api._common import measure_entry, measure_model
 from slimkit.core.recipe import Recipe, RecipeState, run_recipe
 from slimkit.core.task import Task
 from slimkit.report.schema import Entry
+
+# Steps that only change the torch model. Trials that share them (pruned float vs pruned + int8,
+# or the ladder's rungs after one pruning) reuse the result instead of pruning and recovering
+# again: for MiniLM that recovery is the most expensive part of a trial.
+_MODEL_STEPS = ("fuse", "prune", "distill")
+_CACHE_SIZE = 4
+_prefix_cache: OrderedDict[str, tuple[nn.Module, dict[str, Any]]] = OrderedDict()
+
+
+def _prefix(recipe: Recipe) -> tuple[Recipe, Recipe]:
+    n = 0
+    while n < len(recipe.steps) and recipe.steps[n].TYPE in _MODEL_STEPS:
+        n += 1
+    return Recipe(recipe.steps[:n], recipe.target), Recipe(recipe.steps[n:], recipe.target)
+
+
+def _model_steps(state: RecipeState, prefix: Recipe, key: str) -> RecipeState:
+    """Run the model-changing steps, or take their result from this process's cache."""
+    if not prefix.steps:
+        return state
+    hit = _prefix_cache.get(key)
+    if hit is not None:
+        _prefix_cache.move_to_end(key)
+        state.model = copy.deepcopy(hit[0])
+        state.info.update(copy.deepcopy(hit[1]))
+        state.info["reused_model_steps"] = True
+        return state
+    state = run_recipe(state, prefix)
+    _prefix_cache[key] = (copy.deepcopy(state.model), copy.deepcopy(state.info))
+    while len(_prefix_cache) > _CACHE_SIZE:
+        _prefix_cache.popitem(last=False)
+    return state
 
 
 def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, entry_id: str,
@@ -19,7 +57,10 @@ def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, 
     state = RecipeState(task, task.build_model(), recipe.target, workdir, threads)
     if metric_floor is not None:
         state.info["metric_floor"] = metric_floor
-    state = run_recipe(state, recipe)
+    prefix, rest = _prefix(recipe)
+    key = json.dumps([task.name, metric_floor, prefix.to_dict()["steps"]], sort_keys=True, default=str)
+    state = _model_steps(state, prefix, key)
+    state = run_recipe(state, rest)
     steps = recipe.to_dict()["steps"]
     if state.deployed is None:
         entry = measure_model(state.model, task, recipe.target, workdir, threads, entry_id=entry_id,

@@ -34,6 +34,9 @@ class SearchSpace:
     prune_ratio: tuple[float, ...] = ()
     prune_criterion: tuple[str, ...] = ()
     recover_epochs: int = 0
+    recover: str = "finetune"
+    recover_lr: float | None = None
+    round_to: int | None = None
     distill: tuple[bool, ...] = ()
     temperature: tuple[float, ...] = ()
     quant_scheme: tuple[str, ...] = ()
@@ -72,6 +75,14 @@ class SearchSpace:
             # temperature, from the unmodified model) instead of plain fine-tuning.
             data: dict[str, Any] = {"ratio": ratio, "mode": "structured",
                                     "recover_epochs": 0 if distill else self.recover_epochs}
+            if not distill and self.recover_epochs:
+                # "distill" recovers from the unmodified model inside the prune step (hidden states
+                # matched where shapes allow, on the task's transfer set); "finetune" on the task loss.
+                data["recover"] = self.recover
+                if self.recover_lr is not None:
+                    data["lr"] = self.recover_lr
+            if self.round_to:
+                data["round_to"] = self.round_to
             if "prune_criterion" in params:
                 data["criterion"] = params["prune_criterion"]
             steps.append(config_from_dict({"type": "prune", "data": data}))
@@ -96,4 +107,6 @@ class SearchSpace:
             raise UsageError(f"unknown search-space field(s): {', '.join(unknown)}",
                              hint=f"known: {', '.join(sorted(known))}")
         fixed = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items()}
+        if fixed.get("recover", "finetune") not in ("finetune", "distill"):
+            raise UsageError(f"search space: recover must be 'finetune' or 'distill', got {fixed['recover']!r}")
         return cls(**fixed)

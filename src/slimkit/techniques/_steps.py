@@ -23,10 +23,9 @@ def run_prune(state: RecipeState, cfg: Any) -> RecipeState:
     from slimkit.techniques.prune import prune_model
 
     state.model, result = prune_model(state.model, state.task, cfg, floor=state.info.get("metric_floor"))
-    history = result.recovery.history if result.recovery else []
     state.info["prune"] = {"macs_before_after": result.macs, "params_before_after": result.params,
                            "metric_after_prune_before_recovery": result.metric_after_prune,
-                           "metric_after_recovery": history[-1].get("metric") if history else None}
+                           "metric_after_recovery": result.metric_after_recovery}
     return state
 
 

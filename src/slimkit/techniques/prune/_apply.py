@@ -43,6 +43,7 @@ class PruneResult:
     ratios: dict[str, float] = field(default_factory=dict)
     sensitivity: Sensitivity | None = None
     metric_after_prune: float | None = None
+    metric_after_recovery: float | None = None
     recovery: RecoveryResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +55,7 @@ class PruneResult:
             "chosen_ratios": self.ratios,
             "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None,
             "metric_after_prune_before_recovery": self.metric_after_prune,
+            "metric_after_recovery": self.metric_after_recovery,
             "recovery": self.recovery.to_dict() if self.recovery else None,
         }
 
@@ -105,7 +107,8 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
         say(f"recovering ({cfg.recover}, up to {cfg.recover_epochs} epochs)")
         if masks is None:
             result.recovery = recover(student, task, epochs=cfg.recover_epochs, lr=cfg.lr, method=cfg.recover,
-                                      teacher=teacher, floor=floor, seed=cfg.seed, progress=say)
+                                      teacher=teacher, floor=floor, seed=cfg.seed, hidden_weight=cfg.hidden_weight,
+                                      progress=say)
         else:
             def raise_sparsity(epoch: int, _row: dict[str, float]) -> None:
                 if cfg.schedule == "gradual":  # the masks are updated in place: the hooks see them
@@ -119,6 +122,10 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
                     student, task, epochs=cfg.recover_epochs, lr=cfg.lr, method=cfg.recover, teacher=teacher,
                     floor=None if cfg.schedule == "gradual" else floor, seed=cfg.seed,
                     on_epoch=raise_sparsity, progress=say)
+    if result.recovery is not None:
+        # Reported, never used to choose: recovery stopped on its validation split.
+        result.metric_after_recovery = evaluate_torch(student, task.eval_data, task.metric)
+        say(f"{task.metric.name} after recovery: {result.metric_after_recovery:.4f}")
     if cfg.mode == "unstructured":
         result.layers = sparsity_table(student)
         result.sparsity = round(overall_sparsity(student), 4)

@@ -27,6 +27,9 @@ class PruneConfig(StepConfig):
     ``round_to``: keep channel counts a multiple of this (e.g. 8 or 16).
     ``target_macs``: a MAC reduction factor (e.g. 3.0); non-uniform ratios are then chosen
     from a sensitivity analysis instead of ``ratio``.
+    ``recover``: ``finetune`` on the task loss, or ``distill`` from the unpruned model (on the
+    task's transfer set; ``hidden_weight`` weighs matching of hidden states where the pruned
+    model keeps their shape, e.g. every BERT layer's output).
 
     Example:
         >>> import json
@@ -51,6 +54,7 @@ class PruneConfig(StepConfig):
     target_macs: float | None = None
     recover_epochs: int = 0
     recover: Literal["finetune", "distill"] = "finetune"
+    hidden_weight: float = 1.0
     lr: float = 1e-3
     max_drop: float | None = None
     calibration_batches: int = 4
@@ -67,6 +71,8 @@ class PruneConfig(StepConfig):
             raise UsageError(f"prune config: round_to must be >= 1, got {self.round_to}")
         if self.target_macs is not None and self.target_macs <= 1.0:
             raise UsageError(f"prune config: target_macs is a reduction factor > 1, got {self.target_macs}")
+        if self.hidden_weight < 0:
+            raise UsageError(f"prune config: hidden_weight must be >= 0, got {self.hidden_weight}")
         if self.recover_epochs < 0:
             raise UsageError(f"prune config: recover_epochs must be >= 0, got {self.recover_epochs}")
         if self.schedule == "gradual" and (self.mode != "unstructured" or self.recover_epochs < 1):
