@@ -41,6 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recover-epochs", type=int, default=0, help="fine-tuning epochs budget (0 = none)")
     p.add_argument("--recover", choices=["finetune", "distill"], default="finetune",
                    help="recovery: fine-tune on the task loss, or distil from the unpruned model")
+    p.add_argument("--hidden-weight", type=float, default=1.0,
+                   help="distil: weight of hidden-state matching where shapes allow (BERT layers; 0 = output only)")
     p.add_argument("--lr", type=float, default=1e-3, help="recovery learning rate")
     p.add_argument("--max-drop", type=float, default=None,
                    help="metric drop accepted; recovery stops once within it (default: the task's tolerance)")
@@ -59,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         scope=args.scope, pattern=args.pattern, schedule=args.schedule, round_to=args.round_to,
         head_ratio=args.head_ratio, ffn_ratio=args.ffn_ratio, target_macs=args.target_macs,
         ignore=tuple(split_list(args.ignore)),
-        recover_epochs=args.recover_epochs, recover=args.recover, lr=args.lr, max_drop=args.max_drop, seed=args.seed,
+        recover_epochs=args.recover_epochs, recover=args.recover, hidden_weight=args.hidden_weight, lr=args.lr,
+        max_drop=args.max_drop, seed=args.seed,
     )
     targets = split_list(args.targets)
     report = prune(args.task, config=cfg, targets=targets, out=args.out, threads=args.threads,

@@ -37,6 +37,8 @@ class PruneResult:
     config: PruneConfig
     layers: dict[str, Any] = field(default_factory=dict)
     heads: dict[str, list[int]] = field(default_factory=dict)
+    method: str | None = None  # structured: "graph", "blocks" (fallback, see note) or "bert"
+    note: str = ""
     macs: list[int] = field(default_factory=list)
     params: list[int] = field(default_factory=list)
     sparsity: float | None = None
@@ -52,6 +54,7 @@ class PruneResult:
             "macs_before_after": self.macs, "params_before_after": self.params,
             "macs_reduction": round(self.macs[0] / max(self.macs[1], 1), 4) if self.macs else None,
             "sparsity": self.sparsity, "layers": self.layers, "heads": self.heads,
+            "method": self.method, "note": self.note,
             "chosen_ratios": self.ratios,
             "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None,
             "metric_after_prune_before_recovery": self.metric_after_prune,
@@ -94,6 +97,9 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
         pruned = prune_structured(student, inputs, cfg, data=task.calibration_data, loss_fn=task.loss,
                                   ratios=ratios)
         result.layers, result.heads = pruned.layers, pruned.heads
+        result.method, result.note = pruned.method, pruned.note
+        if pruned.note:
+            say(pruned.note)
     else:
         if cfg.criterion == "taylor":
             accumulate_gradients(student, task.calibration_data, task.loss, cfg.calibration_batches)

@@ -11,3 +11,8 @@ class PruneError(SlimkitError):
     def __init__(self, message: str, hint: str = "", layer: str | None = None) -> None:
         super().__init__(message, hint)
         self.layer = layer
+
+
+class TraceError(PruneError):
+    """Torch-Pruning could not trace the model's channel dependencies (nothing was pruned yet):
+    structured pruning may fall back to the block-internal pruner."""

@@ -12,9 +12,10 @@ from torch import nn
 
 from slimkit.core.data import Batch, Inputs
 from slimkit.core.task import LossFn, run_model
+from slimkit.techniques.prune._blocks import prune_blocks
 from slimkit.techniques.prune._config import PruneConfig
-from slimkit.techniques.prune._errors import PruneError
-from slimkit.techniques.prune._graph import build_pruner, group_root, module_names
+from slimkit.techniques.prune._errors import PruneError, TraceError
+from slimkit.techniques.prune._graph import build_pruner, graph_blocker, group_root, module_names
 from slimkit.techniques.prune._importance import accumulate_gradients
 from slimkit.techniques.prune._transformer import bert_layers, prune_bert
 
@@ -24,13 +25,21 @@ _WIDTH = {nn.Conv1d: "out_channels", nn.Conv2d: "out_channels", nn.Conv3d: "out_
 
 @dataclass
 class StructuredResult:
-    """What was removed: per-layer output widths ``[before, after]`` of every layer that shrank."""
+    """What was removed: per-layer output widths ``[before, after]`` of every layer that shrank.
+
+    ``method`` says how: ``graph`` (Torch-Pruning's dependency graph, the whole network),
+    ``blocks`` (only channels internal to a block: Torch-Pruning cannot handle the model, and
+    ``note`` says why) or ``bert`` (attention heads and FFN neurons).
+    """
 
     layers: dict[str, list[int]] = field(default_factory=dict)
     heads: dict[str, list[int]] = field(default_factory=dict)
+    method: str = "graph"
+    note: str = ""
 
     def to_dict(self) -> dict[str, object]:
-        return {"kind": "structured", "layers": self.layers, "heads": self.heads}
+        return {"kind": "structured", "layers": self.layers, "heads": self.heads, "method": self.method,
+                "note": self.note}
 
 
 def widths(model: nn.Module) -> dict[str, int]:
@@ -58,6 +67,11 @@ def prune_structured(
 ) -> StructuredResult:
     """Remove channels in place. BERT-family encoders lose heads and FFN neurons instead.
 
+    Other models go through Torch-Pruning's dependency graph (the whole network). Where it cannot
+    be used (a module type it is known to get wrong or hang on, see ``_graph.graph_blocker``, or
+    a model it fails to trace) only channels internal to a block are pruned, each block checked
+    to be exact (``_blocks``); ``result.method``/``result.note`` say which path was taken and why.
+
     Example:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
@@ -76,17 +90,27 @@ def prune_structured(
         if cfg.criterion == "taylor":
             accumulate_gradients(model, data, loss_fn, cfg.calibration_batches)  # type: ignore[arg-type]
         result.heads = prune_bert(model, cfg, ratios)
+        result.method = "bert"
         check_model(model, inputs, expected, "the attention heads / FFN neurons")
     else:
         pristine = copy.deepcopy(model)
-        try:
-            _prune_graph(model, inputs, cfg, data, loss_fn, ratios, None)
-            check_model(model, inputs, expected, "all groups")
-        except PruneError as first:
-            # Find the first group whose removal breaks the model, on a fresh copy, to name it.
-            trial = copy.deepcopy(pristine)
-            _prune_graph(trial, inputs, cfg, data, loss_fn, ratios, expected)
-            raise first
+        reason = graph_blocker(model)
+        untraced: TraceError | None = None
+        if reason is None:
+            try:
+                _prune_graph(model, inputs, cfg, data, loss_fn, ratios, None)
+                check_model(model, inputs, expected, "all groups")
+            except TraceError as exc:  # raised before anything was pruned
+                untraced, reason = exc, f"Torch-Pruning {exc.message}"
+            except PruneError as first:
+                # Find the first group whose removal breaks the model, on a fresh copy, to name it.
+                trial = copy.deepcopy(pristine)
+                _prune_graph(trial, inputs, cfg, data, loss_fn, ratios, expected)
+                raise first
+        if reason is not None:
+            _prune_blocks(model, pristine, inputs, cfg, data, loss_fn, ratios, reason, untraced)
+            check_model(model, inputs, expected, "the block-internal channels")
+            result.method, result.note = "blocks", f"{reason}; only channels internal to a block were pruned"
     model.zero_grad(set_to_none=True)
     after = widths(model)
     result.layers = {n: [w, after[n]] for n, w in before.items() if n in after and after[n] != w}
@@ -121,3 +145,19 @@ def _prune_graph(model: nn.Module, inputs: Inputs, cfg: PruneConfig, data: Itera
                 except PruneError as exc:
                     raise PruneError(f"layer '{root}' cannot be pruned: {exc.message}",
                                      hint=f"add '{root}' to ignore=... (--ignore on the CLI)", layer=root) from exc
+
+
+def _prune_blocks(model: nn.Module, pristine: nn.Module, inputs: Inputs, cfg: PruneConfig,
+                  data: Iterable[Batch] | None, loss_fn: LossFn | None, ratios: dict[str, float] | None,
+                  reason: str, untraced: TraceError | None) -> None:
+    """The fallback where Torch-Pruning cannot build its graph: prune only block-internal channels
+    (see ``_blocks``); a model with none of those keeps the original error."""
+    chains = prune_blocks(model, inputs, cfg, pristine=pristine, ratios=ratios, data=data, loss_fn=loss_fn)
+    if chains:
+        return
+    hint = ("the block-internal fallback found no prunable channels either (a conv/linear followed, inside "
+            "an nn.Sequential, only by BatchNorm/activations/depthwise convs and then another conv/linear); "
+            "use unstructured pruning")
+    if untraced is not None:
+        raise PruneError(untraced.message, hint=hint, layer=untraced.layer) from untraced
+    raise PruneError(f"{reason}, and the model has no block-internal channels to prune", hint=hint)
