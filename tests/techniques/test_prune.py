@@ -311,3 +311,25 @@ def test_transfer_data_feeds_distillation(monkeypatch):
     prune_model(task.build_model(), task, PruneConfig(ratio=0.5, recover_epochs=1, recover="distill"))
     prune_model(task.build_model(), task, PruneConfig(ratio=0.5, recover_epochs=1, recover="finetune"))
     assert seen == [transfer, task.train_data]  # distillation reads the transfer set, fine-tuning the labels
+
+
+def test_activation_criterion_scores_heads_and_neurons_from_data():
+    from slimkit.techniques.prune._transformer import activation_scores, bert_layers
+
+    task = _task("transformer")
+    model = task.build_model()
+    layers = bert_layers(model)
+    heads, ffn = activation_scores(model, layers, task.calibration_data, 2)
+    assert [h.shape[0] for h in heads] == [4, 4] and [f.shape[0] for f in ffn] == [64, 64]
+    assert all(bool((h > 0).all()) for h in heads)
+    # A neuron whose output column is zero contributes nothing: it must score zero.
+    with torch.no_grad():
+        layers[0][1].output.dense.weight[:, 5] = 0.0
+    _, ffn = activation_scores(model, layers, task.calibration_data, 2)
+    assert float(ffn[0][5]) == 0.0
+    result = prune_structured(model, task.example_inputs, PruneConfig(ratio=0.5, criterion="activation"),
+                              data=task.calibration_data)
+    assert all(v[1] == 2 for v in result.heads.values())
+    with pytest.raises(PruneError, match="activation"):
+        prune_structured(_task("mlp").build_model(), {"features": torch.randn(1, 6)},
+                         PruneConfig(ratio=0.5, criterion="activation"))

@@ -25,8 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     kind = p.add_mutually_exclusive_group(required=True)
     kind.add_argument("--structured", action="store_true", help="remove channels, neurons, attention heads")
     kind.add_argument("--unstructured", action="store_true", help="zero single weights (sparse storage)")
-    p.add_argument("--criterion", choices=["l1", "l2", "taylor", "bn_scale"], default="l2",
-                   help="importance criterion (default l2 magnitude)")
+    p.add_argument("--criterion", choices=["l1", "l2", "taylor", "bn_scale", "activation"], default="l2",
+                   help="importance criterion (default l2 magnitude; activation: data-aware, transformers)")
     p.add_argument("--scope", choices=["uniform", "global"], default="uniform",
                    help="same ratio in every layer, or one ranking across layers")
     p.add_argument("--pattern", choices=["none", "2:4"], default="none", help="unstructured: 2:4 semi-structured")

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from slimkit.core.config import StepConfig, register_config
 from slimkit.errors import UsageError
 
-CRITERIA = ("l1", "l2", "taylor", "bn_scale")
+CRITERIA = ("l1", "l2", "taylor", "bn_scale", "activation")
 
 
 @register_config
@@ -42,7 +42,7 @@ class PruneConfig(StepConfig):
 
     mode: Literal["structured", "unstructured"] = "structured"
     ratio: float = 0.5
-    criterion: Literal["l1", "l2", "taylor", "bn_scale"] = "l2"
+    criterion: Literal["l1", "l2", "taylor", "bn_scale", "activation"] = "l2"
     scope: Literal["uniform", "global"] = "uniform"
     layer_ratios: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
@@ -71,6 +71,9 @@ class PruneConfig(StepConfig):
             raise UsageError(f"prune config: round_to must be >= 1, got {self.round_to}")
         if self.target_macs is not None and self.target_macs <= 1.0:
             raise UsageError(f"prune config: target_macs is a reduction factor > 1, got {self.target_macs}")
+        if self.criterion == "activation" and self.mode != "structured":
+            raise UsageError("prune config: the activation criterion scores heads/FFN neurons (structured)",
+                             hint="use l1, l2 or taylor for unstructured pruning")
         if self.hidden_weight < 0:
             raise UsageError(f"prune config: hidden_weight must be >= 0, got {self.hidden_weight}")
         if self.recover_epochs < 0:

@@ -86,10 +86,13 @@ def prune_structured(
     result = StructuredResult()
     if cfg.criterion == "taylor" and (data is None or loss_fn is None):
         raise PruneError("the taylor criterion needs data and a loss", hint="pass the task, or use l1/l2")
+    if cfg.criterion == "activation" and not bert_layers(model):
+        raise PruneError("the activation criterion scores transformer heads and FFN neurons (BERT family)",
+                         hint="use l1, l2, taylor or bn_scale for this model")
     if bert_layers(model):
         if cfg.criterion == "taylor":
             accumulate_gradients(model, data, loss_fn, cfg.calibration_batches)  # type: ignore[arg-type]
-        result.heads = prune_bert(model, cfg, ratios)
+        result.heads = prune_bert(model, cfg, ratios, data)
         result.method = "bert"
         check_model(model, inputs, expected, "the attention heads / FFN neurons")
     else:
