@@ -14,7 +14,8 @@ from slimkit.cli.main import main
 def test_list_shows_tasks_techniques_targets(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("digits-cnn", "digits-resnet18", "minilm", "fuse", "onnxruntime", "openvino", "tensorrt"):
+    for name in ("digits-cnn", "digits-resnet18", "digits-mobilenet", "minilm", "fuse", "onnxruntime", "openvino",
+                 "tensorrt"):
         assert name in out
 
 

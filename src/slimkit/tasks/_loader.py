@@ -26,6 +26,13 @@ def _digits_resnet18(seed: int = 0) -> Task:
     return digits_resnet18(seed)
 
 
+def _digits_mobilenet(seed: int = 0) -> Task:
+    """torchvision MobileNetV2 on the digits upsampled to 3x32x32 (depthwise-separable, SGD-trained)."""
+    from slimkit.tasks.digits import digits_mobilenet
+
+    return digits_mobilenet(seed)
+
+
 def _minilm(seed: int = 0) -> Task:
     """Pretrained all-MiniLM-L6-v2 sentence encoder; cosine to the original model."""
     # Imported on use: transformers is an optional extra and slow to import.
@@ -36,6 +43,7 @@ def _minilm(seed: int = 0) -> Task:
 
 TASKS.register("digits-cnn", _digits_cnn)
 TASKS.register("digits-resnet18", _digits_resnet18)
+TASKS.register("digits-mobilenet", _digits_mobilenet)
 TASKS.register("minilm", _minilm)
 
 

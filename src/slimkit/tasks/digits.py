@@ -1,8 +1,10 @@
 """Built-in tasks on scikit-learn's bundled handwritten digits (real data, fully offline).
 
 ``digits-cnn`` is a small CNN at the native 8x8; ``digits-resnet18`` is torchvision's
-ResNet-18 (10 classes) on the same images upsampled to 3x64x64. The split is fixed
-(80/20, stratified, seed 0). Baselines train once and are cached by task and seed.
+ResNet-18 (10 classes) on the same images upsampled to 3x64x64; ``digits-mobilenet`` is
+torchvision's MobileNetV2 (10 classes, depthwise-separable) on them upsampled to 3x32x32,
+trained with SGD as MobileNets usually are. The split is fixed (80/20, stratified, seed 0).
+Baselines train once and are cached by task and seed.
 """
 
 from __future__ import annotations
@@ -139,4 +141,20 @@ def digits_resnet18(seed: int = 0) -> Task:
         "digits-resnet18", 64, lambda: models.resnet18(num_classes=10),
         TrainConfig(epochs=12, lr=2e-3, weight_decay=5e-4, warmup_epochs=1, seed=seed), seed,
         "torchvision ResNet-18 on scikit-learn digits upsampled to 3x64x64, 10 classes", shift=6,
+    )
+
+
+def digits_mobilenet(seed: int = 0) -> Task:
+    """torchvision MobileNetV2 (10 classes) on digits upsampled to 3x32x32, trained with SGD.
+
+    Its first depthwise conv shows the classic per-tensor int8 failure of MobileNets: a stem
+    channel the training switched off leaves a depthwise channel with a near-zero BatchNorm
+    variance, so after folding its weights are hundreds of times larger than the others.
+    """
+    models = require("torchvision.models", "the digits-mobilenet task")
+    return _digits_task(
+        "digits-mobilenet", 32, lambda: models.mobilenet_v2(num_classes=10),
+        TrainConfig(epochs=10, lr=0.05, optimizer="sgd", momentum=0.9, weight_decay=4e-5, warmup_epochs=1,
+                    seed=seed), seed,
+        "torchvision MobileNetV2 on scikit-learn digits upsampled to 3x32x32, 10 classes", shift=1,
     )

@@ -1,11 +1,21 @@
 """Quantization-aware training: fake quantization with a straight-through estimator.
 
-Every Conv/Linear gets int8 fake quantization of its weight (symmetric, per output channel,
-scale from the current weight) and of its input (asymmetric uint8, per tensor, range from
-calibration). ``torch.fake_quantize_*`` pass gradients straight through inside the range.
-The model is fine-tuned with the shared training engine, then exported as it is: OpenVINO
-turns the fake-quantize ops into int8 FakeQuantize (int8 weights on disk, int8 kernels),
-the ONNX exporter into QuantizeLinear/DequantizeLinear pairs that ONNX Runtime runs in int8.
+Every Conv/Linear gets int8 fake quantization of its weight (symmetric, scale from the current
+weight) and of its input (asymmetric uint8, per tensor, range from calibration).
+``torch.fake_quantize_*`` pass gradients straight through inside the range. The model is
+fine-tuned with the shared training engine, then exported as it is: OpenVINO turns the
+fake-quantize ops into int8 FakeQuantize (int8 weights on disk, int8 kernels), the ONNX
+exporter into QuantizeLinear/DequantizeLinear pairs that ONNX Runtime runs in int8.
+
+Weights are per output channel by default. Per tensor (``per_channel=False``), the scheme the
+runtime applies to the deployed, BatchNorm-folded weight is simulated on that same weight:
+BatchNorms fed by a Conv are folded into it first (a per-tensor grid on the unfolded weight
+would not survive the runtime's folding, which rescales every output channel), and each
+layer's weight range is a fraction of its largest weight, picked on the calibration inputs as
+the one with the least output error. A folded channel fed by a dead input can carry weights
+hundreds of times larger than the rest (MobileNetV2's first depthwise conv is the classic
+case); they multiply zeros, so clipping them costs nothing, while a range set by them leaves
+every other channel with a handful of int8 levels.
 """
 
 from __future__ import annotations
@@ -24,26 +34,75 @@ from slimkit.train.engine import TrainConfig, fit
 _WRAPPED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 
-class FakeQuant(nn.Module):
-    """A Conv/Linear with int8 fake-quantized input and weight."""
+# Per-tensor weight ranges tried during calibration: max |w| times 2^(-k/3), down to 1/1024.
+RANGE_FRACTIONS = tuple(2.0 ** (-k / 3) for k in range(31))
+RANGE_SEARCH_ITEMS = 32  # calibration items the per-tensor range search scores (of the layer's inputs)
 
-    def __init__(self, layer: nn.Module) -> None:
+
+class FakeQuant(nn.Module):
+    """A Conv/Linear with int8 fake-quantized input and weight (per channel, or per tensor)."""
+
+    def __init__(self, layer: nn.Module, per_channel: bool = True) -> None:
         super().__init__()
         self.layer = layer
+        self.per_channel = per_channel
         self.register_buffer("lo", torch.tensor(float("inf")))
         self.register_buffer("hi", torch.tensor(float("-inf")))
+        if not per_channel:  # the weight range as a fraction of max |w|, and each candidate's output error
+            self.register_buffer("range_fraction", torch.tensor(1.0))
+            self.register_buffer("range_error", torch.zeros(len(RANGE_FRACTIONS), dtype=torch.float64))
+        self.searched = 0
         self.observing = True
         self.frozen: tuple[float, int, torch.Tensor] | None = None
 
     def _weight_scale(self) -> torch.Tensor:
+        """Symmetric int8 scales: one per output channel, or one (0-d) for the whole tensor."""
         w = self.layer.weight.detach()
+        if not self.per_channel:
+            return (self.range_fraction * w.abs().max() / 127.0).clamp(min=1e-8).float()
         return (w.abs().amax(dim=tuple(range(1, w.dim()))) / 127.0).clamp(min=1e-8).float()
 
     def _weight(self) -> torch.Tensor:
         w = self.layer.weight
         scale = self.frozen[2] if self.frozen is not None else self._weight_scale()
+        if not self.per_channel:
+            return torch.fake_quantize_per_tensor_affine(w, float(scale), 0, -127, 127)
         zero = torch.zeros_like(scale, dtype=torch.int32)
         return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
+
+    def _run(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if isinstance(self.layer, nn.Linear):
+            return F.linear(x, w, bias)
+        return self.layer._conv_forward(x, w, bias)  # type: ignore[operator]
+
+    def _score_ranges(self, x: torch.Tensor) -> None:
+        """Add each candidate per-tensor range's output error on ``x`` (a calibration input).
+
+        One layer call scores every candidate: the weight errors are stacked as extra output
+        channels (group by group, so grouped and depthwise convs keep their structure).
+        """
+        w = self.layer.weight.detach().float()
+        top = float(w.abs().max())
+        if top == 0.0:
+            return
+        k, cout = len(RANGE_FRACTIONS), w.shape[0]
+        scales = (torch.tensor(RANGE_FRACTIONS) * top / 127.0).clamp(min=1e-8).view(-1, *[1] * w.dim())
+        delta = (w / scales).round().clamp(-127, 127) * scales - w  # (k, *w.shape)
+        groups = getattr(self.layer, "groups", 1)
+        stacked = delta.reshape(k, groups, cout // groups, *w.shape[1:]).transpose(0, 1).reshape(k * cout,
+                                                                                                 *w.shape[1:])
+        out = self._run(x.float(), stacked.to(x.dtype), None).double().pow(2)
+        if isinstance(self.layer, nn.Linear):
+            err = out.reshape(*out.shape[:-1], k, cout).transpose(-2, 0).reshape(k, -1).sum(1)
+        else:
+            err = out.reshape(out.shape[0], groups, k, -1).transpose(0, 2).reshape(k, -1).sum(1)
+        self.range_error += err
+        self.searched += 1
+
+    def pick_range(self) -> None:
+        """Per tensor: keep the range with the least output error over the scored calibration inputs."""
+        if not self.per_channel and self.searched:
+            self.range_fraction.fill_(RANGE_FRACTIONS[int(self.range_error.argmin())])
 
     def _act_params(self) -> tuple[float, int]:
         lo, hi = float(min(self.lo, 0.0)), float(max(self.hi, 0.0))
@@ -56,6 +115,9 @@ class FakeQuant(nn.Module):
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         if self.observing:
+            if not self.per_channel and self.searched < RANGE_SEARCH_ITEMS:
+                with torch.no_grad():
+                    self._score_ranges(x.detach())
             # Calibration: the mean of per-batch extremes, like NNCF's default range estimator.
             self.lo = torch.minimum(self.lo, x.detach().min()) if self.lo.isinf() else 0.9 * self.lo + 0.1 * x.min()
             self.hi = torch.maximum(self.hi, x.detach().max()) if self.hi.isinf() else 0.9 * self.hi + 0.1 * x.max()
@@ -66,15 +128,14 @@ class FakeQuant(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._input(x)
         w = self._weight() if not self.observing else self.layer.weight
-        if isinstance(self.layer, nn.Linear):
-            return F.linear(x, w, self.layer.bias)
-        return self.layer._conv_forward(x, w, self.layer.bias)  # type: ignore[operator]
+        return self._run(x, w, self.layer.bias)
 
 
 def strip_fake_quant(model: nn.Module) -> nn.Module:
     """Unwrap in place: each layer keeps its weight snapped to the int8 grid it was trained on.
 
-    A runtime quantizer then recovers that grid exactly (symmetric per-channel max-abs scales).
+    A runtime quantizer then recovers that grid exactly (symmetric max-abs scales, per channel
+    or per tensor: a per-tensor range below max |w| leaves the clipped weights at +-127 steps).
     """
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
@@ -85,16 +146,99 @@ def strip_fake_quant(model: nn.Module) -> nn.Module:
     return model
 
 
-def insert_fake_quant(model: nn.Module, exclude: Sequence[str] = ()) -> list[str]:
+def insert_fake_quant(model: nn.Module, exclude: Sequence[str] = (), per_channel: bool = True) -> list[str]:
     """Wrap every Conv/Linear (except the named ones) in place; returns the wrapped names."""
     wrapped = []
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
             if isinstance(child, _WRAPPED) and full not in exclude:
-                setattr(module, child_name, FakeQuant(child))
+                setattr(module, child_name, FakeQuant(child, per_channel))
                 wrapped.append(full)
     return wrapped
+
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def fold_batchnorms(model: nn.Module, example_inputs: Inputs) -> list[str]:
+    """Fold (in place, eval statistics) each BatchNorm whose input is a Conv's output; returns their names.
+
+    The pairs are found by running ``example_inputs`` (a BatchNorm fed the very tensor a Conv
+    returned, each called once), the folded BatchNorms become ``nn.Identity``, and the folded
+    model must match the original on ``example_inputs`` (cosine >= 0.99999, largest difference
+    <= 1e-3 of the largest output), else nothing is folded. The fuse technique does the general
+    job with traced data flow; techniques do not import each other.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU()).eval()
+        >>> fold_batchnorms(net, {"input": torch.randn(1, 1, 5, 5)}), type(net[1]).__name__
+        (['1'], 'Identity')
+    """
+    from collections import Counter
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from slimkit.export.parity import compare
+
+    convs = {n: m for n, m in model.named_modules() if type(m) in _CONVS}
+    bns = {n: m for n, m in model.named_modules()
+           if type(m) in _BATCHNORMS and m.track_running_stats and m.running_mean is not None}
+    produced: dict[int, str] = {}
+    keep: list[torch.Tensor] = []  # outputs stay alive during the run, so their ids stay unique
+    calls: Counter[str] = Counter()
+    pairs: dict[str, str] = {}
+
+    def on_conv(name: str):  # type: ignore[no-untyped-def]
+        def hook(_m: nn.Module, _args: object, out: torch.Tensor) -> None:
+            calls[name] += 1
+            produced[id(out)] = name
+            keep.append(out)
+        return hook
+
+    def on_bn(name: str):  # type: ignore[no-untyped-def]
+        def hook(_m: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            calls[name] += 1
+            if args and id(args[0]) in produced:
+                pairs[name] = produced[id(args[0])]
+        return hook
+
+    handles = [m.register_forward_hook(on_conv(n)) for n, m in convs.items()]
+    handles += [m.register_forward_pre_hook(on_bn(n)) for n, m in bns.items()]
+    try:
+        with torch.no_grad():
+            reference = run_model(model, example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    used = Counter(pairs.values())
+    pairs = {bn: conv for bn, conv in pairs.items() if calls[bn] == 1 and calls[conv] == 1 and used[conv] == 1}
+    if not pairs:
+        return []
+    saved = {conv: (convs[conv].weight, convs[conv].bias) for conv in pairs.values()}
+    for bn_name, conv_name in pairs.items():
+        conv = convs[conv_name]
+        fused = fuse_conv_bn_eval(conv, bns[bn_name])
+        conv.weight, conv.bias = fused.weight, fused.bias
+        _replace(model, bn_name, nn.Identity())
+    with torch.no_grad():
+        folded = run_model(model, example_inputs)
+    parity = compare(reference, folded)
+    if parity.cosine < 0.99999 or parity.max_abs_diff > 1e-3 * parity.reference_scale:
+        # A pairing the run could not see through (the Conv output used elsewhere too): undo.
+        for bn_name, conv_name in pairs.items():
+            convs[conv_name].weight, convs[conv_name].bias = saved[conv_name]
+            _replace(model, bn_name, bns[bn_name])
+        return []
+    return sorted(pairs)
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
 def _observe(model: nn.Module, items: Sequence[Inputs], observing: bool) -> None:
@@ -105,12 +249,19 @@ def _observe(model: nn.Module, items: Sequence[Inputs], observing: bool) -> None
         with torch.no_grad():
             for item in items:
                 run_model(model, item)
+        for m in model.modules():
+            if isinstance(m, FakeQuant):
+                m.pick_range()
         _observe(model, items, False)
 
 
 def qat_model(model: nn.Module, task: Task, calibration: Sequence[Inputs], epochs: int, lr: float,
-              seed: int = 0, exclude: Sequence[str] = ()) -> tuple[nn.Module, dict[str, object]]:
+              seed: int = 0, exclude: Sequence[str] = (), per_channel: bool = True,
+              ) -> tuple[nn.Module, dict[str, object]]:
     """Fake-quantize a copy of ``model``, calibrate, fine-tune it with :func:`fit`; returns (model, details).
+
+    ``per_channel=False`` folds Conv-BatchNorm pairs first and quantizes each weight per tensor
+    (see the module docstring). ``epochs=0`` only calibrates.
 
     Example:
         >>> import torch
@@ -124,14 +275,22 @@ def qat_model(model: nn.Module, task: Task, calibration: Sequence[Inputs], epoch
         >>> info["layers"]
         1
     """
-    model = copy.deepcopy(model)
-    wrapped = insert_fake_quant(model, exclude)  # children only: a bare Linear/Conv model is left as is
+    model = copy.deepcopy(model).eval()
+    folded = [] if per_channel else fold_batchnorms(model, task.example_inputs)
+    wrapped = insert_fake_quant(model, exclude, per_channel)  # children only: a bare Linear/Conv is left as is
     model.eval()
     _observe(model, calibration, True)
-    result = fit(model, task.train_data, task.loss, TrainConfig(epochs=epochs, lr=lr, seed=seed))
+    history: list[float] = []
+    if epochs:
+        result = fit(model, task.train_data, task.loss, TrainConfig(epochs=epochs, lr=lr, seed=seed))
+        history = [round(h.get("loss", float("nan")), 5) for h in result.history]
     model.eval()
-    for m in model.modules():
-        if isinstance(m, FakeQuant):
-            m.freeze()
-    history = [round(h.get("loss", float("nan")), 5) for h in result.history]
-    return model, {"layers": len(wrapped), "epochs": epochs, "lr": lr, "loss_history": history}
+    fq = [m for m in model.modules() if isinstance(m, FakeQuant)]
+    for m in fq:
+        m.freeze()
+    info: dict[str, object] = {"layers": len(wrapped), "epochs": epochs, "lr": lr, "loss_history": history,
+                               "weights": "per-channel" if per_channel else "per-tensor"}
+    if not per_channel:
+        info["folded_batchnorms"] = len(folded)
+        info["clipped_ranges"] = sum(1 for m in fq if float(m.range_fraction) < 1.0)
+    return model, info
