@@ -1,16 +1,20 @@
 """Quantization benchmark: every issue-3 target measured side by side in one run.
 
     python benchmarks/quantize.py [--threads N] [--out runs/bench-quantize] [--parts minilm,resnet18,recovery]
+    python benchmarks/quantize.py --parts qat    # only the QAT half of part 3 (digits-mobilenet)
 
 All latencies are batch 1 through slimkit's one measurement path (median of many runs), and
 every ratio is against torch fp32 eager measured in the same process. Parts:
 1. minilm (seq 128): torch fp32 eager; ONNX Runtime dynamic int8; torch (torchao) dynamic
-   int8; OpenVINO + NNCF int8 with NNCF's default settings; slimkit int8-static on OpenVINO.
+   int8; OpenVINO + NNCF int8 with NNCF's default settings; slimkit int8-static on OpenVINO
+   (its default, which finds the layers whose inputs carry token outliers and gives them int8
+   weights only; without that; with the FFN output projections excluded by hand).
    Metric: mean and minimum cosine to the fp32 model over the evaluation sentences.
 2. digits-resnet18: torch fp32 eager; slimkit int8-static on OpenVINO and on ONNX Runtime.
 3. recovery: int4 weights on MiniLM lose fidelity; the accuracy-aware mode (--max-drop) keeps
-   the most sensitive layers in float and recovers it. QAT on digits-cnn with per-tensor
-   weights against plain PTQ with the same setting.
+   the most sensitive layers in float and recovers it. Then (also alone as ``qat``) per-tensor
+   int8 weights on digits-mobilenet (MobileNetV2): plain PTQ against QAT with the same
+   per-tensor scheme, per-channel PTQ for reference, on ONNX Runtime and OpenVINO.
 Prints markdown tables.
 """
 
@@ -104,13 +108,18 @@ def part_minilm(out: Path, threads: int) -> list[str]:
         rows.append(row("minilm", f"OpenVINO + NNCF int8, NNCF defaults{what}", e, base))
     ffn = ffn_output_layers(fdir / "model.xml")
     for i, (name, cfg) in enumerate((
-        ("slimkit int8-static (default: transformer, SmoothQuant, 300 samples)",
+        ("slimkit int8-static (default: transformer, SmoothQuant, outlier layers weight-only, 300 samples)",
          QuantizeConfig("int8-static", "openvino")),
-        ("slimkit int8-static, 6 FFN output projections kept float (--exclude)",
-         QuantizeConfig("int8-static", "openvino", exclude=ffn)),
+        ("slimkit int8-static without outlier handling (--outlier-weight-only off; the previous default)",
+         QuantizeConfig("int8-static", "openvino", outlier_weight_only=False)),
+        ("slimkit int8-static, 6 FFN output projections kept float (--exclude, no outlier handling)",
+         QuantizeConfig("int8-static", "openvino", exclude=ffn, outlier_weight_only=False)),
     )):
-        e, _ = quantized(task, model, cfg, out, threads, f"slimkit-ov{i}", fdir / "model.xml")
-        rows.append(row("minilm", name, e, base))
+        e, r = quantized(task, model, cfg, out, threads, f"slimkit-ov{i}", fdir / "model.xml")
+        weight_only = r.details.get("outliers", {}).get("weight_only_int8", [])
+        note = f"{len(weight_only)} layers found with input token outliers: int8 weights only" \
+            if weight_only else ""
+        rows.append(row("minilm", name, e, base, note))
     return rows
 
 
@@ -141,7 +150,57 @@ def part_recovery(out: Path, threads: int) -> list[str]:
                      out, threads, "int4-aa", fdir / "model.xml", fe.measurement.metric)
     rows.append(row("minilm", f"int4-weight-only (g32), accuracy-aware --max-drop {budget}", e, base,
                     f"{len(r.float_layers)} layers kept float"))
+    return rows + part_qat(out, threads)
+
+
+QAT_EPOCHS, QAT_LR = 2, 1e-4
+
+
+def part_qat(out: Path, threads: int) -> list[str]:
+    """Per-tensor int8 weights on MobileNetV2: plain PTQ collapses, QAT with the same scheme recovers."""
+    name = "digits-mobilenet"
+    task = load_task(name)
+    model = task.build_model()
+    base = measure_model(model, task, "torch", fresh_dir(out / "mnv2-torch"), threads, entry_id="torch", recipe=[])
+    rows = [row(name, "torch fp32 eager (baseline)", base, base)]
+
+    def add(label: str, e: Entry, note: str = "") -> None:
+        drop = base.measurement.metric - e.measurement.metric
+        rows.append(row(name, label, e, base, f"drop {drop:+.2f} pt" + (f"; {note}" if note else "")))
+
+    for target in ("onnxruntime", "openvino"):
+        for i, (label, cfg) in enumerate((
+            ("PTQ int8-static, per-channel weights (reference)", QuantizeConfig("int8-static", target)),
+            ("PTQ int8-static, per-tensor weights", QuantizeConfig("int8-static", target, per_channel=False)),
+            (f"QAT int8-static, per-tensor weights ({QAT_EPOCHS} epochs)",
+             QuantizeConfig("int8-static", target, per_channel=False, qat_epochs=QAT_EPOCHS, qat_lr=QAT_LR)),
+        )):
+            e, r = quantized(task, model, cfg, out, threads, f"mnv2-{target}-{i}")
+            qat = r.details.get("qat", {})
+            add(f"{label} on {target}", e, f"{qat['clipped_ranges']} of {qat['layers']} weight ranges clipped, "
+                f"{qat['folded_batchnorms']} BatchNorms folded" if qat else "")
+        if target == "onnxruntime":
+            add("QAT's calibration alone (0 epochs), per-tensor weights on onnxruntime",
+                range_search_only(task, model, out, threads), "ablation: the weight-range search without training")
     return rows
+
+
+def range_search_only(task, model, out: Path, threads: int) -> Entry:
+    """QAT's per-tensor calibration (BatchNorm folding, weight-range search) with no training, on ONNX Runtime."""
+    from slimkit.techniques.quantize._backends import OrtBackend, export_float
+    from slimkit.techniques.quantize._calib import calibration_items
+    from slimkit.techniques.quantize._qat import qat_model, strip_fake_quant
+
+    cfg = QuantizeConfig("int8-static", "onnxruntime", per_channel=False)
+    items = calibration_items(task.calibration_data, cfg.samples)
+    items += calibration_items(task.train_data, cfg.samples - len(items))  # as quantize_for_target tops up
+    qmodel, _ = qat_model(model, task, items, 0, 0.0, per_channel=False)
+    work = fresh_dir(out / "mnv2-range-only")
+    plain = strip_fake_quant(qmodel.requires_grad_(False))
+    backend = OrtBackend(cfg, export_float(plain, task.example_inputs, "onnxruntime", work), work, threads,
+                         task.example_inputs, items, False)
+    return measure_entry(backend.build([], "model"), task, model, entry_id="range-only", recipe=[cfg.to_dict()],
+                         out=out)
 
 
 def main() -> int:
@@ -155,7 +214,7 @@ def main() -> int:
     threads = args.threads or default_threads()
     torch.set_num_threads(threads)
     out = Path(args.out)
-    parts = {"minilm": part_minilm, "resnet18": part_resnet18, "recovery": part_recovery}
+    parts = {"minilm": part_minilm, "resnet18": part_resnet18, "recovery": part_recovery, "qat": part_qat}
     lines = [HEAD]
     for name in args.parts.split(","):
         rows = parts[name](out, threads)

@@ -153,6 +153,104 @@ def test_qat_gives_a_real_int8_artifact(target: str, tmp_path: Path) -> None:
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
 
 
+def test_qat_per_tensor_fake_quant_uses_one_scale_per_weight() -> None:
+    from slimkit.techniques.quantize._qat import FakeQuant
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with torch.no_grad():
+        conv.weight[0] *= 10  # a wide channel: per channel keeps it apart, per tensor shares its scale
+    for per_channel in (True, False):
+        fq = FakeQuant(conv, per_channel)
+        fq.observing = False
+        scale = fq._weight_scale()
+        q = fq._weight().detach()
+        assert scale.shape == ((4,) if per_channel else ())
+        steps = q / (scale.view(-1, 1, 1, 1) if per_channel else scale)
+        assert torch.allclose(steps, steps.round(), atol=1e-3) and steps.abs().max() <= 127 + 1e-3
+        assert bool(steps.abs().amax(dim=(1, 2, 3)).round().eq(127).all()) is per_channel
+
+
+def test_qat_per_tensor_range_clips_weights_that_only_meet_zeros() -> None:
+    from slimkit.techniques.quantize._qat import FakeQuant, _observe
+
+    # A depthwise conv whose second input channel is dead (all zeros) but whose weights there are
+    # 1000x larger, as after folding a BatchNorm with a near-zero variance.
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2, 2, 3, padding=1, groups=2, bias=False)
+    with torch.no_grad():
+        conv.weight[1] *= 1000
+    model = torch.nn.Sequential(FakeQuant(conv, per_channel=False))
+    items = [{"input": torch.cat([torch.randn(1, 1, 6, 6), torch.zeros(1, 1, 6, 6)], 1)} for _ in range(4)]
+    _observe(model, items, True)
+    fq = model[0]
+    assert fq.searched == 4 and float(fq.range_fraction) < 0.05
+    fq.freeze()
+    x = items[0]["input"]
+    with torch.no_grad():
+        ref = conv(x)
+        err_searched = float((fq(x) - ref)[:, 0].abs().max())
+        fq.range_fraction.fill_(1.0)
+        fq.freeze()
+        err_maxabs = float((fq(x) - ref)[:, 0].abs().max())
+    assert err_searched < 0.1 * err_maxabs
+
+
+def test_fold_batchnorms_is_exact_and_finds_attribute_pairs() -> None:
+    from slimkit.techniques.quantize._qat import fold_batchnorms
+
+    task = make_tiny_task("cnn")  # conv and bn are attributes, not a Sequential
+    model = task.build_model()
+    with torch.no_grad():
+        model.bn.running_var.uniform_(0.5, 2.0)
+        model.bn.running_mean.uniform_(-1.0, 1.0)
+        ref = run_model(model, task.example_inputs)
+    assert fold_batchnorms(model, task.example_inputs) == ["bn"]
+    assert isinstance(model.bn, torch.nn.Identity)
+    with torch.no_grad():
+        assert torch.allclose(run_model(model, task.example_inputs), ref, atol=1e-5)
+
+
+def test_fold_batchnorms_leaves_a_conv_output_used_twice() -> None:
+    from slimkit.techniques.quantize._qat import fold_batchnorms
+
+    class Branch(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return self.bn(y) + y  # folding would change the second use
+
+    model = Branch().eval()
+    with torch.no_grad():
+        model.bn.running_var.fill_(4.0)
+    assert fold_batchnorms(model, {"x": torch.randn(1, 1, 5, 5)}) == []
+    assert isinstance(model.bn, torch.nn.BatchNorm2d)
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnxruntime"])
+def test_qat_per_tensor_deploys_per_tensor_weights(target: str, tmp_path: Path) -> None:
+    task = make_tiny_task("cnn")
+    cfg = _config("int8-static", target, qat_epochs=1, qat_lr=1e-3, per_channel=False)
+    assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    r = quantize_for_target(task.build_model(), task, cfg, tmp_path, threads=1)
+    info = r.details["qat"]
+    assert info["weights"] == "per-tensor" and info["folded_batchnorms"] == 1 and info["layers"] == 2
+    # The runtime's per-tensor grid on the folded weight is the one trained on: the export matches.
+    assert info["export_parity_vs_fake_quant"]["cosine"] > 0.999
+    if target == "onnxruntime":
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(r.deployed.artifact)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        weight_scales = [inits[n.input[1]] for n in graph.node if n.op_type == "DequantizeLinear"
+                         and n.input[0] in inits and inits[n.input[0]].ndim > 1]
+        assert len(weight_scales) == 2 and all(s.size == 1 for s in weight_scales)
+
+
 def test_never_slower_guard_uses_the_float_model_on_the_same_target() -> None:
     from slimkit.api._common import finalize
     from slimkit.measure.latency import Latency
@@ -212,3 +310,96 @@ def test_recipe_step_quantizes_for_the_recipe_target(tmp_path: Path) -> None:
     state = run_recipe(RecipeState(task, task.build_model(), "onnxruntime", tmp_path, 1),
                        Recipe((step,), "onnxruntime"))
     assert state.deployed.target == "onnxruntime" and state.info["quantize"]["scheme"] == "int8-static"
+
+
+def _spiky(items: int = 8, tokens: int = 128, channels: int = 48, seed: int = 0) -> list:
+    """Like a BERT FFN-output input: smooth, but one token per item (under 1%) is 40x larger in half the channels."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    acts = [rng.normal(size=(1, tokens, channels)).astype("float32") for _ in range(items)]
+    for a in acts:
+        a[0, int(rng.integers(tokens)), : channels // 2] *= 40.0
+    return acts
+
+
+def test_outlier_score_flags_token_spikes_only() -> None:
+    import numpy as np
+
+    from slimkit.techniques.quantize._outliers import THRESHOLD, ChannelTails, flag_outlier_layers, outlier_score
+
+    rng = np.random.default_rng(1)
+    smooth = [rng.normal(size=(1, 128, 48)) for _ in range(8)]
+    heavy = [rng.laplace(size=(1, 128, 48)) for _ in range(8)]
+    # Channel outliers (large for every token, as after a LayerNorm) are SmoothQuant's job, not flagged.
+    channel = [a * np.where(np.arange(48) < 4, 50.0, 1.0) for a in smooth]
+    scores = {"smooth": outlier_score(smooth), "heavy": outlier_score(heavy), "channel": outlier_score(channel),
+              "spiky": outlier_score(_spiky())}
+    assert max(scores["smooth"], scores["heavy"], scores["channel"]) < THRESHOLD < scores["spiky"]
+    assert flag_outlier_layers(scores) == ["spiky"]
+    # Streaming keeps only the top 1% per channel yet gives the exact quantile of all tokens.
+    acts = _spiky(items=5, tokens=40)  # 200 tokens: the tail is the 3rd largest, 2 tokens above it
+    tails = ChannelTails(200)
+    for a in acts:
+        tails.add(a)
+    every = np.abs(np.concatenate([a.reshape(-1, 48) for a in acts]))
+    ordered = np.sort(every, axis=0)[::-1]
+    exact = np.quantile(ordered[0] / ordered[2], 0.9)
+    assert tails.top is not None and tails.top.shape == (3, 48)
+    assert tails.score() == pytest.approx(exact, rel=1e-6)
+
+
+class _SpikyTokens(torch.nn.Module):
+    """Tokens through two projections; the second's input spikes on token 0 (of 128) in half its channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = torch.nn.Linear(8, 32)
+        self.down = torch.nn.Linear(32, 8)
+        self.head = torch.nn.Linear(8, 3)
+        self.register_buffer("spike", torch.ones(1, 128, 32))
+        self.spike[0, 0, :16] = 40.0
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.down(self.up(tokens) * self.spike).mean(1))
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_outlier_layers_get_int8_weights_and_float_activations_on_openvino(on: bool, tmp_path: Path) -> None:
+    import openvino as ov
+    from tests.conftest import _task
+
+    torch.manual_seed(0)
+    task = _task("tiny-spiky", _SpikyTokens(), {"tokens": torch.randn(16, 128, 8)})
+    r = quantize_for_target(task.build_model(), task, QuantizeConfig("int8-static", "openvino", samples=8,
+                                                                     outlier_weight_only=on), tmp_path, threads=1)
+    layers = r.details["layers"]
+    assert torch.isfinite(r.deployed.run(task.example_inputs)).all()
+    if not on:
+        assert "outliers" not in r.details and not layers["weight_only_int8"] and len(layers["int8"]) == 3
+        return
+    (down,) = r.details["outliers"]["weight_only_int8"]
+    assert "down" in down and layers["weight_only_int8"] == [down] and down not in layers["int8"]
+    assert len(layers["int8"]) == 2 and r.details["outliers"]["scores"][down] > r.details["outliers"]["threshold"]
+    ir = ov.Core().read_model(str(r.deployed.artifact))
+    # The IR asks OpenVINO to quantize those inputs per token at run time, in groups of 64 channels.
+    assert ir.get_rt_info(["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"]).astype(str) == "64"
+    matmul = {op.get_friendly_name(): op for op in ir.get_ops()}[down]
+    # Its activation is not fake-quantized; its weight is an int8 constant with a float scale.
+    assert matmul.input_value(0).get_node().get_type_name() != "FakeQuantize"
+    node = matmul.input_value(1).get_node()
+    while node.get_type_name() != "Constant":
+        node = node.input_value(0).get_node()
+    assert node.get_element_type() == ov.Type.i8
+
+
+def test_outlier_option_round_trips_and_is_checked() -> None:
+    for value in (None, True, False):
+        cfg = QuantizeConfig("int8-static", "openvino", outlier_weight_only=value)
+        assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    old = {"type": "quantize", "version": 1, "data": {"scheme": "int8-static"}}  # written before the field
+    assert config_from_dict(old).outlier_weight_only is None
+    with pytest.raises(UsageError, match="int8-static on openvino"):
+        QuantizeConfig("int8-static", "onnxruntime", outlier_weight_only=True)
+    with pytest.raises(UsageError, match="int8-static on openvino"):
+        QuantizeConfig("int8-dynamic", "openvino", outlier_weight_only=True)

@@ -44,6 +44,7 @@ def quantize(
     per_channel: bool = True,
     smooth_quant: bool | None = None,
     bias_correction: bool = True,
+    outlier_weight_only: bool | None = None,
     exclude: Sequence[str] = (),
     threads: int | None = None,
     quick: bool = False,
@@ -70,7 +71,8 @@ def quantize(
         raise UsageError(f"threads must be >= 1, got {threads}")
     cfg = QuantizeConfig(scheme, target, calibration=calibration, samples=samples, per_channel=per_channel,
                          group_size=group_size, smooth_quant=smooth_quant, bias_correction=bias_correction,
-                         exclude=tuple(exclude), max_drop=max_drop, qat_epochs=qat_epochs, qat_lr=qat_lr)
+                         outlier_weight_only=outlier_weight_only, exclude=tuple(exclude), max_drop=max_drop,
+                         qat_epochs=qat_epochs, qat_lr=qat_lr)
     check(scheme, target, calibration, qat=qat_epochs > 0)  # before any work: a clear error, exit 2
     from slimkit.api._common import check_targets
 
@@ -113,6 +115,9 @@ def quantize(
     entry.float_reference = float_entry.id
     if result.float_layers:
         entry.notes.append(f"{len(result.float_layers)} layer(s) kept in float: {', '.join(result.float_layers)}")
+    weight_only = result.details.get("outliers", {}).get("weight_only_int8", [])
+    if weight_only:
+        entry.notes.append(f"{len(weight_only)} layer(s) with token outliers in their inputs: int8 weights only")
     aa = result.details.get("accuracy_aware")
     if aa and not aa["met"]:
         entry.notes.append(f"accuracy-aware mode could not bring the drop within {max_drop}")

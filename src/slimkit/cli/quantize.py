@@ -28,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smooth-quant", choices=("auto", "on", "off"), default="auto",
                    help="SmoothQuant (auto: on for transformers)")
     p.add_argument("--no-bias-correction", action="store_true", help="skip NNCF's fast bias correction")
+    p.add_argument("--outlier-weight-only", choices=("auto", "on", "off"), default="auto",
+                   help="int8-static on openvino: layers whose inputs carry token outliers get int8 "
+                        "weights only, no static activation range (auto: on for transformers)")
     p.add_argument("--exclude", default="", help="comma-separated layer names kept in float")
     p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")
     p.add_argument("--out", required=True, help="run folder for the artifact, recipe.json and report.json")
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         sensitivity=args.sensitivity, group_size=args.group_size, per_channel=not args.per_tensor,
         smooth_quant={"auto": None, "on": True, "off": False}[args.smooth_quant],
         bias_correction=not args.no_bias_correction,
+        outlier_weight_only={"auto": None, "on": True, "off": False}[args.outlier_weight_only],
         exclude=split_list(args.exclude), threads=args.threads,
         quick=args.quick, seed=args.seed, progress=progress)
     rows = report.extra.get("sensitivity", [])

@@ -92,6 +92,10 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
         if not fb.met:
             say(f"accuracy-aware: the drop stays above {cfg.max_drop} even with every layer in float")
     deployed = backend.build(exclude, "model", pick_precision=True)
+    weight_only = backend.details.get("outliers", {}).get("weight_only_int8", [])
+    if weight_only:
+        say(f"{len(weight_only)} layer(s) with token-sparse input outliers: int8 weights only, "
+            "no static activation range")
     for stale in workdir.glob("sens*"):
         stale.unlink()
     for stale in workdir.glob("aa*"):
@@ -110,8 +114,10 @@ def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threa
     from slimkit.export.parity import compare
     from slimkit.techniques.quantize._qat import qat_model
 
-    say(f"quantization-aware training: {cfg.qat_epochs} epoch(s) with fake int8 quantization")
-    qmodel, info = qat_model(model, task, items, cfg.qat_epochs, cfg.qat_lr, exclude=cfg.exclude)
+    weights = "per-channel" if cfg.per_channel else "per-tensor"
+    say(f"quantization-aware training: {cfg.qat_epochs} epoch(s) with fake int8 quantization ({weights} weights)")
+    qmodel, info = qat_model(model, task, items, cfg.qat_epochs, cfg.qat_lr, exclude=cfg.exclude,
+                             per_channel=cfg.per_channel)
     qmodel.requires_grad_(False)  # else exporters meet the training variant of fake-quantize
     with torch.no_grad():
         reference = run_model(qmodel, task.example_inputs)

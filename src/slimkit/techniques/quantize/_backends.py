@@ -34,6 +34,8 @@ class Backend:
 
 
 class OpenVinoBackend(Backend):
+    _outlier_scores: dict[str, float] | None = None  # scored on the first build, reused by later ones
+
     def layers(self) -> list[tuple[str, str]]:
         from slimkit.techniques.quantize._openvino import openvino_layers
 
@@ -45,7 +47,8 @@ class OpenVinoBackend(Backend):
 
         xml = self.workdir / f"{name}.xml"
         self.details = quantize_ir(self.float_artifact, xml, self.cfg, self.calibration,
-                                   transformer=self.transformer, exclude=exclude)
+                                   transformer=self.transformer, exclude=exclude, outlier_scores=self._outlier_scores)
+        self._outlier_scores = self.details.get("outliers", {}).get("scores", self._outlier_scores)
         if self.cfg.scheme == "bf16":
             return load_ir(xml, self.threads, None, ("bf16",))
         # The final artifact measures its fastest precision like any IR; trial builds just run f32.

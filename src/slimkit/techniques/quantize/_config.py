@@ -22,6 +22,9 @@ class QuantizeConfig(StepConfig):
     calibration set, topped up from its training inputs when that set is smaller.
     ``smooth_quant`` ``None`` means "on for transformers"; ``bias_correction`` is NNCF's fast
     bias correction. ``exclude`` names layers kept in float;
+    ``outlier_weight_only`` (int8-static on OpenVINO; ``None`` means "on for transformers")
+    gives the layers whose inputs carry token-sparse outliers (found from the calibration data)
+    int8 weights only, with no static activation range, instead of full int8;
     ``max_drop`` turns on the accuracy-aware mode; ``qat_epochs`` > 0 fine-tunes with fake
     quantization before conversion.
 
@@ -43,6 +46,7 @@ class QuantizeConfig(StepConfig):
     smooth_quant: bool | None = None
     bias_correction: bool = True
     exclude: tuple[str, ...] = ()
+    outlier_weight_only: bool | None = None
     max_drop: float | None = None
     qat_epochs: int = 0
     qat_lr: float = 1e-4
@@ -57,6 +61,9 @@ class QuantizeConfig(StepConfig):
         if self.calibration is not None and self.scheme != "int8-static":
             raise UsageError(f"--calibration applies to int8-static, not {self.scheme}",
                              hint="drop --calibration or use --scheme int8-static")
+        if self.outlier_weight_only and (self.scheme != "int8-static" or self.target != "openvino"):
+            raise UsageError("outlier layers with int8 weights apply to int8-static on openvino",
+                             hint="drop the outlier option or use --scheme int8-static --target openvino")
         if self.samples < 1:
             raise UsageError(f"samples must be >= 1, got {self.samples}")
         if self.group_size < 1 and self.group_size != -1:
