@@ -125,7 +125,7 @@ def part(name: str, out: Path, minutes: float, threads: int, reuse: bool) -> lis
     search_s = time.time() - started
     report = json.loads((run_dir / "report.json").read_text())
     if not report.get("best"):
-        return [f"### {name}: no trial met the constraints ({report['extra']['search'].get('closest')})"]
+        return [f"### {name}: no trial met the constraints ({report['search'].get('closest')})"]
     task = load_task(spec["task"])
     model = task.build_model()
     torch.set_num_threads(threads)
@@ -146,8 +146,8 @@ def part(name: str, out: Path, minutes: float, threads: int, reuse: bool) -> lis
     metric = base["metric"]["name"]
     lines = [
         f"### {name}: {spec['task']}, max drop {spec['max_drop']}, sampler {spec['sampler']}", "",
-        f"search: {report['extra']['search']['trials_finished']} trials finished in "
-        f"{report['extra']['search']['seconds'] / 60:.1f} min (budget {minutes:g} min); report {run_dir}/report.md", "",
+        f"search: {report['search']['trials_finished']} trials finished in "
+        f"{report['search']['seconds'] / 60:.1f} min (budget {minutes:g} min); report {run_dir}/report.md", "",
         "| model | target | metric | interleaved b1 median ms | vs torch fp32 eager | size MB |",
         "|---|---|---|---|---|---|",
         f"| torch fp32 eager (baseline) | torch | {base['metric']['value']:.4f} | {med['torch']:.3f} | 1.00x | "
