@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from prune import ab_latency  # benchmarks/prune.py: the same interleaved timing
 
 import slimkit
 from slimkit.api._common import default_threads, fresh_dir, measure_entry
@@ -56,21 +55,6 @@ PARTS = {
         "goal": (5.0, 1.5),
     },
 }
-
-
-def interleaved(runners: dict[str, Callable[[], object]], rounds: int = 20, runs: int = 20) -> dict[str, list[float]]:
-    """Batch-1 latencies (ms) of each runner, in alternating blocks of ``runs`` after a warm-up."""
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for fn in runners.values():
-        for _ in range(10):
-            fn()
-    for _ in range(rounds):
-        for name, fn in runners.items():
-            for _ in range(runs):
-                start = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return times
 
 
 def nncf_int8_alone(task: Task, model: torch.nn.Module, folder: Path, threads: int):  # noqa: ANN201
@@ -137,9 +121,8 @@ def part(name: str, out: Path, minutes: float, threads: int, reuse: bool) -> lis
         with torch.inference_mode():
             return run_model(model, task.example_inputs)
 
-    times = interleaved({"torch": eager, "alone": lambda: alone.run(task.example_inputs),
-                         "best": lambda: best_deployed.run(task.example_inputs)})
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = ab_latency({"torch": eager, "alone": lambda: alone.run(task.example_inputs),
+                      "best": lambda: best_deployed.run(task.example_inputs)}, rounds=20, runs=20)
     base = report["baseline"]
     goal_eager, goal_alone = spec["goal"]  # type: ignore[misc]
     vs_eager, vs_alone = med["torch"] / med["best"], med["alone"] / med["best"]
