@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from slimkit.report.schema import Entry
 # again: for MiniLM that recovery is the most expensive part of a trial.
 _MODEL_STEPS = ("fuse", "prune", "distill")
 _CACHE_SIZE = 4
-_prefix_cache: OrderedDict[str, tuple[nn.Module, dict[str, Any]]] = OrderedDict()
+# key -> (the task the result belongs to, model, step info); the task is held weakly and checked on
+# a hit, so two tasks of the same name (another seed, another user file) never share a result.
+_prefix_cache: OrderedDict[str, tuple[weakref.ref, nn.Module, dict[str, Any]]] = OrderedDict()
 
 
 def _prefix(recipe: Recipe) -> tuple[Recipe, Recipe]:
@@ -35,14 +38,14 @@ def _model_steps(state: RecipeState, prefix: Recipe, key: str) -> RecipeState:
     if not prefix.steps:
         return state
     hit = _prefix_cache.get(key)
-    if hit is not None:
+    if hit is not None and hit[0]() is state.task:
         _prefix_cache.move_to_end(key)
-        state.model = copy.deepcopy(hit[0])
-        state.info.update(copy.deepcopy(hit[1]))
+        state.model = copy.deepcopy(hit[1])
+        state.info.update(copy.deepcopy(hit[2]))
         state.info["reused_model_steps"] = True
         return state
     state = run_recipe(state, prefix)
-    _prefix_cache[key] = (copy.deepcopy(state.model), copy.deepcopy(state.info))
+    _prefix_cache[key] = (weakref.ref(state.task), copy.deepcopy(state.model), copy.deepcopy(state.info))
     while len(_prefix_cache) > _CACHE_SIZE:
         _prefix_cache.popitem(last=False)
     return state
@@ -58,7 +61,7 @@ def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, 
     if metric_floor is not None:
         state.info["metric_floor"] = metric_floor
     prefix, rest = _prefix(recipe)
-    key = json.dumps([task.name, metric_floor, prefix.to_dict()["steps"]], sort_keys=True, default=str)
+    key = json.dumps([task.name, id(task), metric_floor, prefix.to_dict()["steps"]], sort_keys=True, default=str)
     state = _model_steps(state, prefix, key)
     state = run_recipe(state, rest)
     steps = recipe.to_dict()["steps"]
