@@ -219,7 +219,8 @@ def _take(module: nn.Module, name: str, keep: torch.Tensor, dim: int) -> None:
         setattr(module, name, p.index_select(dim, keep).clone())
 
 
-def _shrink_out(m: nn.Module, keep: torch.Tensor) -> None:
+def shrink_out(m: nn.Module, keep: torch.Tensor) -> None:
+    """Keep only the output channels/features ``keep`` of a conv or linear layer."""
     _take(m, "weight", keep, 0)
     _take(m, "bias", keep, 0)
     if isinstance(m, nn.Linear):
@@ -228,7 +229,8 @@ def _shrink_out(m: nn.Module, keep: torch.Tensor) -> None:
         m.out_channels = len(keep)
 
 
-def _shrink_in(m: nn.Module, keep: torch.Tensor) -> None:
+def shrink_in(m: nn.Module, keep: torch.Tensor) -> None:
+    """Keep only the input channels/features ``keep`` of a conv or linear layer."""
     _take(m, "weight", keep, 1)
     if isinstance(m, nn.Linear):
         m.in_features = len(keep)
@@ -242,11 +244,11 @@ def _shrink_member(m: nn.Module, keep: torch.Tensor) -> None:
             _take(m, name, keep, 0)
         m.num_features = len(keep)
     elif isinstance(m, _LAYERS):  # depthwise
-        _shrink_out(m, keep)
+        shrink_out(m, keep)
         m.in_channels = m.groups = len(keep)
     elif _is_se(m):  # squeeze-and-excitation: squeeze reads, excitation writes the channels
-        _shrink_in(m.fc1, keep)
-        _shrink_out(m.fc2, keep)
+        shrink_in(m.fc1, keep)
+        shrink_out(m.fc2, keep)
 
 
 def apply(chain: Chain) -> None:
@@ -254,10 +256,10 @@ def apply(chain: Chain) -> None:
     assert chain.keep is not None
     if len(chain.keep) == chain.channels:
         return
-    _shrink_out(chain.modules[0][1], chain.keep)
+    shrink_out(chain.modules[0][1], chain.keep)
     for _, m in chain.modules[1:-1]:
         _shrink_member(m, chain.keep)
-    _shrink_in(chain.modules[-1][1], chain.keep)
+    shrink_in(chain.modules[-1][1], chain.keep)
 
 
 def _zero_hook(removed: torch.Tensor, axis: int) -> Callable[..., tuple]:

@@ -33,18 +33,6 @@ def bert_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return found
 
 
-def _keep_rows(linear: nn.Linear, keep: torch.Tensor) -> None:
-    linear.weight = nn.Parameter(linear.weight.detach()[keep].clone())
-    if linear.bias is not None:
-        linear.bias = nn.Parameter(linear.bias.detach()[keep].clone())
-    linear.out_features = int(keep.numel())
-
-
-def _keep_cols(linear: nn.Linear, keep: torch.Tensor) -> None:
-    linear.weight = nn.Parameter(linear.weight.detach()[:, keep].clone())
-    linear.in_features = int(keep.numel())
-
-
 def _head_scores(layer: nn.Module, criterion: str) -> torch.Tensor:
     att = layer.attention.self
     heads, size = att.num_attention_heads, att.attention_head_size
@@ -138,6 +126,9 @@ def prune_bert(model: nn.Module, cfg: PruneConfig, ratios: dict[str, float] | No
     """Prune heads and FFN neurons of every BERT layer in place; returns per-layer
     ``[heads before, heads after, ffn before, ffn after]``. The ``activation`` criterion
     reads ``cfg.calibration_batches`` batches of ``data``."""
+    # Imported here: _blocks uses this module's _counts, so a top-level import would be circular.
+    from slimkit.techniques.prune._blocks import shrink_in, shrink_out
+
     layers = bert_layers(model)
     head_ratio = cfg.ratio if cfg.head_ratio is None else cfg.head_ratio
     ffn_ratio = cfg.ratio if cfg.ffn_ratio is None else cfg.ffn_ratio
@@ -167,15 +158,15 @@ def prune_bert(model: nn.Module, cfg: PruneConfig, ratios: dict[str, float] | No
         heads = sorted(hs.topk(hk).indices.tolist())
         rows = torch.tensor([h * size + j for h in heads for j in range(size)])
         for n in ("query", "key", "value"):
-            _keep_rows(getattr(att, n), rows)
-        _keep_cols(layer.attention.output.dense, rows)
+            shrink_out(getattr(att, n), rows)
+        shrink_in(layer.attention.output.dense, rows)
         pruned_heads[i] = sorted(set(range(len(hs))) - set(heads))
         sizes[name] = [len(hs), hk, len(fs), fk]
         att.num_attention_heads = hk
         att.all_head_size = hk * size
         neurons = fs.topk(fk).indices.sort().values
-        _keep_rows(layer.intermediate.dense, neurons)
-        _keep_cols(layer.output.dense, neurons)
+        shrink_out(layer.intermediate.dense, neurons)
+        shrink_in(layer.output.dense, neurons)
     _update_config(model, sizes, pruned_heads)
     return sizes
 
