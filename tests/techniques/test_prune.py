@@ -333,3 +333,31 @@ def test_activation_criterion_scores_heads_and_neurons_from_data():
     with pytest.raises(PruneError, match="activation"):
         prune_structured(_task("mlp").build_model(), {"features": torch.randn(1, 6)},
                          PruneConfig(ratio=0.5, criterion="activation"))
+
+
+def test_reconstruction_refits_bert_layers_towards_the_unpruned_model():
+    from slimkit.techniques.prune._reconstruct import reconstruct_bert
+
+    task = _task("transformer")
+    teacher = task.build_model()
+    ids = torch.randint(1, 60, (96, 12))
+    data = Batches({"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)},
+                   torch.zeros(96, dtype=torch.long), batch_size=8)
+    student = task.build_model()
+    prune_structured(student, task.example_inputs, PruneConfig(ratio=0.5))
+    before = _outputs(student, task)
+    result = reconstruct_bert(student, teacher, data)
+    names = [f"encoder.bert.encoder.layer.{i}.{p}.dense" for i in range(2) for p in ("attention.output", "output")]
+    assert list(result.layers) == names and result.tokens == 96 * 12
+    assert all(after <= err for err, after in result.layers.values())
+    assert any(after < 0.9 * err for err, after in result.layers.values())  # it really helps somewhere
+    want = _outputs(teacher, task)
+    assert float((_outputs(student, task) - want).norm()) < float((before - want).norm())
+
+    # Through prune_model: on by default for transformers, reported, and can be switched off.
+    _, res = prune_model(task.build_model(), task, PruneConfig(ratio=0.5))
+    assert res.reconstruction is not None and res.to_dict()["reconstruction"]["tokens"] > 0
+    _, res = prune_model(task.build_model(), task, PruneConfig(ratio=0.5, reconstruct=False))
+    assert res.reconstruction is None
+    _, res = prune_model(_task("mlp").build_model(), _task("mlp"), PruneConfig(ratio=0.5))
+    assert res.reconstruction is None  # only the transformer layout has the re-fit

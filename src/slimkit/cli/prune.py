@@ -43,6 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="recovery: fine-tune on the task loss, or distil from the unpruned model")
     p.add_argument("--hidden-weight", type=float, default=1.0,
                    help="distil: weight of hidden-state matching where shapes allow (BERT layers; 0 = output only)")
+    p.add_argument("--no-reconstruct", dest="reconstruct", action="store_false",
+                   help="transformers: skip the least-squares re-fit of the layers that read pruned heads/neurons")
     p.add_argument("--lr", type=float, default=1e-3, help="recovery learning rate")
     p.add_argument("--max-drop", type=float, default=None,
                    help="metric drop accepted; recovery stops once within it (default: the task's tolerance)")
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         scope=args.scope, pattern=args.pattern, schedule=args.schedule, round_to=args.round_to,
         head_ratio=args.head_ratio, ffn_ratio=args.ffn_ratio, target_macs=args.target_macs,
         ignore=tuple(split_list(args.ignore)),
-        recover_epochs=args.recover_epochs, recover=args.recover, hidden_weight=args.hidden_weight, lr=args.lr,
+        recover_epochs=args.recover_epochs, recover=args.recover, hidden_weight=args.hidden_weight,
+        reconstruct=args.reconstruct, lr=args.lr,
         max_drop=args.max_drop, seed=args.seed,
     )
     targets = split_list(args.targets)

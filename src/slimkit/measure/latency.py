@@ -52,7 +52,7 @@ def median_ci95(sorted_values: list[float]) -> tuple[float, float]:
 
     Example:
         >>> median_ci95(list(range(1, 101)))
-        (41, 61)
+        (40, 61)
     """
     n = len(sorted_values)
     if n < 6:

@@ -14,7 +14,8 @@ from slimkit.core.task import Task
 from slimkit.measure.flops import count_macs, count_params
 from slimkit.techniques.prune._config import PruneConfig
 from slimkit.techniques.prune._importance import accumulate_gradients
-from slimkit.techniques.prune._recover import RecoveryResult, recover
+from slimkit.techniques.prune._reconstruct import ReconstructionResult, reconstruct_bert
+from slimkit.techniques.prune._recover import RecoveryResult, recover, train_split
 from slimkit.techniques.prune._sensitivity import Sensitivity, analyse, ratios_for_macs
 from slimkit.techniques.prune._structured import prune_structured
 from slimkit.techniques.prune._unstructured import (
@@ -45,6 +46,7 @@ class PruneResult:
     ratios: dict[str, float] = field(default_factory=dict)
     sensitivity: Sensitivity | None = None
     metric_after_prune: float | None = None
+    reconstruction: ReconstructionResult | None = None
     metric_after_recovery: float | None = None
     recovery: RecoveryResult | None = None
 
@@ -58,6 +60,7 @@ class PruneResult:
             "chosen_ratios": self.ratios,
             "sensitivity": self.sensitivity.to_dict() if self.sensitivity else None,
             "metric_after_prune_before_recovery": self.metric_after_prune,
+            "reconstruction": self.reconstruction.to_dict() if self.reconstruction else None,
             "metric_after_recovery": self.metric_after_recovery,
             "recovery": self.recovery.to_dict() if self.recovery else None,
         }
@@ -100,6 +103,10 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
         result.method, result.note = pruned.method, pruned.note
         if pruned.note:
             say(pruned.note)
+        if cfg.reconstruct and pruned.method == "bert":
+            say("re-fitting the layers that read pruned heads/neurons (least squares)")
+            # The re-fit sees the recovery's training part only: its validation split stays unseen.
+            result.reconstruction = reconstruct_bert(student, teacher, train_split(task, cfg.recover))
     else:
         if cfg.criterion == "taylor":
             accumulate_gradients(student, task.calibration_data, task.loss, cfg.calibration_batches)

@@ -30,6 +30,10 @@ class PruneConfig(StepConfig):
     ``recover``: ``finetune`` on the task loss, or ``distill`` from the unpruned model (on the
     task's transfer set; ``hidden_weight`` weighs matching of hidden states where the pruned
     model keeps their shape, e.g. every BERT layer's output).
+    ``reconstruct``: right after structured pruning of a transformer (BERT family), re-fit
+    the projections that read the pruned heads/FFN neurons by least squares so each layer
+    reproduces the unpruned model's output on calibration tokens (no training; on MiniLM with
+    1/3 of heads and 1/2 of FFN neurons removed, cosine 0.71 -> 0.91 before any recovery).
 
     Example:
         >>> import json
@@ -55,6 +59,7 @@ class PruneConfig(StepConfig):
     recover_epochs: int = 0
     recover: Literal["finetune", "distill"] = "finetune"
     hidden_weight: float = 1.0
+    reconstruct: bool = True
     lr: float = 1e-3
     max_drop: float | None = None
     calibration_batches: int = 4

@@ -132,6 +132,11 @@ def _split(data: Iterable[Batch]) -> tuple[Iterable[Batch], Iterable[Batch] | No
     return data, None
 
 
+def train_split(task: Task, method: str) -> Iterable[Batch]:
+    """The data recovery with ``method`` trains on (its validation split removed)."""
+    return _split(task.transfer() if method == "distill" else task.train_data)[0]
+
+
 def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str = "finetune",
             teacher: nn.Module | None = None, floor: float | None = None, seed: int = 0,
             hidden_weight: float = 1.0,
