@@ -15,6 +15,7 @@ the weights the layer already has, so little data never produces wild weights.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -93,10 +94,8 @@ def _student_inputs(student: nn.Module, batches: list[Batch], site: str) -> tupl
     try:
         for inputs, _ in batches:
             mask[0] = inputs.get("attention_mask")
-            try:
+            with contextlib.suppress(_Captured):  # the hook stops the pass once the layer is seen
                 run_model(student, inputs)
-            except _Captured:
-                pass
     finally:
         handle.remove()
     return torch.cat(xs), torch.cat(rs)
