@@ -17,7 +17,7 @@ from torch import nn
 from slimkit.core.data import Batches, Inputs, primary_output
 from slimkit.techniques.distill._config import DistillConfig
 from slimkit.techniques.distill._features import Adapter, Recorder, auto_pairs, layer_shapes
-from slimkit.techniques.distill._losses import attention_loss, feature_loss, hard_loss, kd_loss
+from slimkit.train.losses import attention_loss, feature_loss, hard_loss, kd_loss
 
 TEACHER_PREFIX = "teacher."
 INDEX = "index"

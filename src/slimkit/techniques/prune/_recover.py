@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from slimkit.core.data import Batch, Batches
 from slimkit.core.task import Task, run_model
 from slimkit.train.engine import TrainConfig, evaluate_torch, fit
+from slimkit.train.losses import hidden_state_loss, kd_loss
 
 
 class _Stop(Exception):
@@ -76,14 +76,8 @@ class Distilled(nn.Module):
         if not self.hidden:
             return total
         mask = self._stash.get("mask")
-        terms = []
-        for name in self.hidden:
-            s, t = self._stash[f"s:{name}"].float(), self._stash[f"t:{name}"].float()  # type: ignore[union-attr]
-            err, ref = (s - t).pow(2), t.pow(2)
-            if isinstance(mask, torch.Tensor) and s.dim() == 3 and mask.shape == s.shape[:2]:
-                m = mask.unsqueeze(-1).to(err.dtype)  # padding positions are never pooled: skip them
-                err, ref = err * m, ref * m
-            terms.append(err.sum() / ref.sum().clamp(min=1e-12))
+        terms = [hidden_state_loss(self._stash[f"s:{n}"], self._stash[f"t:{n}"],  # type: ignore[arg-type]
+                                   mask if isinstance(mask, torch.Tensor) else None) for n in self.hidden]
         return total + self.hidden_weight * torch.stack(terms).mean()
 
     def remove(self) -> None:
@@ -120,9 +114,7 @@ def distill_loss(task: Task) -> Callable[[torch.Tensor, torch.Tensor], torch.Ten
     (integer targets), else the task's own loss with the teacher's output as target."""
     sample = next(iter(task.train_data))[1]
     if sample.dtype in (torch.int64, torch.int32):
-        def kl(student: torch.Tensor, teacher: torch.Tensor, t: float = 4.0) -> torch.Tensor:
-            return F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1), reduction="batchmean") * t * t
-        return kl
+        return lambda student, teacher: kd_loss(student, teacher, 4.0)
     return task.loss
 
 

@@ -1,4 +1,8 @@
-"""The distillation losses, each a plain function of tensors."""
+"""Distillation losses, each a plain function of tensors.
+
+Shared by the ``distill`` technique and by pruning's distillation recovery, which live in
+separate technique packages that must not import each other.
+"""
 
 from __future__ import annotations
 
@@ -66,3 +70,25 @@ def feature_loss(adapted_student: torch.Tensor, teacher_feature: torch.Tensor) -
         t = t.mean(dim=(2, 3))
     t = F.layer_norm(t, t.shape[1:])
     return F.mse_loss(adapted_student.float(), t)
+
+
+def hidden_state_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Relative squared error ``||s - t||^2 / ||t||^2`` between two same-shaped hidden states,
+    over real tokens only where a (batch, seq) padding ``mask`` is given: padding is never
+    pooled, so matching it would only spend capacity.
+
+    Example:
+        >>> t = torch.randn(2, 5, 8)
+        >>> float(hidden_state_loss(t, t)), round(float(hidden_state_loss(torch.zeros(2, 5, 8), t)), 4)
+        (0.0, 1.0)
+        >>> mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+        >>> s = t.clone(); s[0, 3:] = 99.0  # padding positions differ: no loss
+        >>> float(hidden_state_loss(s, t, mask))
+        0.0
+    """
+    s, t = student.float(), teacher.float()
+    err, ref = (s - t).pow(2), t.pow(2)
+    if mask is not None and s.dim() == 3 and mask.shape == s.shape[:2]:
+        m = mask.unsqueeze(-1).to(err.dtype)
+        err, ref = err * m, ref * m
+    return err.sum() / ref.sum().clamp(min=1e-12)
