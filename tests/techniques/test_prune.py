@@ -361,3 +361,16 @@ def test_reconstruction_refits_bert_layers_towards_the_unpruned_model():
     assert res.reconstruction is None
     _, res = prune_model(_task("mlp").build_model(), _task("mlp"), PruneConfig(ratio=0.5))
     assert res.reconstruction is None  # only the transformer layout has the re-fit
+
+
+def test_global_activation_scope_ranks_heads_and_neurons_across_layers():
+    task = _task("transformer")
+    model = task.build_model()
+    with torch.no_grad():  # make layer 1's FFN matter far more than layer 0's
+        model.encoder.bert.encoder.layer[1].output.dense.weight.mul_(20.0)
+    cfg = PruneConfig(ratio=0.0, head_ratio=0.5, ffn_ratio=0.5, criterion="activation", scope="global", round_to=16)
+    result = prune_structured(model, task.example_inputs, cfg, data=task.calibration_data)
+    sizes = list(result.heads.values())
+    assert sum(s[1] for s in sizes) == 4  # half of the 8 heads, wherever they score lowest
+    assert sum(s[3] for s in sizes) <= 64 and all(s[3] % 16 == 0 and s[3] >= 16 for s in sizes)
+    assert sizes[1][3] > sizes[0][3]  # the louder layer keeps more neurons

@@ -57,6 +57,11 @@ def activation_scores(model: nn.Module, layers: list[tuple[str, nn.Module]], dat
     magnitudes these see what the model computes on real inputs; on all-MiniLM-L6-v2 (1/3 of
     heads, 1/2 of FFN removed) the cosine to the original right after pruning was 0.60 with
     L2 magnitudes, 0.68 with Taylor scores and higher with these.
+
+    Every unit writes into the same residual stream, so these scores are comparable across
+    layers and the global scope ranks them as they are (on MiniLM, 1/3 of heads and 1/2 of
+    FFN neurons, re-fitted: cosine 0.907 uniform, 0.932 global; dividing each score by the
+    norm of the residual sum it joins gave 0.918).
     """
     heads = [torch.zeros(m.attention.self.num_attention_heads) for _, m in layers]
     ffn = [torch.zeros(m.intermediate.dense.out_features) for _, m in layers]
@@ -103,17 +108,28 @@ def activation_scores(model: nn.Module, layers: list[tuple[str, nn.Module]], dat
     return heads, ffn
 
 
-def _counts(scores: list[torch.Tensor], ratio: float, scope: str, multiple: int) -> list[int]:
+def _counts(scores: list[torch.Tensor], ratio: float, scope: str, multiple: int,
+            comparable: bool = False) -> list[int]:
     """How many units each layer keeps: uniform = the same fraction everywhere, global = one
-    ranking of normalised scores across layers (at least ``multiple`` kept per layer)."""
+    ranking across layers (at least ``multiple`` kept per layer). Global ranks ``comparable``
+    scores as they are, others (weight magnitudes, whose scale differs by layer) as fractions
+    of their layer's total; its counts round down to ``multiple`` so at least ``ratio`` goes."""
     if scope == "global":
-        normed = [s / s.sum().clamp(min=1e-12) for s in scores]
+        normed = scores if comparable else [s / s.sum().clamp(min=1e-12) for s in scores]
         flat = torch.cat(normed)
         n_remove = int(round(ratio * flat.numel()))
         threshold = flat.sort().values[n_remove - 1] if n_remove else -1.0
-        counts = [int((s > threshold).sum()) for s in normed]
-    else:
-        counts = [len(s) - int(round(ratio * len(s))) for s in scores]
+        counts = [min(len(s), max(multiple, int((s > threshold).sum()) // multiple * multiple)) for s in normed]
+        # The per-layer minimum can keep more than allowed: take the weakest block of `multiple`.
+        ranked = [s.sort(descending=True).values for s in normed]
+        while sum(counts) > flat.numel() - n_remove:
+            costs = [(float(r[c - multiple:c].sum()), i) for i, (r, c) in enumerate(zip(ranked, counts, strict=True))
+                     if c > multiple]
+            if not costs:
+                break
+            counts[min(costs)[1]] -= multiple
+        return counts
+    counts = [len(s) - int(round(ratio * len(s))) for s in scores]
     out = []
     for c, s in zip(counts, scores, strict=True):
         c = max(multiple, -(-c // multiple) * multiple) if multiple > 1 else max(1, c)
@@ -141,8 +157,9 @@ def prune_bert(model: nn.Module, cfg: PruneConfig, ratios: dict[str, float] | No
         with torch.no_grad():
             h_scores = [_head_scores(m, cfg.criterion) for _, m in layers]
             f_scores = [_ffn_scores(m, cfg.criterion) for _, m in layers]
-    h_keep = _counts(h_scores, head_ratio, cfg.scope, 1)
-    f_keep = _counts(f_scores, ffn_ratio, cfg.scope, cfg.round_to or 1)
+    comparable = cfg.criterion == "activation"
+    h_keep = _counts(h_scores, head_ratio, cfg.scope, 1, comparable)
+    f_keep = _counts(f_scores, ffn_ratio, cfg.scope, cfg.round_to or 1, comparable)
     sizes: dict[str, list[int]] = {}
     pruned_heads: dict[int, list[int]] = {}
     for i, ((name, layer), hs, fs) in enumerate(zip(layers, h_scores, f_scores, strict=True)):
