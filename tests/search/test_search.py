@@ -120,3 +120,14 @@ def test_trials_sharing_model_steps_reuse_them(tmp_path):
     assert sorted(map(bool, reused)) == [False, True]
     prune_steps = [s for c in report.candidates for s in c.recipe if s["type"] == "prune"]
     assert all(s["data"]["recover"] == "distill" for s in prune_steps)
+
+
+def test_space_carries_pruning_settings_into_the_recipe():
+    from slimkit.search import SearchSpace
+
+    space = SearchSpace.from_dict({"targets": ["openvino"], "fuse": [False], "prune_ratio": [0.4],
+                                   "prune_criterion": ["activation"], "recover_epochs": 3, "recover": "distill",
+                                   "recover_lr": 2e-4, "round_to": 16, "prune_scope": "global"})
+    (step,) = space.recipe({"target": "openvino", "prune_ratio": 0.4, "prune_criterion": "activation"}).steps
+    assert (step.ratio, step.criterion, step.scope, step.round_to) == (0.4, "activation", "global", 16)
+    assert (step.recover, step.recover_epochs, step.lr) == ("distill", 3, 2e-4)

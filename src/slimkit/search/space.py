@@ -37,6 +37,7 @@ class SearchSpace:
     recover: str = "finetune"
     recover_lr: float | None = None
     round_to: int | None = None
+    prune_scope: str | None = None
     distill: tuple[bool, ...] = ()
     temperature: tuple[float, ...] = ()
     quant_scheme: tuple[str, ...] = ()
@@ -83,6 +84,8 @@ class SearchSpace:
                     data["lr"] = self.recover_lr
             if self.round_to:
                 data["round_to"] = self.round_to
+            if self.prune_scope:
+                data["scope"] = self.prune_scope
             if "prune_criterion" in params:
                 data["criterion"] = params["prune_criterion"]
             steps.append(config_from_dict({"type": "prune", "data": data}))
