@@ -20,6 +20,9 @@ def test_rungs_rewrite_the_recipe_in_order():
     distill = rung(r, "distill", max_drop=0.5)
     assert distill.steps[0].recover == "distill" and distill.steps[1].qat_epochs > 0
     assert rung(Recipe((), "openvino"), "qat", max_drop=0.5) is None  # nothing to recover without quantization
+    # A pruned model that already distils for at least as long gains nothing from the distill rung.
+    long = config_from_dict({"type": "prune", "data": {"ratio": 0.5, "recover_epochs": 8, "recover": "distill"}})
+    assert rung(Recipe((long, r.steps[1]), "openvino"), "distill", max_drop=0.5) is None
 
 
 def test_climb_stops_at_the_first_rung_that_meets_the_floor():

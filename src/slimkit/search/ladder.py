@@ -54,6 +54,10 @@ def rung(recipe: Recipe, name: str, *, max_drop: float, qat_epochs: int = 2, rec
         mixed = _rewrite(recipe, "quantize", max_drop=None) or recipe
         return _rewrite(mixed, "quantize", qat_epochs=qat_epochs)
     if name == "distill":
+        prune = next((s for s in recipe.steps if s.TYPE == "prune"), None)
+        if prune is not None and getattr(prune, "recover", None) == "distill" and \
+                getattr(prune, "recover_epochs", 0) >= recover_epochs:
+            return None  # the pruned model already recovers by distillation, for longer than this rung would
         qat = rung(recipe, "qat", max_drop=max_drop, qat_epochs=qat_epochs) or recipe
         return _rewrite(qat, "prune", recover="distill", recover_epochs=recover_epochs)
     raise ValueError(f"unknown rung {name}")
