@@ -374,3 +374,20 @@ def test_global_activation_scope_ranks_heads_and_neurons_across_layers():
     assert sum(s[1] for s in sizes) == 4  # half of the 8 heads, wherever they score lowest
     assert sum(s[3] for s in sizes) <= 64 and all(s[3] % 16 == 0 and s[3] >= 16 for s in sizes)
     assert sizes[1][3] > sizes[0][3]  # the louder layer keeps more neurons
+
+
+def test_distillation_recovery_trains_without_dropout_and_restores_it():
+    from slimkit.techniques.prune._recover import recover
+
+    task = _task("transformer")
+    student, teacher = task.build_model(), task.build_model()
+    prune_structured(student, task.example_inputs, PruneConfig(ratio=0.5))
+    drops = [m for m in student.modules() if isinstance(m, nn.Dropout)]
+    assert drops and all(m.p > 0 for m in drops)
+    seen: list[set[float]] = []
+    recover(student, task, epochs=1, lr=1e-3, method="distill", teacher=teacher,
+            on_epoch=lambda _e, _r: seen.append({m.p for m in drops}))
+    assert seen == [{0.0}] and all(m.p > 0 for m in drops)  # off while distilling, restored after
+    recover(student, task, epochs=1, lr=1e-3, method="finetune",
+            on_epoch=lambda _e, _r: seen.append({m.p for m in drops}))
+    assert seen[-1] != {0.0}  # fine-tuning on labels keeps dropout as regularisation
