@@ -10,9 +10,10 @@
 2. minilm (pretrained all-MiniLM-L6-v2): remove 1/3 of the 72 heads and 1/2 of the 9216 FFN
    neurons, chosen by their output contribution on calibration sentences (the data-aware
    ``activation`` criterion) ranked across layers (global scope, so layers differ), the
-   projections reading them re-fitted by least squares, then recovered by distillation from the unpruned model (final embedding
-   plus every layer's hidden state) on the task's transfer set (4351 sentences: the training
-   sentences and stdlib docstrings), stopped on a held-out validation split. Targets: mean cosine to the
+   projections reading them re-fitted by least squares, then recovered by distillation from the
+   unpruned model (final embedding plus every layer's hidden state, dropout off) on the task's
+   transfer set (4351 sentences: the training sentences and stdlib docstrings), stopped on a
+   held-out validation split. Targets: mean cosine to the
    original >= 0.97 and >= 1.6x faster on OpenVINO at fp32 (the unpruned and the pruned model
    both compiled with INFERENCE_PRECISION_HINT=f32 and timed here).
 Everything goes through slimkit.prune (report.json per part under --out); prints markdown tables.

@@ -131,3 +131,14 @@ def test_space_carries_pruning_settings_into_the_recipe():
     (step,) = space.recipe({"target": "openvino", "prune_ratio": 0.4, "prune_criterion": "activation"}).steps
     assert (step.ratio, step.criterion, step.scope, step.round_to) == (0.4, "activation", "global", 16)
     assert (step.recover, step.recover_epochs, step.lr) == ("distill", 3, 2e-4)
+
+
+def test_pruning_progress_reaches_the_search_log(tmp_path, monkeypatch):
+    from slimkit.search import SearchSpace, study
+
+    lines: list[str] = []
+    monkeypatch.setattr(study, "_log", lines.append)  # the trials' console log
+    space = SearchSpace(targets=("torch",), fuse=(False,), prune_ratio=(0.5,), recover_epochs=1)
+    optimize("digits-cnn", space=space, trials=1, sampler="grid", out=tmp_path, quick=True, threads=1,
+             progress=lambda _m: None)
+    assert any(line.startswith("trial 0: recovery epoch 1/1") for line in lines), lines

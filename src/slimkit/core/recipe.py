@@ -32,6 +32,7 @@ class RecipeState:
     teacher: nn.Module | None = None  # the unmodified model, for distillation-based recovery
     deployed: Any = None  # a slimkit.targets.Deployed once a step produced the target artifact
     info: dict[str, Any] = field(default_factory=dict)  # per-step facts for the report
+    progress: Callable[[str], None] | None = None  # where long steps (pruning recovery) report
 
 
 StepRunner = Callable[[RecipeState, StepConfig], RecipeState]

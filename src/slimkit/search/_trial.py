@@ -6,6 +6,7 @@ import copy
 import json
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +53,14 @@ def _model_steps(state: RecipeState, prefix: Recipe, key: str) -> RecipeState:
 
 
 def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, entry_id: str,
-                    quick: bool = False, out: Path | None = None, metric_floor: float | None = None) -> Entry:
+                    quick: bool = False, out: Path | None = None, metric_floor: float | None = None,
+                    progress: Callable[[str], None] | None = None) -> Entry:
     """Run ``recipe`` on a fresh copy of the task's model and measure it on the recipe's target.
 
-    ``metric_floor`` lets recovery steps stop once the metric is back within budget.
+    ``metric_floor`` lets recovery steps stop once the metric is back within budget;
+    ``progress`` receives the long steps' progress lines (e.g. pruning recovery epochs).
     """
-    state = RecipeState(task, task.build_model(), recipe.target, workdir, threads)
+    state = RecipeState(task, task.build_model(), recipe.target, workdir, threads, progress=progress)
     if metric_floor is not None:
         state.info["metric_floor"] = metric_floor
     prefix, rest = _prefix(recipe)

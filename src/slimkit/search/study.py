@@ -95,7 +95,8 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
         try:
             entry = evaluate_recipe(task, recipe, workdir, settings["threads"],
                                     entry_id=f"t{trial.number}:{recipe.describe()}",
-                                    quick=settings["quick"], out=out, metric_floor=floor)
+                                    quick=settings["quick"], out=out, metric_floor=floor,
+                                    progress=lambda m: say(f"trial {trial.number}: {m.strip()}"))
             if entry.measurement.metric < floor and settings.get("ladder", True):
                 entry = _climb(task, recipe, entry, workdir, settings, trial, say)
         except SlimkitError as err:
@@ -132,7 +133,8 @@ def _climb(task: Any, recipe: Recipe, ptq: Entry, workdir: Path, settings: dict[
         entries[name] = evaluate_recipe(task, candidate, fresh_dir(workdir / name), settings["threads"],
                                         entry_id=f"t{trial.number}:{candidate.describe()}+{name}",
                                         quick=settings["quick"], out=Path(settings["out"]),
-                                        metric_floor=settings["metric_floor"])
+                                        metric_floor=settings["metric_floor"],
+                                        progress=lambda m: say(f"trial {trial.number}: {m.strip()}"))
         return entries[name].measurement.metric
 
     float_metric = ptq.measurement.details.get("steps", {}).get("prune", {}).get("metric_after_recovery")

@@ -22,7 +22,8 @@ def run_prune(state: RecipeState, cfg: Any) -> RecipeState:
     """Prune (and recover) the torch model; distillation recovery learns from the unmodified model."""
     from slimkit.techniques.prune import prune_model
 
-    state.model, result = prune_model(state.model, state.task, cfg, floor=state.info.get("metric_floor"))
+    state.model, result = prune_model(state.model, state.task, cfg, floor=state.info.get("metric_floor"),
+                                      progress=state.progress)
     state.info["prune"] = {"macs_before_after": result.macs, "params_before_after": result.params,
                            "metric_after_prune_before_recovery": result.metric_after_prune,
                            "metric_after_recovery": result.metric_after_recovery}
