@@ -142,9 +142,14 @@ def _split(data: Iterable[Batch]) -> tuple[Iterable[Batch], Iterable[Batch] | No
     return data, None
 
 
+def _source(task: Task, method: str) -> Iterable[Batch]:
+    """What recovery with ``method`` learns from: the transfer set for distillation, else the labels."""
+    return task.transfer() if method == "distill" else task.train_data
+
+
 def train_split(task: Task, method: str) -> Iterable[Batch]:
     """The data recovery with ``method`` trains on (its validation split removed)."""
-    return _split(task.transfer() if method == "distill" else task.train_data)[0]
+    return _split(_source(task, method))[0]
 
 
 def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str = "finetune",
@@ -167,7 +172,7 @@ def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str
         return result
     if method == "distill" and teacher is None:
         raise ValueError("distillation needs the unpruned teacher")
-    train, val = _split(task.transfer() if method == "distill" else task.train_data)
+    train, val = _split(_source(task, method))
     val_floor = None
     if floor is not None:
         if val is None:
