@@ -142,3 +142,12 @@ def test_pruning_progress_reaches_the_search_log(tmp_path, monkeypatch):
     optimize("digits-cnn", space=space, trials=1, sampler="grid", out=tmp_path, quick=True, threads=1,
              progress=lambda _m: None)
     assert any(line.startswith("trial 0: recovery epoch 1/1") for line in lines), lines
+
+
+def test_a_bad_space_value_is_a_usage_error_before_any_work():
+    from slimkit.search import SearchSpace
+
+    with pytest.raises(UsageError, match="scope"):
+        SearchSpace.from_dict({"prune_ratio": [0.5], "prune_scope": "everywhere"})
+    with pytest.raises(UsageError, match="criterion"):
+        SearchSpace(prune_ratio=(0.0, 0.5), prune_criterion=("l2", "loudness"))

@@ -43,6 +43,14 @@ class SearchSpace:
     quant_scheme: tuple[str, ...] = ()
     calibration: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Every choice becomes its step config once here, so a bad value (an unknown criterion,
+        # scope or scheme) is a UsageError before the baseline is measured, not a crash mid-search.
+        ratio = max((r for r in self.prune_ratio if r), default=0.0)
+        for name, values in self.dimensions().items():
+            for value in values:
+                self.recipe({"prune_ratio": ratio, name: value})
+
     def dimensions(self) -> dict[str, list[Any]]:
         """Name -> choices of every dimension that has more than one choice or matters."""
         dims: dict[str, list[Any]] = {"target": list(self.targets)}
