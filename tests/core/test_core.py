@@ -36,6 +36,13 @@ def test_registry_suggests_names():
         r.get("alpah")
 
 
+def test_config_choice_error_lists_the_allowed_values():
+    from slimkit.techniques.prune import PruneConfig
+
+    with pytest.raises(UsageError, match="'scope' must be one of 'uniform', 'global', not 'everywhere'"):
+        PruneConfig(scope="everywhere")  # type: ignore[arg-type]
+
+
 def test_as_inputs_names_positional_arguments():
     assert list(as_inputs(torch.nn.Conv2d(1, 1, 1), torch.zeros(1, 1, 2, 2))) == ["input"]
 

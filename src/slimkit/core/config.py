@@ -48,7 +48,12 @@ def _check_type(owner: str, name: str, value: Any, annotation: Any) -> None:
             return
     words = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
              type(None): "null"}
-    wanted = " or ".join(words.get(o, getattr(o, "__name__", str(o))) for o in options)
+    def describe(opt: Any) -> str:
+        if typing.get_origin(opt) is typing.Literal:
+            return "one of " + ", ".join(repr(a) for a in typing.get_args(opt))
+        return words.get(opt, getattr(opt, "__name__", str(opt)))
+
+    wanted = " or ".join(describe(o) for o in options)
     raise UsageError(f"{owner} config: '{name}' must be {wanted}, not {value!r}")
 
 

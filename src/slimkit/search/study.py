@@ -96,7 +96,7 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
             entry = evaluate_recipe(task, recipe, workdir, settings["threads"],
                                     entry_id=f"t{trial.number}:{recipe.describe()}",
                                     quick=settings["quick"], out=out, metric_floor=floor,
-                                    progress=lambda m: say(f"trial {trial.number}: {m.strip()}"))
+                                    progress=_trial_say(say, trial.number))
             if entry.measurement.metric < floor and settings.get("ladder", True):
                 entry = _climb(task, recipe, entry, workdir, settings, trial, say)
         except SlimkitError as err:
@@ -119,6 +119,11 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
     return objective
 
 
+def _trial_say(say: Callable[[str], None], number: int) -> Callable[[str], None]:
+    """Progress lines of one trial, prefixed with its number (the log interleaves workers)."""
+    return lambda m: say(f"trial {number}: {m.strip()}")
+
+
 def _climb(task: Any, recipe: Recipe, ptq: Entry, workdir: Path, settings: dict[str, Any], trial: Any,
            say: Callable[[str], None]) -> Entry:
     """Run the accuracy-recovery ladder on a candidate that missed the floor; keep the rung that met it."""
@@ -134,7 +139,7 @@ def _climb(task: Any, recipe: Recipe, ptq: Entry, workdir: Path, settings: dict[
                                         entry_id=f"t{trial.number}:{candidate.describe()}+{name}",
                                         quick=settings["quick"], out=Path(settings["out"]),
                                         metric_floor=settings["metric_floor"],
-                                        progress=lambda m: say(f"trial {trial.number}: {m.strip()}"))
+                                        progress=_trial_say(say, trial.number))
         return entries[name].measurement.metric
 
     float_metric = ptq.measurement.details.get("steps", {}).get("prune", {}).get("metric_after_recovery")
