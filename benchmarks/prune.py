@@ -1,6 +1,6 @@
 """Pruning targets of issue 4, one run, ratios measured side by side in the same process.
 
-    python benchmarks/prune.py [--threads N] [--out runs/bench-prune] [--r18-epochs 6] [--minilm-epochs 16]
+    python benchmarks/prune.py [--threads N] [--out runs/bench-prune] [--r18-epochs 6] [--minilm-epochs 18]
                                [--only resnet18|minilm]
 
 1. digits-resnet18 (trained, 3x64x64): structured pruning of 50% of the channels (L2 magnitude,
@@ -11,9 +11,11 @@
    neurons, chosen by their output contribution on calibration sentences (the data-aware
    ``activation`` criterion) ranked across layers (global scope, so layers differ), the
    projections reading them re-fitted by least squares, then recovered by distillation from the
-   unpruned model (final embedding plus every layer's hidden state, dropout off) on the task's
-   transfer set (4351 sentences: the training sentences and stdlib docstrings), stopped on a
-   held-out validation split. Targets: mean cosine to the
+   unpruned model (final embedding plus every layer's hidden state, dropout off, embedding
+   tables fixed) on the task's transfer set (the training sentences and every prose sentence of
+   the stdlib's docstrings, ~9.9k), stopped early only once the held-out validation split is
+   at 0.975 (validation read ~0.004 above the evaluation set in earlier runs, so stopping at
+   0.97 would stop short). Targets: mean cosine to the
    original >= 0.97 and >= 1.6x faster on OpenVINO at fp32 (the unpruned and the pruned model
    both compiled with INFERENCE_PRECISION_HINT=f32 and timed here).
 Everything goes through slimkit.prune (report.json per part under --out); prints markdown tables.
@@ -117,7 +119,7 @@ def resnet18(out: Path, threads: int, epochs: int, reuse: bool) -> list[str]:
 def minilm(out: Path, threads: int, epochs: int) -> list[str]:
     cfg = PruneConfig(ratio=0.0, head_ratio=1 / 3, ffn_ratio=0.5, criterion="activation", scope="global",
                       calibration_batches=8, round_to=16, recover_epochs=epochs, recover="distill",
-                      hidden_weight=1.0, lr=2e-4, max_drop=0.03)
+                      hidden_weight=1.0, lr=2e-4, max_drop=0.025)
     r = slimkit.prune("minilm", config=cfg, targets=["torch", "onnxruntime", "openvino"], out=out / "minilm",
                       threads=threads, progress=print)
     task = slimkit.load_task("minilm")
@@ -158,7 +160,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="runs/bench-prune")
     ap.add_argument("--r18-epochs", type=int, default=6)
-    ap.add_argument("--minilm-epochs", type=int, default=16)
+    ap.add_argument("--minilm-epochs", type=int, default=18)
     ap.add_argument("--only", choices=["resnet18", "minilm"], default=None)
     ap.add_argument("--reuse", action="store_true", help="re-time an earlier run's pruned models only")
     args = ap.parse_args()

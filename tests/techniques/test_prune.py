@@ -376,6 +376,24 @@ def test_global_activation_scope_ranks_heads_and_neurons_across_layers():
     assert sizes[1][3] > sizes[0][3]  # the louder layer keeps more neurons
 
 
+def test_distillation_recovery_keeps_embedding_tables_fixed():
+    from slimkit.techniques.prune._recover import recover
+
+    task = _task("transformer")
+    student, teacher = task.build_model(), task.build_model()
+    prune_structured(student, task.example_inputs, PruneConfig(ratio=0.5))
+    tables = [m.weight for m in student.modules() if isinstance(m, nn.Embedding)]
+    assert tables
+    before = [t.detach().clone() for t in tables]
+    other = next(p for n, p in student.named_parameters() if "intermediate" in n).detach().clone()
+    recover(student, task, epochs=1, lr=1e-2, method="distill", teacher=teacher)
+    assert all(torch.equal(a, t) for a, t in zip(before, tables, strict=True))
+    assert all(t.requires_grad for t in tables)  # restored after
+    assert not torch.equal(other, next(p for n, p in student.named_parameters() if "intermediate" in n))
+    recover(student, task, epochs=1, lr=1e-2, method="finetune")
+    assert not all(torch.equal(a, t) for a, t in zip(before, tables, strict=True))  # fine-tuning trains them
+
+
 def test_distillation_recovery_trains_without_dropout_and_restores_it():
     from slimkit.techniques.prune._recover import recover
 
