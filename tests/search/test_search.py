@@ -127,9 +127,12 @@ def test_space_carries_pruning_settings_into_the_recipe():
 
     space = SearchSpace.from_dict({"targets": ["openvino"], "fuse": [False], "prune_ratio": [0.4],
                                    "prune_criterion": ["activation"], "recover_epochs": 3, "recover": "distill",
-                                   "recover_lr": 2e-4, "round_to": 16, "prune_scope": "global"})
-    (step,) = space.recipe({"target": "openvino", "prune_ratio": 0.4, "prune_criterion": "activation"}).steps
+                                   "recover_lr": 2e-4, "round_to": 16, "prune_scope": "global",
+                                   "prune_head_ratio": [0.25]})
+    (step,) = space.recipe({"target": "openvino", "prune_ratio": 0.4, "prune_criterion": "activation",
+                            "prune_head_ratio": 0.25}).steps
     assert (step.ratio, step.criterion, step.scope, step.round_to) == (0.4, "activation", "global", 16)
+    assert (step.head_ratio, step.ffn_ratio) == (0.25, None)  # FFN neurons follow the ratio
     assert (step.recover, step.recover_epochs, step.lr) == ("distill", 3, 2e-4)
 
 
@@ -151,3 +154,5 @@ def test_a_bad_space_value_is_a_usage_error_before_any_work():
         SearchSpace.from_dict({"prune_ratio": [0.5], "prune_scope": "everywhere"})
     with pytest.raises(UsageError, match="criterion"):
         SearchSpace(prune_ratio=(0.0, 0.5), prune_criterion=("l2", "loudness"))
+    with pytest.raises(UsageError, match="head_ratio"):
+        SearchSpace(prune_ratio=(0.5,), prune_head_ratio=(1.5,))

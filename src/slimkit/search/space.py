@@ -33,6 +33,9 @@ class SearchSpace:
     fuse: tuple[bool, ...] = (False, True)
     prune_ratio: tuple[float, ...] = ()
     prune_criterion: tuple[str, ...] = ()
+    # Transformers: the fraction of attention heads removed (FFN neurons follow prune_ratio);
+    # unset, heads go at prune_ratio too.
+    prune_head_ratio: tuple[float, ...] = ()
     recover_epochs: int = 0
     recover: str = "finetune"
     recover_lr: float | None = None
@@ -54,8 +57,8 @@ class SearchSpace:
     def dimensions(self) -> dict[str, list[Any]]:
         """Name -> choices of every dimension that has more than one choice or matters."""
         dims: dict[str, list[Any]] = {"target": list(self.targets)}
-        for name in ("fuse", "prune_ratio", "prune_criterion", "distill", "temperature", "quant_scheme",
-                     "calibration"):
+        for name in ("fuse", "prune_ratio", "prune_criterion", "prune_head_ratio", "distill", "temperature",
+                     "quant_scheme", "calibration"):
             values = list(getattr(self, name))
             if values:
                 dims[name] = values
@@ -96,6 +99,8 @@ class SearchSpace:
                 data["scope"] = self.prune_scope
             if "prune_criterion" in params:
                 data["criterion"] = params["prune_criterion"]
+            if "prune_head_ratio" in params:
+                data["head_ratio"] = float(params["prune_head_ratio"])
             steps.append(config_from_dict({"type": "prune", "data": data}))
             if distill:
                 ddata: dict[str, Any] = {"epochs": max(1, self.recover_epochs)}
