@@ -58,6 +58,7 @@ NUM_CALIBRATION = 64
 # Every prose sentence of the stdlib's docstrings (9643 on CPython 3.11): at equal training
 # compute, 9643 sentences gave a pruned MiniLM cosine 0.9641 where 4096 gave 0.9614.
 NUM_TRANSFER = 16384
+REFERENCE_REPEAT = 4  # see _transfer_data
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 # Bump when the text pipeline, tokenisation or pooling changes so old teacher caches are not reused.
@@ -448,7 +449,9 @@ def minilm(seed: int = 0) -> Task:
 
     train = Batches(train_inputs, train_targets, batch_size=16, shuffle=True, seed=seed)
     def transfer() -> Batches:
-        return _transfer_data(encoder, tokenizer, folder, set(eval_text), train_text, seed)
+        # The whole training pool of the reference pages (not only the NUM_TRAIN labelled ones).
+        pool = split_sentences(corpus_sentences(), num_eval=0, num_train=10**9)[1]
+        return _transfer_data(encoder, tokenizer, folder, set(eval_text), pool, seed)
     metric = Metric("cosine", mean_cosine, extras={"min_cosine": min_cosine})
     return Task(
         name="minilm",
@@ -471,17 +474,28 @@ def minilm(seed: int = 0) -> Task:
 
 
 def _transfer_data(encoder: nn.Module, tokenizer: Any, folder: Path, exclude: set[str],
-                   train_text: list[str], seed: int) -> Batches:
-    """The training sentences plus stdlib docstring sentences, with the original model's embeddings.
+                   reference: list[str], seed: int) -> Batches:
+    """Reference-page sentences (never the evaluation ones), repeated ``REFERENCE_REPEAT`` times,
+    then stdlib docstring sentences, with the original model's embeddings.
 
+    The reference pages are the register the metric is scored on and give only ~500 training
+    sentences; repeating them weights that register against ~9.6k docstring sentences. On
+    MiniLM (1/3 of heads, 1/2 of FFN neurons removed, re-fitted), 3 epochs of ~4.1k
+    sentences: evaluation cosine 0.9547 with the 513 reference sentences x4 + 2100 docstrings,
+    0.9485 with 256 reference sentences + 3800 docstrings. The docstrings come last, so the
+    validation split that recovery holds out (the last 10%) is docstrings only.
     Batches are cut to their longest sentence (``trim_to``): docstring sentences average ~20
     tokens, so training on them costs a fraction of the padded 128.
     """
-    text = train_text + [s for s in docstring_sentences() if s not in exclude and s not in set(train_text)]
+    known = set(reference) | exclude
+    text = reference + [s for s in docstring_sentences() if s not in known]
     inputs = tokenize(tokenizer, text)
     digest = hashlib.blake2b(digest_size=16)
     for name in INPUT_NAMES:
         digest.update(inputs[name].numpy().tobytes())
     key = f"minilm-transfer-v{_CACHE_VERSION}-{_weights_digest(folder)[:16]}-{digest.hexdigest()[:16]}"
     targets = cached_teacher(key, len(text), lambda: embed(encoder, inputs))
-    return Batches(inputs, targets, batch_size=16, shuffle=True, seed=seed, trim_to="attention_mask")
+    order = torch.cat([torch.arange(len(reference)).repeat(REFERENCE_REPEAT),
+                       torch.arange(len(reference), len(text))])
+    return Batches({k: v[order] for k, v in inputs.items()}, targets[order], batch_size=16, shuffle=True,
+                   seed=seed, trim_to="attention_mask")
