@@ -178,3 +178,19 @@ def test_openvino_export_parity(task: Task, tmp_path: Path) -> None:
 
     parity = torch_to_openvino(task.build_model(), task.example_inputs, tmp_path / "minilm.xml")
     assert parity is not None and parity.cosine > 0.9999
+
+
+def test_transfer_set_weights_reference_sentences_and_keeps_docstrings_last(monkeypatch) -> None:
+    docs = [f"Return the value number {i} of this object." for i in range(30)]
+    reference = ["The for statement iterates over a sequence.", "A class body is executed once."]
+    monkeypatch.setattr(mod, "docstring_sentences", lambda: [*docs, reference[0], "Evaluated away here."])
+    monkeypatch.setattr(mod, "cached_teacher", lambda _key, rows, compute: compute())
+    monkeypatch.setattr(mod, "embed", lambda _enc, inputs: inputs["input_ids"][:, :4].float())
+    tokenizer = mod.load_tokenizer()
+    data = mod._transfer_data(None, tokenizer, mod.model_folder(), {"Evaluated away here."}, reference, 0)
+    ids = data.inputs["input_ids"]
+    rows = mod.REFERENCE_REPEAT * len(reference)
+    assert data.num_items == rows + len(docs)  # the duplicate and the evaluation sentence are dropped
+    assert torch.equal(ids[:len(reference)], ids[len(reference):2 * len(reference)])  # repeated
+    assert torch.equal(ids[rows:], mod.tokenize(tokenizer, docs)["input_ids"])  # docstrings last
+    assert torch.equal(data.targets, ids[:, :4].float())  # each row keeps its own target
