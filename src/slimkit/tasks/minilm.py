@@ -429,7 +429,10 @@ def minilm(seed: int = 0) -> Task:
     folder = model_folder()
     encoder = load_encoder(folder)
     tokenizer = load_tokenizer(folder)
-    eval_text, train_text = split_sentences(corpus_sentences())
+    corpus = corpus_sentences()
+    eval_text, train_text = split_sentences(corpus)
+    # The distillation transfer set takes the whole training pool, not only the NUM_TRAIN labelled ones.
+    pool = split_sentences(corpus, num_eval=0, num_train=len(corpus))[1]
     if len(eval_text) < NUM_CALIBRATION or len(train_text) < NUM_CALIBRATION:
         raise TaskError(
             f"only {len(eval_text)} evaluation and {len(train_text)} training sentences found in this "
@@ -449,8 +452,6 @@ def minilm(seed: int = 0) -> Task:
 
     train = Batches(train_inputs, train_targets, batch_size=16, shuffle=True, seed=seed)
     def transfer() -> Batches:
-        # The whole training pool of the reference pages (not only the NUM_TRAIN labelled ones).
-        pool = split_sentences(corpus_sentences(), num_eval=0, num_train=10**9)[1]
         return _transfer_data(encoder, tokenizer, folder, set(eval_text), pool, seed)
     metric = Metric("cosine", mean_cosine, extras={"min_cosine": min_cosine})
     return Task(
