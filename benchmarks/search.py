@@ -12,7 +12,8 @@
    >= 0.97 (max drop 0.03), grid over pruning off or the issue-4 recipe (1/3 of heads and 1/2 of
    FFN neurons by data-aware ``activation`` scores ranked across layers, least-squares re-fit,
    then up to 13 epochs of distillation with hidden-state matching on the transfer set) x int8
-   on OpenVINO.
+   on OpenVINO. The pruning (~50 min here, shared by the float and the int8 trial) needs
+   ``--minutes 60`` or more for this part.
    Target: >= 5x faster than torch fp32 eager and >= 1.5x faster than OpenVINO + NNCF int8 alone
    (NNCF defaults with ModelType.TRANSFORMER).
 
