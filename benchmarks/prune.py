@@ -1,19 +1,19 @@
 """Pruning targets of issue 4, one run, ratios measured side by side in the same process.
 
-    python benchmarks/prune.py [--threads N] [--out runs/bench-prune] [--r18-epochs 6] [--minilm-epochs 13]
+    python benchmarks/prune.py [--threads N] [--out runs/bench-prune] [--r18-epochs 6] [--minilm-epochs 14]
                                [--only resnet18|minilm] [--reuse]
 
 1. digits-resnet18 (trained, 3x64x64): structured pruning of 50% of the channels (L2 magnitude,
    uniform, counts rounded to a multiple of 8), recovered by fine-tuning until within 1 point of
    the baseline or the epoch budget is spent. Targets: accuracy drop <= 1 pt, torch eager
    batch-1 latency >= 2x faster, MACs >= 3x fewer.
-2. minilm (pretrained all-MiniLM-L6-v2): remove 1/3 of the 72 heads and 1/2 of the 9216 FFN
-   neurons, chosen by their output contribution on calibration sentences (the data-aware
+2. minilm (pretrained all-MiniLM-L6-v2): remove 1/3 of the 72 heads and 56% of the 9216 FFN
+   neurons (at 1/2, OpenVINO fp32 at 2 threads read 1.52-1.64x, short of a reliable 1.6x), chosen by their output contribution on calibration sentences (the data-aware
    ``activation`` criterion) ranked across layers (global scope, so layers differ), the
    projections reading them re-fitted by least squares, then recovered by distillation from the
    unpruned model (final embedding plus every layer's hidden state, dropout off, embedding
    tables fixed) on the task's transfer set (the ~500 reference-page training sentences, repeated
-   4x, then every prose sentence of the stdlib's docstrings, ~9.6k), stopped early only once the
+   4x, the pages' ~1.7k other text pieces, then every prose sentence of the stdlib's docstrings, ~9.6k), stopped early only once the
    held-out validation split is at 0.975 (validation read ~0.004 above the evaluation set in
    earlier runs, so stopping at 0.97 would stop short). Targets: mean cosine to the original
    >= 0.97 and >= 1.6x faster on OpenVINO at fp32 (the unpruned and the pruned model both
@@ -126,7 +126,7 @@ def _reused(folder: Path) -> Report:
 
 
 def minilm(out: Path, threads: int, epochs: int, reuse: bool) -> list[str]:
-    cfg = PruneConfig(ratio=0.0, head_ratio=1 / 3, ffn_ratio=0.5, criterion="activation", scope="global",
+    cfg = PruneConfig(ratio=0.0, head_ratio=1 / 3, ffn_ratio=0.56, criterion="activation", scope="global",
                       calibration_batches=8, round_to=16, recover_epochs=epochs, recover="distill",
                       hidden_weight=1.0, lr=2e-4, max_drop=0.025)
     if reuse and (out / "minilm" / "report.json").is_file():
@@ -178,7 +178,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="runs/bench-prune")
     ap.add_argument("--r18-epochs", type=int, default=6)
-    ap.add_argument("--minilm-epochs", type=int, default=13)
+    ap.add_argument("--minilm-epochs", type=int, default=14)
     ap.add_argument("--only", choices=["resnet18", "minilm"], default=None)
     ap.add_argument("--reuse", action="store_true", help="re-time an earlier run's pruned models only")
     args = ap.parse_args()

@@ -183,14 +183,28 @@ def test_openvino_export_parity(task: Task, tmp_path: Path) -> None:
 def test_transfer_set_weights_reference_sentences_and_keeps_docstrings_last(monkeypatch) -> None:
     docs = [f"Return the value number {i} of this object." for i in range(30)]
     reference = ["The for statement iterates over a sequence.", "A class body is executed once."]
-    monkeypatch.setattr(mod, "docstring_sentences", lambda: [*docs, reference[0], "Evaluated away here."])
+    extra = ["Keys are iterated in insertion order.", reference[1]]
+    monkeypatch.setattr(mod, "docstring_sentences", lambda: [*docs, reference[0], extra[0], "Evaluated away here."])
     monkeypatch.setattr(mod, "cached_teacher", lambda _key, rows, compute: compute())
     monkeypatch.setattr(mod, "embed", lambda _enc, inputs: inputs["input_ids"][:, :4].float())
     tokenizer = mod.load_tokenizer()
-    data = mod._transfer_data(None, tokenizer, mod.model_folder(), {"Evaluated away here."}, reference, 0)
+    data = mod._transfer_data(None, tokenizer, mod.model_folder(), {"Evaluated away here."}, reference, 0, extra)
     ids = data.inputs["input_ids"]
     rows = mod.REFERENCE_REPEAT * len(reference)
-    assert data.num_items == rows + len(docs)  # the duplicate and the evaluation sentence are dropped
+    # duplicates of reference or extra text and the evaluation sentence are dropped
+    assert data.num_items == rows + 1 + len(docs)
     assert torch.equal(ids[:len(reference)], ids[len(reference):2 * len(reference)])  # repeated
-    assert torch.equal(ids[rows:], mod.tokenize(tokenizer, docs)["input_ids"])  # docstrings last
+    assert torch.equal(ids[rows:rows + 1], mod.tokenize(tokenizer, extra[:1])["input_ids"])  # then the extra text
+    assert torch.equal(ids[rows + 1:], mod.tokenize(tokenizer, docs)["input_ids"])  # docstrings last
     assert torch.equal(data.targets, ids[:, :4].float())  # each row keeps its own target
+
+
+def test_reference_extra_text_never_overlaps_evaluation() -> None:
+    page = ("Intro line that is prose enough to keep here.\n\n"
+            "   A note that quotes \"x = 1\" and says Some held out sentence is here. Tail text of it.\n")
+    # the prose intro is the metric's own text (corpus_sentences), so it is not "extra"
+    assert mod.reference_extra_sentences({"p": page}) == [
+        'A note that quotes "x = 1" and says Some held out sentence is here.', "Tail text of it."]
+    # a piece containing an evaluation sentence is dropped
+    extra = mod.reference_extra_sentences({"p": page}, evaluation=["Some held out sentence is here."])
+    assert extra == ["Tail text of it."]
