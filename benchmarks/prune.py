@@ -8,14 +8,15 @@
    the baseline or the epoch budget is spent. Targets: accuracy drop <= 1 pt, torch eager
    batch-1 latency >= 2x faster, MACs >= 3x fewer.
 2. minilm (pretrained all-MiniLM-L6-v2): remove 1/3 of the 72 heads and 56% of the 9216 FFN
-   neurons (at 1/2, OpenVINO fp32 at 2 threads read 1.52-1.64x, short of a reliable 1.6x), chosen by their output contribution on calibration sentences (the data-aware
-   ``activation`` criterion) ranked across layers (global scope, so layers differ), the
-   projections reading them re-fitted by least squares, then recovered by distillation from the
-   unpruned model (final embedding plus every layer's hidden state, dropout off, embedding
-   tables fixed) on the task's transfer set (the ~500 reference-page training sentences, repeated
-   4x, the pages' ~1.7k other text pieces, then every prose sentence of the stdlib's docstrings, ~9.6k), stopped early only once the
-   held-out validation split is at 0.975 (validation read ~0.004 above the evaluation set in
-   earlier runs, so stopping at 0.97 would stop short). Targets: mean cosine to the original
+   neurons (at 1/2, OpenVINO fp32 at 2 threads read 1.52-1.64x, short of a reliable 1.6x),
+   chosen by their output contribution on calibration sentences (the data-aware ``activation``
+   criterion) ranked across layers (global scope, so layers differ), the projections reading
+   them re-fitted by least squares, then recovered by distillation from the unpruned model
+   (final embedding plus every layer's hidden state, dropout off, embedding tables fixed) on
+   the task's transfer set (the ~500 reference-page training sentences, repeated 4x, the
+   pages' ~1.7k other text pieces, then every prose sentence of the stdlib's docstrings,
+   ~9.6k), stopped early only once the held-out validation split is at 0.975 (validation read
+   ~0.004 above the evaluation set in earlier runs, so stopping at 0.97 would stop short). Targets: mean cosine to the original
    >= 0.97 and >= 1.6x faster on OpenVINO at fp32 (the unpruned and the pruned model both
    compiled with INFERENCE_PRECISION_HINT=f32 and timed here).
 Everything goes through slimkit.prune (report.json per part under --out); prints markdown tables.
