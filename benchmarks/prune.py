@@ -17,8 +17,8 @@
    pages' ~1.7k other text pieces, then every prose sentence of the stdlib's docstrings,
    ~9.6k), stopped early only once the held-out validation split is at 0.975 (validation read
    ~0.004 above the evaluation set in earlier runs, so stopping at 0.97 would stop short).
-   Targets: mean cosine to the original >= 0.97 and >= 1.6x faster on OpenVINO at fp32 (the unpruned and the pruned model both
-   compiled with INFERENCE_PRECISION_HINT=f32 and timed here).
+   Targets: mean cosine to the original >= 0.97 and >= 1.6x faster on OpenVINO at fp32 (the
+   unpruned and the pruned model both compiled with INFERENCE_PRECISION_HINT=f32 and timed here).
 Everything goes through slimkit.prune (report.json per part under --out); prints markdown tables.
 --reuse re-times the pruned models of an earlier run in --out (no pruning, no training).
 """
