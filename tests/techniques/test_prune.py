@@ -409,3 +409,27 @@ def test_distillation_recovery_trains_without_dropout_and_restores_it():
     recover(student, task, epochs=1, lr=1e-3, method="finetune",
             on_epoch=lambda _e, _r: seen.append({m.p for m in drops}))
     assert seen[-1] != {0.0}  # fine-tuning on labels keeps dropout as regularisation
+
+
+def test_distillation_on_a_transfer_set_stops_only_once_clear_of_the_floor(monkeypatch):
+    from slimkit.techniques.prune import _recover
+
+    task = _task("mlp")
+    task.transfer_data = Batches({"features": torch.randn(40, 6)}, torch.zeros(40, dtype=torch.long), batch_size=8)
+    teacher = task.build_model()
+    readings: list[float] = []
+
+    def scripted(model, data, metric):  # teacher 1.0 everywhere; the student reads 0.92, 0.96, 0.99, ...
+        if model is teacher:
+            return 1.0
+        readings.append(0.0)
+        return [0.92, 0.96, 0.99, 0.99][len(readings) - 1]
+
+    monkeypatch.setattr(_recover, "evaluate_torch", scripted)
+    # floor 0.9: fine-tuning stops at the first validation reading >= 0.9 ...
+    r = _recover.recover(task.build_model(), task, epochs=4, lr=1e-3, method="finetune", teacher=teacher, floor=0.9)
+    assert (r.epochs, r.stopped_early) == (1, True)
+    # ... distillation on the transfer set waits for 0.9 + half the allowed 0.1
+    readings.clear()
+    r = _recover.recover(task.build_model(), task, epochs=4, lr=1e-3, method="distill", teacher=teacher, floor=0.9)
+    assert (r.epochs, r.stopped_early) == (2, True) and "half the allowed drop" in str(r.selection)
