@@ -194,20 +194,24 @@ def reference_topics() -> dict[str, str]:
     return dict(topics)
 
 
-def _paragraphs(text: str) -> Iterator[str]:
-    """Prose paragraphs of one plain-text reference page, each joined onto one line."""
+def _paragraphs(text: str, prose_only: bool = True) -> Iterator[str]:
+    """Paragraphs of one plain-text reference page, each joined onto one line: the prose ones,
+    or (``prose_only=False``) every block but headings, as it stands."""
     for block in re.split(r"\n[ \t]*\n", text):
         lines = [line for line in block.split("\n") if line.strip()]
-        # Indented blocks are code, grammar, notes' bodies and nested lists; underlined ones are headings.
-        if not lines or lines[0][:1].isspace() or any(_UNDERLINE.match(line) for line in lines):
-            continue
-        if _LIST_MARKER.match(lines[0]):
-            lines[0] = _LIST_MARKER.sub("", lines[0])
-        elif len(lines) > 1 and lines[1][:1].isspace():
-            lines = lines[1:]  # a definition list: drop the term, keep its indented definition
+        if not lines or any(_UNDERLINE.match(line) for line in lines):
+            continue  # underlined blocks are headings
+        if prose_only:
+            # Indented blocks are code, grammar, notes' bodies and nested lists.
+            if lines[0][:1].isspace():
+                continue
+            if _LIST_MARKER.match(lines[0]):
+                lines[0] = _LIST_MARKER.sub("", lines[0])
+            elif len(lines) > 1 and lines[1][:1].isspace():
+                lines = lines[1:]  # a definition list: drop the term, keep its indented definition
         # The text writer wraps lines after hyphens ("reference-\ncounting"): rejoin those without a space.
         paragraph = _WRAPPED_HYPHEN.sub("-", " ".join(line.strip() for line in lines))
-        if not paragraph.startswith(_SKIP_PARAGRAPH):
+        if not prose_only or not paragraph.startswith(_SKIP_PARAGRAPH):
             yield _EMPHASIS.sub(r"\1", paragraph)
 
 
@@ -282,11 +286,7 @@ def reference_extra_sentences(topics: dict[str, str] | None = None,
     held_out = [s.casefold() for s in evaluation]
     out = []
     for name in sorted(topics):
-        for block in re.split(r"\n[ \t]*\n", topics[name]):
-            lines = [line.strip() for line in block.split("\n") if line.strip()]
-            if not lines or any(_UNDERLINE.match(line) for line in lines):
-                continue
-            paragraph = _EMPHASIS.sub(r"\1", _WRAPPED_HYPHEN.sub("-", " ".join(lines)))
+        for paragraph in _paragraphs(topics[name], prose_only=False):
             for sentence in _split_sentences(paragraph):
                 key = sentence.casefold()
                 if (not 4 <= len(sentence.split()) <= 80 or key in seen or "::=" in sentence
