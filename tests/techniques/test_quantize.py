@@ -403,3 +403,61 @@ def test_outlier_option_round_trips_and_is_checked() -> None:
         QuantizeConfig("int8-static", "onnxruntime", outlier_weight_only=True)
     with pytest.raises(UsageError, match="int8-static on openvino"):
         QuantizeConfig("int8-dynamic", "openvino", outlier_weight_only=True)
+
+
+def test_qat_smoothing_moves_input_range_into_weights_without_changing_the_function() -> None:
+    from slimkit.techniques.quantize._qat import FakeQuant, insert_fake_quant, smooth_inputs
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).eval()
+    x = torch.randn(32, 8)
+    x[:, 3] *= 40  # an outlier channel, as a LayerNorm output carries in a transformer
+    before = net(x)
+    insert_fake_quant(net)
+    assert smooth_inputs(net, [{"input": x}], alpha=0.85) == 2
+    first = net[0]
+    assert isinstance(first, FakeQuant) and first.smooth is not None
+    assert int(first.smooth.argmax()) == 3  # the outlier channel is divided the most
+    assert float(first.lo) == float("inf")  # what the smoothing pass observed is forgotten
+    assert torch.allclose(net(x), before, atol=1e-4)  # still observing: float, same function
+
+
+def test_qat_on_a_transfer_set_trains_on_it_with_dropout_off(tmp_path: Path) -> None:
+    from slimkit.core.data import Batches
+    from slimkit.techniques.quantize._qat import qat_model
+
+    task = make_tiny_task("mlp")
+    model = task.build_model()
+    inputs = {"features": torch.randn(24, 6)}
+    with torch.no_grad():
+        logits = model(**inputs)
+    seen: list[int] = []
+
+    class Counting(Batches):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            for batch in super().__iter__():
+                seen.append(batch[0]["features"].shape[0])
+                yield batch
+
+    task.transfer_data = Counting(inputs, logits, batch_size=8)
+    dropout = torch.nn.Dropout(0.5)
+    model.extra = dropout  # a dropout module anywhere in the model: off while training, restored after
+    q, info = qat_model(model, task, [{"features": inputs["features"][:8]}], epochs=1, lr=1e-3)
+    assert info["data"].startswith("transfer set")
+    assert sum(seen) == 24  # one epoch over the transfer set, not the 20-item training set
+    assert q.extra.p == 0.5
+
+
+@pytest.mark.parametrize("smooth", [None, False])
+def test_qat_on_a_transformer_smooths_inputs_on_openvino(smooth: bool | None, tmp_path: Path) -> None:
+    task = make_tiny_task("transformer")
+    r = quantize_for_target(task.build_model(), task,
+                            _config("int8-static", "openvino", qat_epochs=1, qat_lr=1e-3, smooth_quant=smooth),
+                            tmp_path, threads=1)
+    info = r.details["qat"]
+    assert (info["smoothed_layers"] > 0) is (smooth is None)  # None: on for transformers
+    assert info["export_parity_vs_fake_quant"]["cosine"] > 0.95
+    import openvino as ov
+
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(r.deployed.artifact)).get_ops()}
+    assert "FakeQuantize" in ops

@@ -1,13 +1,20 @@
-"""Distillation losses, each a plain function of tensors.
+"""Distillation losses, each a plain function of tensors (and the choice of one for a task).
 
-Shared by the ``distill`` technique and by pruning's distillation recovery, which live in
-separate technique packages that must not import each other.
+Shared by the ``distill`` technique, pruning's distillation recovery and quantization-aware
+training on a transfer set, which live in separate technique packages that must not import
+each other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from slimkit.core.task import Task
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -23,6 +30,27 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     log_p_s = F.log_softmax(student_logits / t, dim=1)
     log_p_t = F.log_softmax(teacher_logits.float() / t, dim=1)
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+
+
+def distill_loss(task: Task) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Loss between a student's outputs and the teacher's (or a transfer set's stored teacher
+    outputs): KL on softened logits for classifiers (integer training targets), else the task's
+    own loss with the teacher's output as target.
+
+    Example:
+        >>> from slimkit.core.data import Batches
+        >>> from slimkit.core.task import Metric, Task, accuracy
+        >>> x = torch.randn(8, 4)
+        >>> d = Batches({"input": x}, torch.randint(0, 2, (8,)), 4)
+        >>> t = Task("toy", torch.nn.Linear(4, 2), {"input": x[:1]}, d, d, d, Metric("acc", accuracy), F.cross_entropy)
+        >>> z = torch.randn(3, 2)
+        >>> float(distill_loss(t)(z, z)) < 1e-6
+        True
+    """
+    sample = next(iter(task.train_data))[1]
+    if sample.dtype in (torch.int64, torch.int32):
+        return lambda student, teacher: kd_loss(student, teacher, 4.0)
+    return task.loss
 
 
 def hard_loss(loss_fn, logits: torch.Tensor, targets: torch.Tensor, ignore: int = -100) -> torch.Tensor:  # noqa: ANN001

@@ -4,7 +4,7 @@ distillation from the unpruned model, stopping once the metric is back within bu
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -13,7 +13,8 @@ from torch import nn
 from slimkit.core.data import Batch, Batches
 from slimkit.core.task import Task, run_model
 from slimkit.train.engine import TrainConfig, evaluate_torch, fit
-from slimkit.train.losses import hidden_state_loss, kd_loss
+from slimkit.train.losses import distill_loss, hidden_state_loss
+from slimkit.train.modes import frozen_embeddings, no_dropout
 
 
 class _Stop(Exception):
@@ -85,57 +86,6 @@ class Distilled(nn.Module):
             h.remove()
 
 
-@contextlib.contextmanager
-def no_dropout(model: nn.Module) -> Iterator[None]:
-    """Dropout off while ``model`` trains (restored afterwards).
-
-    Distillation asks the student to reproduce a deterministic teacher; dropout only adds noise
-    to what it must match. On MiniLM (1/3 of heads, 1/2 of FFN neurons removed, re-fitted),
-    validation cosine after two epochs: 0.943 with BERT's 10% dropout, 0.951 without.
-    """
-    saved = [(m, m.p) for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
-    for m, _ in saved:
-        m.p = 0.0
-    try:
-        yield
-    finally:
-        for m, p in saved:
-            m.p = p
-
-
-@contextlib.contextmanager
-def frozen_embeddings(model: nn.Module) -> Iterator[None]:
-    """Embedding tables fixed while ``model`` distils (``requires_grad`` restored afterwards).
-
-    Pruning never touches them, and a transfer set only reaches the rows of the tokens it
-    contains, so training them moves seen tokens away from unseen ones; it also costs most of
-    the optimizer's work (MiniLM's word embeddings are 11.7M of its 22.7M parameters). On
-    MiniLM (1/3 of heads, 1/2 of FFN neurons removed, re-fitted), 3 epochs of distillation:
-    cosine 0.9485 in 178 s with the embeddings fixed, 0.9500 in 272 s with them trained, so
-    within the same time the fixed tables reach further. A table tied to another layer (an
-    output head sharing the word embeddings) stays trainable: that layer is the model's output.
-
-        >>> emb, head = nn.Embedding(5, 3), nn.Linear(3, 5, bias=False)
-        >>> head.weight = emb.weight  # tied
-        >>> lone = nn.Embedding(5, 3)
-        >>> with frozen_embeddings(nn.ModuleList([emb, head, lone])):
-        ...     emb.weight.requires_grad, lone.weight.requires_grad
-        (True, False)
-    """
-    # Parameters owned by any other kind of module: a tied embedding appears among them.
-    shared = {id(p) for m in model.modules() if not isinstance(m, nn.Embedding)
-              for p in m.parameters(recurse=False)}
-    saved = [(p, p.requires_grad) for m in model.modules() if isinstance(m, nn.Embedding)
-             for p in m.parameters(recurse=False) if id(p) not in shared]
-    for p, _ in saved:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in saved:
-            p.requires_grad_(flag)
-
-
 def hidden_layers(student: nn.Module, teacher: nn.Module, inputs: dict[str, torch.Tensor]) -> list[str]:
     """Layers whose outputs the student can match directly: each BERT layer's final LayerNorm
     (the layer's hidden state), where both models produce the same shape."""
@@ -158,15 +108,6 @@ def hidden_layers(student: nn.Module, teacher: nn.Module, inputs: dict[str, torc
         for h in handles:
             h.remove()
     return [n for n in names if n in shapes["s"] and shapes["s"][n] == shapes["t"].get(n)]
-
-
-def distill_loss(task: Task) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Loss between student and teacher outputs: KL on softened logits for classifiers
-    (integer targets), else the task's own loss with the teacher's output as target."""
-    sample = next(iter(task.train_data))[1]
-    if sample.dtype in (torch.int64, torch.int32):
-        return lambda student, teacher: kd_loss(student, teacher, 4.0)
-    return task.loss
 
 
 def _split(data: Iterable[Batch]) -> tuple[Iterable[Batch], Iterable[Batch] | None]:

@@ -70,7 +70,7 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
         items += calibration_items(task.train_data, cfg.samples - len(items))
     transformer = is_transformer(task.example_inputs, model)
     if cfg.qat_epochs:
-        return _qat(model, task, cfg, workdir, threads, items, say)
+        return _qat(model, task, cfg, workdir, threads, items, transformer, say)
     float_artifact = float_artifact or export_float(model, task.example_inputs, cfg.target, workdir)
     backend = BACKENDS[cfg.target](cfg, float_artifact, workdir, threads, task.example_inputs, items, transformer)
     exclude = list(cfg.exclude)
@@ -107,17 +107,20 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
 
 
 def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threads: int,
-         items: list, say: Say) -> QuantizeResult:
+         items: list, transformer: bool, say: Say) -> QuantizeResult:
     import torch
 
     from slimkit.core.task import run_model
     from slimkit.export.parity import compare
-    from slimkit.techniques.quantize._qat import qat_model
+    from slimkit.techniques.quantize._qat import SMOOTH_ALPHA, qat_model
 
     weights = "per-channel" if cfg.per_channel else "per-tensor"
     say(f"quantization-aware training: {cfg.qat_epochs} epoch(s) with fake int8 quantization ({weights} weights)")
+    # Smoothing puts a division into the graph, which the OpenVINO export keeps; the ONNX Runtime
+    # path hands plain weights to its own quantizer, which would drop it.
+    smooth = (transformer if cfg.smooth_quant is None else cfg.smooth_quant) and cfg.target == "openvino"
     qmodel, info = qat_model(model, task, items, cfg.qat_epochs, cfg.qat_lr, exclude=cfg.exclude,
-                             per_channel=cfg.per_channel)
+                             per_channel=cfg.per_channel, smooth=SMOOTH_ALPHA if smooth else None)
     qmodel.requires_grad_(False)  # else exporters meet the training variant of fake-quantize
     with torch.no_grad():
         reference = run_model(qmodel, task.example_inputs)

@@ -20,7 +20,9 @@ class QuantizeConfig(StepConfig):
     ``calibration`` (int8-static only) is ``None`` for the backend's own default, else one of
     minmax, percentile, mse, entropy. ``samples`` calibration items are drawn from the task's
     calibration set, topped up from its training inputs when that set is smaller.
-    ``smooth_quant`` ``None`` means "on for transformers"; ``bias_correction`` is NNCF's fast
+    ``smooth_quant`` ``None`` means "on for transformers" (NNCF's SmoothQuant after training;
+    with ``qat_epochs`` on OpenVINO, the same migration of input ranges into the weights before
+    quantization-aware training); ``bias_correction`` is NNCF's fast
     bias correction. ``exclude`` names layers kept in float;
     ``outlier_weight_only`` (int8-static on OpenVINO; ``None`` means "on for transformers")
     gives the layers whose inputs carry token-sparse outliers (found from the calibration data)
