@@ -461,3 +461,26 @@ def test_qat_on_a_transformer_smooths_inputs_on_openvino(smooth: bool | None, tm
 
     ops = {op.get_type_name() for op in ov.Core().read_model(str(r.deployed.artifact)).get_ops()}
     assert "FakeQuantize" in ops
+
+
+def test_qat_smoothing_shares_one_divisor_among_layers_reading_one_tensor() -> None:
+    from slimkit.techniques.quantize._qat import insert_fake_quant, smooth_inputs
+
+    class QKV(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q, self.k, self.v, self.out = (torch.nn.Linear(6, 6) for _ in range(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.q(x) * self.k(x) + self.v(x))
+
+    torch.manual_seed(0)
+    net = QKV().eval()
+    x = torch.randn(16, 6)
+    x[:, 2] *= 25
+    before = net(x)
+    insert_fake_quant(net)
+    assert smooth_inputs(net, [{"x": x}, {"x": x * 0.5}]) == 4
+    assert torch.equal(net.q.smooth, net.k.smooth) and torch.equal(net.q.smooth, net.v.smooth)
+    assert not torch.equal(net.q.smooth, net.out.smooth)
+    assert torch.allclose(net(x), before, atol=1e-4)
