@@ -442,8 +442,11 @@ def test_qat_on_a_transfer_set_trains_on_it_with_dropout_off(tmp_path: Path) -> 
     task.transfer_data = Counting(inputs, logits, batch_size=8)
     dropout = torch.nn.Dropout(0.5)
     model.extra = dropout  # a dropout module anywhere in the model: off while training, restored after
-    q, info = qat_model(model, task, [{"features": inputs["features"][:8]}], epochs=1, lr=1e-3)
+    lines: list[str] = []
+    q, info = qat_model(model, task, [{"features": inputs["features"][:8]}], epochs=1, lr=1e-3,
+                        progress=lines.append)
     assert info["data"].startswith("transfer set")
+    assert len(lines) == 1 and "QAT epoch 1/1: loss" in lines[0]
     assert sum(seen) == 24  # one epoch over the transfer set, not the 20-item training set
     assert q.extra.p == 0.5
 

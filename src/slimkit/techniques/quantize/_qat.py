@@ -39,7 +39,7 @@ benchmark (NNCF's post-training int8: 0.9678).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -360,14 +360,15 @@ def _observe(model: nn.Module, items: Sequence[Inputs], observing: bool) -> None
 
 def qat_model(model: nn.Module, task: Task, calibration: Sequence[Inputs], epochs: int, lr: float,
               seed: int = 0, exclude: Sequence[str] = (), per_channel: bool = True,
-              smooth: float | None = None) -> tuple[nn.Module, dict[str, object]]:
+              smooth: float | None = None, progress: Callable[[str], None] | None = None,
+              ) -> tuple[nn.Module, dict[str, object]]:
     """Fake-quantize a copy of ``model``, calibrate, fine-tune it with :func:`fit`; returns (model, details).
 
     ``per_channel=False`` folds Conv-BatchNorm pairs first and quantizes each weight per tensor
     (see the module docstring). ``smooth`` (an alpha, for transformers) smooths every Linear's
     input before calibration. Training reads the task's transfer set where it has one (with
     :func:`~slimkit.train.losses.distill_loss`, dropout off, embeddings fixed), else its
-    training set and loss. ``epochs=0`` only calibrates.
+    training set and loss. ``epochs=0`` only calibrates. ``progress`` gets a line per epoch.
 
     Example:
         >>> import torch
@@ -391,11 +392,16 @@ def qat_model(model: nn.Module, task: Task, calibration: Sequence[Inputs], epoch
     transfer = task.transfer_data is not None
     if epochs:
         cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed)
+
+        def on_epoch(epoch: int, row: dict[str, float]) -> None:
+            if progress is not None:
+                progress(f"  QAT epoch {epoch}/{epochs}: loss {row.get('loss', float('nan')):.4f}")
+
         if transfer:
             with no_dropout(model), frozen_embeddings(model):
-                result = fit(model, task.transfer(), distill_loss(task), cfg)
+                result = fit(model, task.transfer(), distill_loss(task), cfg, on_epoch=on_epoch)
         else:
-            result = fit(model, task.train_data, task.loss, cfg)
+            result = fit(model, task.train_data, task.loss, cfg, on_epoch=on_epoch)
         history = [round(h.get("loss", float("nan")), 5) for h in result.history]
     model.eval()
     fq = [m for m in model.modules() if isinstance(m, FakeQuant)]
