@@ -57,6 +57,25 @@ class TinyEncoder(nn.Module):
         return self.head((h * m).sum(1) / m.sum(1).clamp(min=1.0))
 
 
+class TinyBert(nn.Module):
+    """A tiny Hugging Face BertModel (hidden 32, 2 layers, 4 heads) from a config: no download."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        from slimkit.tasks.minilm import SentenceEncoder
+
+        cfg = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=32, attn_implementation="eager")
+        self.encoder = SentenceEncoder(BertModel(cfg, add_pooling_layer=False))  # masked mean pooling
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(input_ids, attention_mask, token_type_ids))
+
+
 def _task(name: str, model: nn.Module, inputs: dict[str, torch.Tensor], n_classes: int = 3) -> Task:
     torch.manual_seed(0)
     n = next(iter(inputs.values())).shape[0]
@@ -78,6 +97,12 @@ def make_tiny_task(family: str) -> Task:
         mask = torch.ones(20, 12, dtype=torch.long)
         mask[::3, 8:] = 0
         return _task("tiny-transformer", TinyEncoder(), {"input_ids": ids, "attention_mask": mask})
+    if family == "bert":  # not in FAMILIES: Hugging Face layouts only where a test needs one
+        ids = torch.randint(1, 60, (20, 10))
+        mask = torch.ones_like(ids)
+        mask[::3, 7:] = 0
+        return _task("tiny-bert", TinyBert(), {"input_ids": ids, "attention_mask": mask,
+                                               "token_type_ids": torch.zeros_like(ids)})
     raise ValueError(family)
 
 

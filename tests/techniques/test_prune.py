@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from tests.conftest import TinyBert
 from torch import nn
 
 from slimkit.core.config import config_from_dict
@@ -50,25 +51,6 @@ class MLP(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features)
-
-
-class TinyBert(nn.Module):
-    """A tiny Hugging Face BertModel (hidden 32, 2 layers, 4 heads) from a config: no download."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        from transformers import BertConfig, BertModel
-
-        from slimkit.tasks.minilm import SentenceEncoder
-
-        cfg = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=64, max_position_embeddings=32, attn_implementation="eager")
-        self.encoder = SentenceEncoder(BertModel(cfg, add_pooling_layer=False))  # masked mean pooling
-        self.head = nn.Linear(32, 3)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(input_ids, attention_mask, token_type_ids))
 
 
 def _task(family: str) -> Task:

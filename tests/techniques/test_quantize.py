@@ -487,3 +487,35 @@ def test_qat_smoothing_shares_one_divisor_among_layers_reading_one_tensor() -> N
     assert torch.equal(net.q.smooth, net.k.smooth) and torch.equal(net.q.smooth, net.v.smooth)
     assert not torch.equal(net.q.smooth, net.out.smooth)
     assert torch.allclose(net(x), before, atol=1e-4)
+
+
+def test_qat_on_openvino_runs_attention_scores_in_int8(tmp_path: Path) -> None:
+    """Hugging Face attention: query and key outputs get fake-quantized too (NNCF's transformer
+    scheme), so the exported graph has a FakeQuantize on each before the scores' matmul."""
+    import openvino as ov
+
+    task = make_tiny_task("bert")
+    r = quantize_for_target(task.build_model(), task, _config("int8-static", "openvino", qat_epochs=1, qat_lr=1e-3),
+                            tmp_path, threads=1)
+    info = r.details["qat"]
+    assert info["int8_attention_inputs"] == 4  # query + key of each of the 2 layers
+    assert info["export_parity_vs_fake_quant"]["cosine"] > 0.99
+    after_bias = [op for op in ov.Core().read_model(str(r.deployed.artifact)).get_ops()
+                  if op.get_type_name() == "FakeQuantize" and op.input_value(0).get_node().get_type_name() == "Add"]
+    assert len(after_bias) == 4
+
+
+def test_qat_output_quantizer_observes_then_rounds_to_its_grid() -> None:
+    from slimkit.techniques.quantize._qat import FakeQuant
+
+    fq = FakeQuant(torch.nn.Linear(4, 4))
+    fq.quantize_output()
+    x = torch.randn(16, 4)
+    observed = fq(x)  # observing: the float output, its range recorded
+    assert torch.equal(observed, fq.layer(x)) and float(fq.out_hi) > float(fq.out_lo)
+    fq.observing = False
+    fq.freeze()
+    y = fq(x)
+    levels = y / fq.output_frozen
+    assert torch.allclose(levels, levels.round(), atol=1e-3)  # every output sits on the int8 grid, zero at 0
+    assert (levels >= -128 - 1e-3).all() and (levels <= 127 + 1e-3).all()

@@ -117,13 +117,17 @@ def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threa
     # Smoothing puts a division into the graph, which the OpenVINO export keeps; the ONNX Runtime
     # path hands plain weights to its own quantizer, which would drop it.
     smooth = (transformer if cfg.smooth_quant is None else cfg.smooth_quant) and cfg.target == "openvino"
+    # Int8 query/key outputs only pay where the fake-quantized graph itself is deployed (OpenVINO);
+    # ONNX Runtime re-quantizes the stripped weights with its own scheme.
+    attention = transformer and cfg.target == "openvino"
     weights = "per-channel" if cfg.per_channel else "per-tensor"
     data = "the task's transfer set" if task.transfer_data is not None else "the training set"
     say(f"quantization-aware training: {cfg.qat_epochs} epoch(s) on {data} with fake int8 quantization "
-        f"({weights} weights{', inputs smoothed' if smooth else ''})")
+        f"({weights} weights{', inputs smoothed' if smooth else ''}"
+        f"{', int8 attention scores' if attention else ''})")
     qmodel, info = qat_model(model, task, items, cfg.qat_epochs, cfg.qat_lr, exclude=cfg.exclude,
                              per_channel=cfg.per_channel, smooth=SMOOTH_ALPHA if smooth else None,
-                             progress=say)
+                             attention=attention, progress=say)
     qmodel.requires_grad_(False)  # else exporters meet the training variant of fake-quantize
     with torch.no_grad():
         reference = run_model(qmodel, task.example_inputs)
