@@ -503,6 +503,11 @@ def test_qat_on_openvino_runs_attention_scores_in_int8(tmp_path: Path) -> None:
     after_bias = [op for op in ov.Core().read_model(str(r.deployed.artifact)).get_ops()
                   if op.get_type_name() == "FakeQuantize" and op.input_value(0).get_node().get_type_name() == "Add"]
     assert len(after_bias) == 4
+    # The embedding tables, read by Gather rather than a fake-quantized layer, are stored int8 too.
+    assert any("word_embeddings" in name for name in info["int8_embedding_tables"])
+    from slimkit.techniques.quantize._openvino import int8_embedding_tables
+
+    assert int8_embedding_tables(r.deployed.artifact) == []  # nothing float left to compress
 
 
 def test_qat_output_quantizer_observes_then_rounds_to_its_grid() -> None:

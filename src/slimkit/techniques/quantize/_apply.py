@@ -136,8 +136,11 @@ def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threa
         from slimkit.targets.openvino import load_ir
 
         # The fake-quantize ops become OpenVINO FakeQuantize: int8 kernels, int8 weights on disk.
+        from slimkit.techniques.quantize._openvino import int8_embedding_tables
+
         path = workdir / "model.xml"
         torch_to_openvino(qmodel, task.example_inputs, path, check=False)
+        info["int8_embedding_tables"] = int8_embedding_tables(path)
         deployed: Deployed = load_ir(path, threads, task.example_inputs)
     else:
         # ONNX Runtime: the fine-tuned weights, already on their int8 grid, go through the same

@@ -199,3 +199,35 @@ def _outlier_layers_weight_only(nncf: Any, model: Any, float_xml: Path, calibrat
             model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM,
                                           ignored_scope=nncf.IgnoredScope(names=others, validate=False))
     return model, chosen, scores
+
+
+def int8_embedding_tables(xml: Path) -> list[str]:
+    """Store the IR's float embedding tables (constant inputs of Gather) as int8, in place;
+    returns the Gather ops whose tables changed.
+
+    Quantization-aware training exports its Linear weights already on the int8 grid, but the
+    embedding tables are read by Gather, not by a fake-quantized layer, so they were left in
+    fp32: on the pruned MiniLM 53.3 MB of IR against 17.6 MB with them int8 (NNCF's post-training
+    int8 stores them in int8 too). Asymmetric per-row int8 via NNCF's weight compression; every
+    other weighted op is in its ignored scope, so a layer the user kept float stays float. Cost
+    measured through OpenVINO on that model: mean cosine 0.96971 -> 0.96959.
+    """
+    ov = require("openvino", "the openvino target")
+    nncf = require("nncf", "quantization for OpenVINO")
+    model = ov.Core().read_model(str(xml))
+    tables, others = [], []
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        table = op.input_value(0) if op.inputs() else None  # Parameters and Constants have no inputs
+        if kind == "Gather" and table is not None and table.get_node().get_type_name() == "Constant" \
+                and table.get_element_type().is_real() and len(table.get_partial_shape()) == 2:
+            tables.append(op.get_friendly_name())  # a float (rows, width) table; int8 ones read a Convert
+        elif kind in _LAYER_OPS or kind == "Gather":
+            others.append(op.get_friendly_name())
+    if not tables:
+        return []
+    with _quiet():
+        model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM,
+                                      ignored_scope=nncf.IgnoredScope(names=others, validate=False))
+    save_ir(ov, model, xml)
+    return tables
