@@ -134,10 +134,10 @@ def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threa
     if cfg.target == "openvino":
         from slimkit.export.openvino import torch_to_openvino
         from slimkit.targets.openvino import load_ir
-
-        # The fake-quantize ops become OpenVINO FakeQuantize: int8 kernels, int8 weights on disk.
         from slimkit.techniques.quantize._openvino import int8_embedding_tables
 
+        # The fake-quantize ops become OpenVINO FakeQuantize: int8 kernels, int8 weights on disk;
+        # embedding tables (read by Gather, not by a wrapped layer) are made int8 after export.
         path = workdir / "model.xml"
         torch_to_openvino(qmodel, task.example_inputs, path, check=False)
         info["int8_embedding_tables"] = int8_embedding_tables(path)
