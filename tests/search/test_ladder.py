@@ -52,3 +52,21 @@ def test_quantization_rungs_are_skipped_when_the_float_model_already_missed():
     _, chosen, history = climb(_recipe(), evaluate, floor=98.0, max_drop=0.5, float_metric=91.0)
     assert chosen == "distill" and seen == ["ptq", "distill"]
     assert [h.get("skipped") is not None for h in history] == [False, True, True, False]
+
+
+def test_mixed_rung_is_skipped_when_post_training_quantization_is_within_its_budget():
+    """A pruned model at 97.07 with floor 97.0: int8 loses 0.13, far inside the 3-point budget the
+    mixed rung measures from that same model, so it would keep everything int8: straight to QAT."""
+    seen = []
+
+    def evaluate(recipe, name):
+        seen.append(name)
+        return {"ptq": 96.94, "mixed": 96.94, "qat": 97.02}[name]
+
+    _, chosen, history = climb(_recipe(), evaluate, floor=97.0, max_drop=3.0, float_metric=97.07)
+    assert chosen == "qat" and seen == ["ptq", "qat"]
+    assert "within this rung's budget" in history[1]["skipped"]
+    # A larger loss than the budget still gets the mixed rung.
+    seen.clear()
+    climb(_recipe(), evaluate, floor=97.0, max_drop=0.1, float_metric=97.07)
+    assert seen == ["ptq", "mixed", "qat"]
