@@ -84,11 +84,10 @@ def climb(recipe: Recipe, evaluate: Callable[[Recipe, str], float], floor: float
         if name in skip:
             history.append({"rung": name, "skipped": "the model was below the floor before quantization"})
             continue
-        ptq_metric = history[0].get("metric") if history else None
+        ptq_metric = history[0].get("metric") if name == "mixed" and history else None
         # 0.9 of the budget: the rung measures its reference on the target, which can read a
         # little off the float metric given here.
-        if name == "mixed" and float_metric is not None and isinstance(ptq_metric, float) \
-                and float_metric - ptq_metric <= 0.9 * max_drop:
+        if float_metric is not None and isinstance(ptq_metric, float) and float_metric - ptq_metric <= 0.9 * max_drop:
             history.append({"rung": name, "skipped": f"post-training quantization lost "
                             f"{float_metric - ptq_metric:.4g}, within this rung's budget {max_drop:.4g}: "
                             "every layer would stay int8"})

@@ -193,7 +193,7 @@ class FakeQuant(nn.Module):
         if self.observing:
             self.out_lo, self.out_hi = self._observe_range(self.out_lo, self.out_hi, y)
             return y
-        scale = self.output_frozen or self._output_scale()
+        scale = self.output_frozen if self.output_frozen is not None else self._output_scale()
         return torch.fake_quantize_per_tensor_affine(y, scale, 0, -128, 127)
 
     def _output_scale(self) -> float:
