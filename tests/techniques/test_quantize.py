@@ -153,7 +153,8 @@ def test_qat_gives_a_real_int8_artifact(target: str, tmp_path: Path) -> None:
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
 
 
-def test_qat_per_tensor_fake_quant_uses_one_scale_per_weight() -> None:
+@pytest.mark.parametrize("weight_max", [127, 64])  # 64: the 7-bit grid for CPUs whose int8 dot product saturates
+def test_qat_per_tensor_fake_quant_uses_one_scale_per_weight(weight_max: int) -> None:
     from slimkit.techniques.quantize._qat import FakeQuant
 
     torch.manual_seed(0)
@@ -161,14 +162,27 @@ def test_qat_per_tensor_fake_quant_uses_one_scale_per_weight() -> None:
     with torch.no_grad():
         conv.weight[0] *= 10  # a wide channel: per channel keeps it apart, per tensor shares its scale
     for per_channel in (True, False):
-        fq = FakeQuant(conv, per_channel)
+        fq = FakeQuant(conv, per_channel, weight_max)
         fq.observing = False
         scale = fq._weight_scale()
         q = fq._weight().detach()
         assert scale.shape == ((4,) if per_channel else ())
         steps = q / (scale.view(-1, 1, 1, 1) if per_channel else scale)
-        assert torch.allclose(steps, steps.round(), atol=1e-3) and steps.abs().max() <= 127 + 1e-3
-        assert bool(steps.abs().amax(dim=(1, 2, 3)).round().eq(127).all()) is per_channel
+        assert torch.allclose(steps, steps.round(), atol=1e-3) and steps.abs().max() <= weight_max + 1e-3
+        assert bool(steps.abs().amax(dim=(1, 2, 3)).round().eq(weight_max).all()) is per_channel
+    fq = FakeQuant(conv, per_channel=False, weight_max=weight_max)  # a per-tensor range below max |w| clips
+    fq.observing = False
+    fq.range_fraction.fill_(0.25)
+    steps = fq._weight().detach() / fq._weight_scale()
+    assert steps.abs().max().round() == weight_max
+
+
+def test_int8_dot_saturates_reads_the_vnni_flags() -> None:
+    from slimkit.measure.env import int8_dot_saturates
+
+    assert int8_dot_saturates({"avx2", "fma"}) and int8_dot_saturates({"avx512f", "avx2"})
+    assert not any(int8_dot_saturates({"avx2", f}) for f in ("avx_vnni", "avx512_vnni", "amx_int8"))
+    assert isinstance(int8_dot_saturates(), bool)  # this machine, whichever it is
 
 
 def test_qat_per_tensor_range_clips_weights_that_only_meet_zeros() -> None:

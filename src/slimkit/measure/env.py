@@ -15,6 +15,42 @@ _OPTIONAL = ("onnx", "onnxruntime", "openvino", "nncf", "torchvision", "transfor
 _FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
 
 
+def _cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo; None where that file is not readable."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def int8_dot_saturates(flags: set[str] | None = None) -> bool:
+    """Whether this CPU's int8 kernels can saturate with full-range int8 weights.
+
+    x86 CPUs without VNNI (AVX2, or AVX-512 before VNNI) multiply uint8 activations by int8
+    weights with ``vpmaddubsw``, which adds each pair of products into a saturating int16:
+    255 x 127 x 2 overflows it, so full-range weights give wrong sums (OpenVINO, oneDNN and
+    ONNX Runtime all document it). Weights on a 7-bit grid (|q| <= 64) cannot overflow:
+    255 x 64 x 2 = 32640. VNNI and AMX add into int32 and do not saturate; neither do non-x86
+    CPUs. An x86 CPU whose flags cannot be read is assumed to saturate (the safe side: 7-bit
+    weights cost little accuracy, saturation can cost much).
+
+    Example:
+        >>> int8_dot_saturates({"avx2", "fma"}), int8_dot_saturates({"avx2", "avx512_vnni"})
+        (True, False)
+    """
+    if flags is None:
+        if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+            return False
+        flags = _cpu_flags()
+        if flags is None:
+            return True
+    return not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
 def cpu_info() -> dict[str, Any]:
     model, flags = platform.processor() or "unknown", set()
     try:

@@ -69,10 +69,11 @@ SMOOTH_ALPHA = 0.85  # transformers: how much of each input channel's range move
 class FakeQuant(nn.Module):
     """A Conv/Linear with int8 fake-quantized input and weight (per channel, or per tensor)."""
 
-    def __init__(self, layer: nn.Module, per_channel: bool = True) -> None:
+    def __init__(self, layer: nn.Module, per_channel: bool = True, weight_max: int = 127) -> None:
         super().__init__()
         self.layer = layer
         self.per_channel = per_channel
+        self.weight_max = weight_max  # the largest weight code: 127, or 64 (see int8_dot_saturates)
         self.register_buffer("lo", torch.tensor(float("inf")))
         self.register_buffer("hi", torch.tensor(float("-inf")))
         self.register_buffer("smooth", None)  # per input channel divisor, folded into the weight (Linear)
@@ -96,12 +97,19 @@ class FakeQuant(nn.Module):
         """Symmetric int8 scales: one per output channel, or one (0-d) for the whole tensor."""
         w = self.layer.weight.detach()
         if not self.per_channel:
-            return (self.range_fraction * w.abs().max() / 127.0).clamp(min=1e-8).float()
-        return (w.abs().amax(dim=tuple(range(1, w.dim()))) / 127.0).clamp(min=1e-8).float()
+            return (self.range_fraction * w.abs().max() / self.weight_max).clamp(min=1e-8).float()
+        return (w.abs().amax(dim=tuple(range(1, w.dim()))) / self.weight_max).clamp(min=1e-8).float()
 
     def _weight(self) -> torch.Tensor:
         w = self.layer.weight
         scale = self.frozen[2] if self.frozen is not None else self._weight_scale()
+        if self.weight_max < 127:
+            # Clip to the narrow grid first and keep the fake-quantize op at the int8 range: the
+            # exporters then write an ordinary 255-level int8 quantizer whose codes stay within
+            # +-weight_max (a 129-level one is not run as int8 by OpenVINO).
+            bound = scale * self.weight_max if not self.per_channel else \
+                (scale * self.weight_max).view(-1, *[1] * (w.dim() - 1))
+            w = torch.maximum(torch.minimum(w, bound), -bound)
         if not self.per_channel:
             return torch.fake_quantize_per_tensor_affine(w, float(scale), 0, -127, 127)
         zero = torch.zeros_like(scale, dtype=torch.int32)
@@ -123,8 +131,8 @@ class FakeQuant(nn.Module):
         if top == 0.0:
             return
         k, cout = len(RANGE_FRACTIONS), w.shape[0]
-        scales = (torch.tensor(RANGE_FRACTIONS) * top / 127.0).clamp(min=1e-8).view(-1, *[1] * w.dim())
-        delta = (w / scales).round().clamp(-127, 127) * scales - w  # (k, *w.shape)
+        scales = (torch.tensor(RANGE_FRACTIONS) * top / self.weight_max).clamp(min=1e-8).view(-1, *[1] * w.dim())
+        delta = (w / scales).round().clamp(-self.weight_max, self.weight_max) * scales - w  # (k, *w.shape)
         groups = getattr(self.layer, "groups", 1)
         stacked = delta.reshape(k, groups, cout // groups, *w.shape[1:]).transpose(0, 1).reshape(k * cout,
                                                                                                  *w.shape[1:])
@@ -215,7 +223,7 @@ def strip_fake_quant(model: nn.Module) -> nn.Module:
     """Unwrap in place: each layer keeps its weight snapped to the int8 grid it was trained on.
 
     A runtime quantizer then recovers that grid exactly (symmetric max-abs scales, per channel
-    or per tensor: a per-tensor range below max |w| leaves the clipped weights at +-127 steps).
+    or per tensor: a per-tensor range below max |w| leaves the clipped weights at +-weight_max steps).
     """
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
@@ -229,7 +237,7 @@ def strip_fake_quant(model: nn.Module) -> nn.Module:
 
 
 def insert_fake_quant(model: nn.Module, exclude: Sequence[str] = (), per_channel: bool = True,
-                      attention: bool = False) -> list[str]:
+                      attention: bool = False, weight_max: int = 127) -> list[str]:
     """Wrap every Conv/Linear (except the named ones) in place; returns the wrapped names.
 
     ``attention``: in every module with ``query``, ``key`` and ``value`` Linears (Hugging Face
@@ -252,7 +260,7 @@ def insert_fake_quant(model: nn.Module, exclude: Sequence[str] = (), per_channel
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
             if isinstance(child, _WRAPPED) and full not in exclude:
-                setattr(module, child_name, FakeQuant(child, per_channel))
+                setattr(module, child_name, FakeQuant(child, per_channel, weight_max))
                 wrapped.append(full)
         if attention and all(isinstance(getattr(module, n, None), FakeQuant) for n in ("query", "key", "value")):
             module.query.quantize_output()
@@ -417,14 +425,16 @@ def _observe(model: nn.Module, items: Sequence[Inputs], observing: bool) -> None
 
 def qat_model(model: nn.Module, task: Task, calibration: Sequence[Inputs], epochs: int, lr: float,
               seed: int = 0, exclude: Sequence[str] = (), per_channel: bool = True,
-              smooth: float | None = None, attention: bool = False,
+              smooth: float | None = None, attention: bool = False, weight_max: int = 127,
               progress: Callable[[str], None] | None = None) -> tuple[nn.Module, dict[str, object]]:
     """Fake-quantize a copy of ``model``, calibrate, fine-tune it with :func:`fit`; returns (model, details).
 
     ``per_channel=False`` folds Conv-BatchNorm pairs first and quantizes each weight per tensor
     (see the module docstring). ``smooth`` (an alpha, for transformers) smooths every Linear's
     input before calibration; ``attention`` also quantizes attention queries and keys (see
-    :func:`insert_fake_quant`). Training reads the task's transfer set where it has one (with
+    :func:`insert_fake_quant`). ``weight_max`` is the largest weight code: 127, or 64 for CPUs
+    whose int8 dot product saturates (:func:`~slimkit.measure.env.int8_dot_saturates`).
+    Training reads the task's transfer set where it has one (with
     :func:`~slimkit.train.losses.distill_loss`, dropout off, embeddings fixed), else its
     training set and loss. ``epochs=0`` only calibrates. ``progress`` gets a line per epoch.
 
@@ -443,7 +453,7 @@ def qat_model(model: nn.Module, task: Task, calibration: Sequence[Inputs], epoch
     model = copy.deepcopy(model).eval()
     folded = [] if per_channel else fold_batchnorms(model, task.example_inputs)
     # Children only: a bare Linear/Conv is left as is.
-    wrapped = insert_fake_quant(model, exclude, per_channel, attention)
+    wrapped = insert_fake_quant(model, exclude, per_channel, attention, weight_max)
     model.eval()
     smoothed = smooth_inputs(model, calibration, smooth) if smooth else 0
     _observe(model, calibration, True)
@@ -468,6 +478,7 @@ def qat_model(model: nn.Module, task: Task, calibration: Sequence[Inputs], epoch
         m.freeze()
     info: dict[str, object] = {"layers": len(wrapped), "epochs": epochs, "lr": lr, "loss_history": history,
                                "weights": "per-channel" if per_channel else "per-tensor",
+                               "weight_max": weight_max,
                                "data": "transfer set (original model's outputs)" if transfer else "training set",
                                "smooth_alpha": smooth, "smoothed_layers": smoothed,
                                "int8_attention_inputs": sum(1 for m in fq if m.out_lo is not None)}
