@@ -70,3 +70,38 @@ def test_mixed_rung_is_skipped_when_post_training_quantization_is_within_its_bud
     seen.clear()
     climb(_recipe(), evaluate, floor=97.0, max_drop=0.1, float_metric=97.07)
     assert seen == ["ptq", "mixed", "qat"]
+
+
+def _entry(ms: float, metric: float):  # the parts of an Entry the ladder reads
+    from types import SimpleNamespace as NS
+
+    return NS(measurement=NS(latency=NS(median=ms), metric=metric, details={}))
+
+
+def test_ladder_is_skipped_where_quantization_does_not_make_the_model_faster(tmp_path, monkeypatch):
+    """int8 slower than float on this target (a CPU without VNNI): no rung can pay, so none runs; the
+    float twin is measured now, on the same target, as the reference."""
+    from types import SimpleNamespace as NS
+
+    from slimkit.search import study
+
+    measured = []
+
+    def evaluate(task, recipe, workdir, threads, **kw):
+        measured.append(recipe.describe())
+        return _entry(5.0, 99.0)
+
+    monkeypatch.setattr(study, "evaluate_recipe", evaluate)
+    settings = {"threads": 1, "quick": True, "metric_floor": 98.0, "max_drop": 0.5, "out": str(tmp_path)}
+    slow = _entry(6.0, 90.0)
+    got = study._climb(None, _recipe(), slow, tmp_path, settings, NS(number=3), lambda _m: None)
+    assert got is slow and measured == ["prune@openvino"]
+    assert got.measurement.details["ladder"][0]["rung"] == "all"
+    assert "no faster" in got.measurement.details["ladder"][0]["skipped"]
+    assert not (tmp_path / "float-reference").exists()  # the reference leaves no artifact behind
+
+    measured.clear()
+    fast = _entry(4.0, 90.0)  # int8 faster than float: the ladder climbs and keeps the first rung that meets
+    got = study._climb(None, _recipe(), fast, tmp_path, settings, NS(number=4), lambda _m: None)
+    assert measured[0] == "prune@openvino" and len(measured) == 2
+    assert [h["rung"] for h in got.measurement.details["ladder"]] == ["ptq", "mixed"]

@@ -142,12 +142,44 @@ def _climb(task: Any, recipe: Recipe, ptq: Entry, workdir: Path, settings: dict[
                                         progress=_trial_say(say, trial.number))
         return entries[name].measurement.metric
 
+    why = _quantization_not_faster(task, recipe, ptq, workdir, settings, trial)
+    if why:
+        # Every rung recovers accuracy for a quantized model; where quantization does not make
+        # this model faster on this target (int8 on a CPU without VNNI can be slower than float),
+        # no rung can give a candidate worth its minutes: the float twin dominates it.
+        say(f"trial {trial.number}: recovery ladder skipped: {why}")
+        ptq.measurement.details["ladder"] = [{"rung": "all", "skipped": why}]
+        return ptq
     float_metric = ptq.measurement.details.get("steps", {}).get("prune", {}).get("metric_after_recovery")
     _, chosen, history = climb(recipe, evaluate, settings["metric_floor"], max_drop=settings["max_drop"],
                                float_metric=float_metric, say=say)
     entry = entries[chosen]
     entry.measurement.details["ladder"] = history
     return entry
+
+
+def _quantization_not_faster(task: Any, recipe: Recipe, ptq: Entry, workdir: Path, settings: dict[str, Any],
+                             trial: Any) -> str | None:
+    """Why the ladder cannot pay off for this quantized candidate, or None where it can.
+
+    The same recipe without its quantize step is measured on the same target, now (the host's
+    speed drifts over a search, so a float trial timed an hour ago is no fair reference).
+    """
+    steps = tuple(s for s in recipe.steps if s.TYPE != "quantize")
+    if len(steps) == len(recipe.steps):
+        return None
+    folder = fresh_dir(workdir / "float-reference")
+    try:
+        float_entry = evaluate_recipe(task, Recipe(steps, recipe.target), folder, settings["threads"],
+                                      entry_id=f"t{trial.number}:float-reference", quick=settings["quick"],
+                                      out=None, metric_floor=settings["metric_floor"])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # a reference, not a candidate: no artifact kept
+    float_ms, quant_ms = float_entry.measurement.latency.median, ptq.measurement.latency.median
+    if quant_ms < float_ms:
+        return None
+    return (f"quantized {quant_ms:.3f} ms is no faster than the same model in float on {recipe.target} "
+            f"({float_ms:.3f} ms)")
 
 
 def _finished_twin(trial: Any, params: dict[str, Any]) -> Any:
