@@ -153,6 +153,22 @@ def test_qat_gives_a_real_int8_artifact(target: str, tmp_path: Path) -> None:
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
 
 
+def test_qat_keeps_its_result_when_embedding_tables_cannot_be_made_int8(tmp_path: Path, monkeypatch) -> None:
+    """Int8 embedding tables only save space: an NNCF failure there leaves them fp32, the trained model stays."""
+    from slimkit.techniques.quantize import _openvino
+
+    def fail(xml: Path) -> list[str]:
+        raise RuntimeError("compression backend exploded")
+
+    monkeypatch.setattr(_openvino, "int8_embedding_tables", fail)
+    task = make_tiny_task("cnn")
+    said: list[str] = []
+    r = quantize_for_target(task.build_model(), task, _config("int8-static", "openvino", qat_epochs=1, qat_lr=1e-3),
+                            tmp_path, threads=1, say=said.append)
+    assert "exploded" in r.details["qat"]["int8_embedding_tables"] and any("fp32" in m for m in said)
+    assert r.deployed.run(task.example_inputs).shape[0] == 1
+
+
 @pytest.mark.parametrize("weight_max", [127, 64])  # 64: the 7-bit grid for CPUs whose int8 dot product saturates
 def test_qat_per_tensor_fake_quant_uses_one_scale_per_weight(weight_max: int) -> None:
     from slimkit.techniques.quantize._qat import FakeQuant
