@@ -45,6 +45,25 @@ def test_impossible_constraint_still_answers_with_the_closest(tmp_path):
     assert not any(c.meets_constraints for c in report.candidates)
 
 
+def test_samplers_see_each_trials_constraints_without_deprecated_arguments(tmp_path):
+    """Optuna >= 5 reads constraints from the trial (set_constraint); passing constraints_func warns."""
+    import warnings
+
+    from slimkit.search.study import _sampler
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        for name in ("tpe", "gp", "nsga2"):
+            _sampler(name, SPACE, 0, True)
+    optimize("digits-cnn", space=SPACE, trials=2, sampler="tpe", out=tmp_path, quick=True, threads=1,
+             latency_budget=1e-6)
+    study = optuna.load_study(study_name="slimkit", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert done and all(t.user_attrs["constraints"][1] > 0 for t in done)  # latency budget missed
+    if hasattr(optuna.trial.Trial, "set_constraint"):
+        assert all(t.constraints["latency"] > 0 for t in done)
+
+
 def test_bad_arguments_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="nothing to resume"):
         optimize("digits-cnn", resume=True, out=tmp_path / "none")

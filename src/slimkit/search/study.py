@@ -36,7 +36,9 @@ STUDY_NAME = "slimkit"
 
 def _sampler(name: str, space: SearchSpace, seed: int, constrained: bool) -> Any:
     optuna = require("optuna", "the search")
-    constraints = _constraints if constrained else None
+    # Optuna >= 5 reads the constraints each trial sets (_set_constraints); a sampler given a
+    # constraints function there only warns that the argument is deprecated.
+    constraints = _constraints if constrained and not _native_constraints() else None
     if name == "grid":
         return optuna.samplers.GridSampler(space.dimensions(), seed=seed)
     if name == "random":
@@ -66,6 +68,19 @@ def _constraints(trial: Any) -> list[float]:
     return list(trial.user_attrs.get("constraints", [1.0]))
 
 
+def _native_constraints() -> bool:
+    """Whether this Optuna keeps constraints on the trial (``Trial.set_constraint``, Optuna >= 5)."""
+    return hasattr(require("optuna", "the search").trial.Trial, "set_constraint")
+
+
+def _set_constraints(trial: Any, violations: list[float]) -> None:
+    """Record (metric, latency, size) violations, <= 0 when met, where every Optuna version finds them."""
+    trial.set_user_attr("constraints", violations)
+    if _native_constraints():
+        for name, value in zip(("metric", "latency", "size"), violations, strict=False):
+            trial.set_constraint(name, float(value))
+
+
 def _settings_path(out: Path) -> Path:
     return out / "search.json"
 
@@ -86,8 +101,8 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
         if twin is not None:
             # Samplers re-propose points in small categorical spaces; measuring again costs minutes.
             trial.set_user_attr("duplicate_of", twin.number)
-            for key in ("constraints", "recipe"):
-                trial.set_user_attr(key, twin.user_attrs[key])
+            trial.set_user_attr("recipe", twin.user_attrs["recipe"])
+            _set_constraints(trial, twin.user_attrs["constraints"])
             return twin.values[0] if single else tuple(twin.values)
         trial.set_user_attr("recipe", recipe.to_dict())
         workdir = fresh_dir(out / "trials" / f"{trial.number:04d}")
@@ -101,6 +116,8 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
                 entry = _climb(task, recipe, entry, workdir, settings, trial, say)
         except SlimkitError as err:
             trial.set_user_attr("error", str(err))
+            if _native_constraints():
+                trial.set_constraint("metric", 1.0)  # a failed trial counts as violating
             say(f"trial {trial.number} failed: {err.message}")
             raise optuna.TrialPruned(str(err)) from err
         m = entry.measurement
@@ -108,7 +125,7 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
         violations = [floor - m.metric]
         violations.append(m.latency.median - settings["latency_budget"] if settings["latency_budget"] else -1.0)
         violations.append(m.size_bytes - settings["size_budget"] if settings["size_budget"] else -1.0)
-        trial.set_user_attr("constraints", violations)
+        _set_constraints(trial, violations)
         trial.set_user_attr("entry", entry.to_dict())
         say(f"trial {trial.number}: {m.metric_name} {m.metric:.4g}, {m.latency.median:.3f} ms")
         if single:
