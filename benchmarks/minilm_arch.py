@@ -1,0 +1,81 @@
+"""How fast can MiniLM's pruned architecture run on *this* CPU, before any training?
+
+    python benchmarks/minilm_arch.py [--threads N] [--out runs/bench-minilm-arch]
+
+Latency does not depend on the weights, so the structure of the search benchmark's pruned MiniLM
+(1/3 of attention heads and 56% of FFN neurons removed, widths rounded to 16) is made in seconds
+with l2 scores and no recovery, then timed against the unmodified model, interleaved in one
+process (batch 1, sequence 128): torch fp32 eager, OpenVINO fp32, OpenVINO + NNCF int8 alone
+(NNCF defaults with ModelType.TRANSFORMER, as in benchmarks/search.py), and the pruned model in
+OpenVINO fp32 and with NNCF int8. It bounds what the MiniLM part of the joint search can reach
+on a machine without the hour of pruning and distillation: on a CPU whose int8 kernels are
+slower than fp32 (no VNNI), the search's best can only be the pruned model in float.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from prune import ab_latency  # benchmarks/prune.py: the same interleaved timing
+
+from search import nncf_int8_alone  # benchmarks/search.py: the same "NNCF int8 alone"
+from slimkit.api._common import default_threads, fresh_dir
+from slimkit.core.task import run_model
+from slimkit.measure.env import cpu_info, int8_dot_saturates
+from slimkit.tasks import load_task
+from slimkit.techniques.prune import PruneConfig
+from slimkit.techniques.prune._apply import prune_model
+
+
+def _openvino(xml: Path, inputs: dict, threads: int) -> Callable[[], object]:
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(xml), "CPU", {
+        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
+    feed = {k: v.numpy() for k, v in inputs.items()}
+    return lambda: compiled(feed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=default_threads())
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-minilm-arch"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    task = load_task("minilm")
+    model = task.build_model().eval()
+    pruned, result = prune_model(model, task, PruneConfig(ratio=0.56, head_ratio=1 / 3, criterion="l2", round_to=16,
+                                                          recover_epochs=0, reconstruct=False))
+    full_dir, pruned_dir = fresh_dir(args.out / "unpruned"), fresh_dir(args.out / "pruned")
+    nncf_int8_alone(task, model, full_dir, args.threads)  # float.xml and NNCF's model.xml
+    nncf_int8_alone(task, pruned, pruned_dir, args.threads)
+    inputs = task.example_inputs
+
+    def eager() -> object:
+        with torch.inference_mode():
+            return run_model(model, inputs)
+
+    med = ab_latency({
+        "torch fp32 eager": eager,
+        "OpenVINO fp32": _openvino(full_dir / "float.xml", inputs, args.threads),
+        "OpenVINO + NNCF int8 alone": _openvino(full_dir / "model.xml", inputs, args.threads),
+        "pruned, OpenVINO fp32": _openvino(pruned_dir / "float.xml", inputs, args.threads),
+        "pruned, OpenVINO + NNCF int8": _openvino(pruned_dir / "model.xml", inputs, args.threads),
+    }, rounds=15, runs=10)
+    cpu = cpu_info()
+    print(f"CPU: {cpu['model']}, flags {', '.join(cpu['flags'])}; int8 dot product saturates (no VNNI): "
+          f"{int8_dot_saturates()}; threads {args.threads}")
+    print(f"MACs: {result.macs[0] / 1e9:.2f} G unpruned, {result.macs[1] / 1e9:.2f} G pruned\n")
+    print("| model | interleaved b1 median ms | vs torch fp32 eager | vs OpenVINO + NNCF int8 alone |")
+    print("|---|---|---|---|")
+    for name, ms in med.items():
+        print(f"| {name} | {ms:.2f} | {med['torch fp32 eager'] / ms:.2f}x | "
+              f"{med['OpenVINO + NNCF int8 alone'] / ms:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
