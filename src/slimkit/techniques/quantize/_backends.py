@@ -71,14 +71,16 @@ class OrtBackend(Backend):
     def layers(self) -> list[tuple[str, str]]:
         from slimkit.techniques.quantize._onnxruntime import onnx_layers
 
-        return onnx_layers(self.pre)
+        # A transformer's activation matmuls are never quantized (see quantize_onnx): nothing to rank.
+        return onnx_layers(self.pre, weighted_only=self.transformer)
 
     def build(self, exclude: Sequence[str], name: str, *, pick_precision: bool = False) -> Deployed:
         from slimkit.targets.onnxruntime import load_onnx
         from slimkit.techniques.quantize._onnxruntime import quantize_onnx
 
         path = self.workdir / f"{name}.onnx"
-        self.details = quantize_onnx(self.pre, path, self.cfg, self.calibration, exclude=exclude)
+        self.details = quantize_onnx(self.pre, path, self.cfg, self.calibration, exclude=exclude,
+                                     transformer=self.transformer)
         return load_onnx(path, self.threads)
 
     def load_float(self) -> Deployed:
