@@ -6,10 +6,10 @@ Latency does not depend on the weights, so the structure of the search benchmark
 (1/3 of attention heads and 56% of FFN neurons removed, widths rounded to 16) is made in seconds
 with l2 scores and no recovery, then timed against the unmodified model, interleaved in one
 process (batch 1, sequence 128): torch fp32 eager, OpenVINO fp32, OpenVINO + NNCF int8 alone
-(NNCF defaults with ModelType.TRANSFORMER, as in benchmarks/search.py), and the pruned model in
-OpenVINO fp32 and with NNCF int8. It bounds what the MiniLM part of the joint search can reach
-on a machine without the hour of pruning and distillation: on a CPU whose int8 kernels are
-slower than fp32 (no VNNI), the search's best can only be the pruned model in float.
+(NNCF defaults with ModelType.TRANSFORMER, as in benchmarks/search.py), ONNX Runtime fp32 and
+slimkit's int8-static on ONNX Runtime, and the pruned model on each of those. It bounds what the
+MiniLM part of the joint search can reach on a machine without the hour of pruning and
+distillation, and shows which runtime's int8 pays on this CPU.
 """
 
 from __future__ import annotations
@@ -40,6 +40,15 @@ def _openvino(xml: Path, inputs: dict, threads: int) -> Callable[[], object]:
     return lambda: compiled(feed)
 
 
+def _ort_pair(model: torch.nn.Module, task: object, folder: Path, threads: int) -> tuple[object, object]:
+    """ONNX Runtime fp32 and slimkit int8-static of ``model``, loaded."""
+    from slimkit.targets.onnxruntime import load_onnx
+    from slimkit.techniques.quantize import QuantizeConfig, quantize_for_target
+
+    q = quantize_for_target(model, task, QuantizeConfig("int8-static", "onnxruntime"), folder, threads)
+    return load_onnx(folder / "float.onnx", threads), q.deployed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=default_threads())
@@ -54,6 +63,8 @@ def main() -> None:
     nncf_int8_alone(task, model, full_dir, args.threads)  # float.xml and NNCF's model.xml
     nncf_int8_alone(task, pruned, pruned_dir, args.threads)
     inputs = task.example_inputs
+    ort_full = _ort_pair(model, task, fresh_dir(args.out / "ort-unpruned"), args.threads)
+    ort_pruned = _ort_pair(pruned, task, fresh_dir(args.out / "ort-pruned"), args.threads)
 
     def eager() -> object:
         with torch.inference_mode():
@@ -65,6 +76,10 @@ def main() -> None:
         "OpenVINO + NNCF int8 alone": _openvino(full_dir / "model.xml", inputs, args.threads),
         "pruned, OpenVINO fp32": _openvino(pruned_dir / "float.xml", inputs, args.threads),
         "pruned, OpenVINO + NNCF int8": _openvino(pruned_dir / "model.xml", inputs, args.threads),
+        "ONNX Runtime fp32": lambda: ort_full[0].run(inputs),
+        "ONNX Runtime, slimkit int8-static": lambda: ort_full[1].run(inputs),
+        "pruned, ONNX Runtime fp32": lambda: ort_pruned[0].run(inputs),
+        "pruned, ONNX Runtime, slimkit int8-static": lambda: ort_pruned[1].run(inputs),
     }, rounds=15, runs=10)
     cpu = cpu_info()
     print(f"CPU: {cpu['model']}, flags {', '.join(cpu['flags'])}; int8 dot product saturates (no VNNI): "
