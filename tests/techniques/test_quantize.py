@@ -108,7 +108,7 @@ def test_onnxruntime_static_int8_of_a_transformer_quantizes_only_its_linear_laye
 
     task = make_tiny_task("bert")
     r = quantize_for_target(task.build_model(), task, _config("int8-static", "onnxruntime"), tmp_path, threads=1)
-    assert r.details["quantized_ops"].startswith("weighted MatMul/Gemm")
+    assert r.details["quantized_ops"].startswith("weighted MatMul/Gemm/Conv")
     pre = onnx.load(str(tmp_path / "float.pre.onnx")).graph
     weights = {i.name for i in pre.initializer}
     linear_inputs = {i for n in pre.node if n.op_type in ("MatMul", "Gemm") and any(w in weights for w in n.input)

@@ -58,8 +58,8 @@ def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: S
                   exclude: Sequence[str] = (), transformer: bool = False) -> dict[str, Any]:
     """Quantize a pre-processed float ONNX file per ``cfg`` into ``out``; returns what was done.
 
-    ``transformer``: static quantization covers only the inputs of the matmuls with a weight (the
-    Linear layers). By default ONNX Runtime also quantizes the activation-by-activation matmuls,
+    ``transformer``: static quantization covers only the inputs of the layers with a weight
+    (Linear, and Conv where there is one). By default ONNX Runtime also quantizes the activation-by-activation matmuls,
     the additions (the attention mask's, whose range reaches the float minimum), every output
     and the rest: on MiniLM that gave mean cosine 0.376.
     """
@@ -90,12 +90,13 @@ def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: S
             ops = None
             if transformer:
                 # QDQ ignores MatMulConstBOnly: the activation matmuls are excluded by name, and the
-                # layers' outputs stay float (the bias and residual additions read them).
-                ops = ["MatMul", "Gemm"]
-                extra["OpTypesToExcludeOutputQuantization"] = ["MatMul", "Gemm"]
-                scores = [n for n, origin in onnx_layers(pre_onnx) if not origin]
-                exclude = [*(exclude or []), *scores]
-                details["quantized_ops"] = "weighted MatMul/Gemm only, inputs only (transformer)"
+                # layers' outputs stay float (the bias and residual additions read them). Conv stays
+                # in for a convolutional stem (ViT's patch embedding).
+                ops = ["MatMul", "Gemm", "Conv"]
+                extra["OpTypesToExcludeOutputQuantization"] = ops
+                activation_matmuls = [n for n, origin in onnx_layers(pre_onnx) if not origin]
+                exclude = [*(exclude or []), *activation_matmuls]
+                details["quantized_ops"] = "weighted MatMul/Gemm/Conv, inputs only (transformer)"
             method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                       "entropy": CalibrationMethod.Entropy, None: CalibrationMethod.MinMax}[cfg.calibration]
             quantize_static(
