@@ -497,6 +497,33 @@ def test_qat_on_a_transfer_set_trains_on_it_with_dropout_off(tmp_path: Path) -> 
     assert q.extra.p == 0.5
 
 
+@pytest.mark.parametrize("saturates", [False, True])
+def test_qat_ir_stores_int8_weights_on_either_weight_grid(saturates: bool, tmp_path: Path, monkeypatch) -> None:
+    """Full-range or 7-bit (CPUs without VNNI), every Linear's weight lands in the IR as an int8 constant,
+    not as fp32 behind a clip op."""
+    import openvino as ov
+
+    from slimkit.measure import env
+
+    monkeypatch.setattr(env, "int8_dot_saturates", lambda flags=None: saturates)
+    task = make_tiny_task("bert")  # every Linear wrapped (torch's MultiheadAttention stays float)
+    r = quantize_for_target(task.build_model(), task, _config("int8-static", "openvino", qat_epochs=1, qat_lr=1e-3),
+                            tmp_path, threads=1)
+    assert r.details["qat"]["weight_max"] == (64 if saturates else 127)
+    if saturates:  # the 7-bit grid is exact on every CPU; full range is not where the CPU saturates
+        assert r.details["qat"]["export_parity_vs_fake_quant"]["cosine"] > 0.99
+    weights = []
+    for op in ov.Core().read_model(str(r.deployed.artifact)).get_ops():
+        if op.get_type_name() != "MatMul":
+            continue
+        node = op.input_value(1).get_node()
+        while node.get_type_name() in ("Convert", "Multiply", "Subtract", "Reshape", "Transpose", "FakeQuantize"):
+            node = node.input_value(0).get_node()
+        if node.get_type_name() == "Constant":
+            weights.append(node.get_element_type())
+    assert weights and all(t == ov.Type.i8 for t in weights)
+
+
 @pytest.mark.parametrize("smooth", [None, False])
 def test_qat_on_a_transformer_smooths_inputs_on_openvino(smooth: bool | None, tmp_path: Path) -> None:
     task = make_tiny_task("transformer")

@@ -103,17 +103,23 @@ class FakeQuant(nn.Module):
     def _weight(self) -> torch.Tensor:
         w = self.layer.weight
         scale = self.frozen[2] if self.frozen is not None else self._weight_scale()
-        if self.weight_max < 127:
+        if self.weight_max < 127 and self.frozen is None:
             # Clip to the narrow grid first and keep the fake-quantize op at the int8 range: the
             # exporters then write an ordinary 255-level int8 quantizer whose codes stay within
-            # +-weight_max (a 129-level one is not run as int8 by OpenVINO).
-            bound = scale * self.weight_max if not self.per_channel else \
-                (scale * self.weight_max).view(-1, *[1] * (w.dim() - 1))
-            w = torch.maximum(torch.minimum(w, bound), -bound)
+            # +-weight_max (a 129-level one is not run as int8 by OpenVINO). freeze() clips the
+            # stored weight instead, so the exported quantizer reads a plain constant, which
+            # OpenVINO stores as int8 (behind a clip op the IR kept fp32 weights: 52.8 MB, not 22).
+            w = self._clip(w, scale)
         if not self.per_channel:
             return torch.fake_quantize_per_tensor_affine(w, float(scale), 0, -127, 127)
         zero = torch.zeros_like(scale, dtype=torch.int32)
         return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
+
+    def _clip(self, w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        bound = scale * self.weight_max
+        if self.per_channel:
+            bound = bound.view(-1, *[1] * (w.dim() - 1))
+        return torch.maximum(torch.minimum(w, bound), -bound)
 
     def _run(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if isinstance(self.layer, nn.Linear):
@@ -174,6 +180,9 @@ class FakeQuant(nn.Module):
     def freeze(self) -> None:
         """Fix every quantization parameter as a constant, so exporters see plain fake-quantize ops."""
         self.frozen = (*self._act_params(self.lo, self.hi), self._weight_scale())
+        if self.weight_max < 127:
+            with torch.no_grad():
+                self.layer.weight.copy_(self._clip(self.layer.weight, self.frozen[2]))
         if self.out_lo is not None:
             self.output_frozen = self._output_scale()
 
