@@ -23,6 +23,9 @@ def test_env_json(capsys):
     assert main(["env", "--json"]) == 0
     env = json.loads(capsys.readouterr().out)
     assert env["versions"]["torch"] and "flags" in env["cpu"]
+    assert isinstance(env["cpu"]["int8_dot_saturates"], bool)
+    assert main(["env"]) == 0
+    assert "int8 kernels" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("platform", env["platform"])
     table.add_row("cpu", f"{env['cpu']['model']} ({env['cpu']['cores']} cores)")
     table.add_row("cpu flags", " ".join(env["cpu"]["flags"]) or "-")
+    table.add_row("int8 kernels", "no VNNI: uint8 x int8 sums can saturate; QAT keeps 7-bit weights"
+                  if env["cpu"]["int8_dot_saturates"] else "no saturation (VNNI/AMX, or not x86)")
     table.add_row("torch threads", str(env["threads"]))
     table.add_row("gpu", env["gpu"] or "none")
     for name, version in env["versions"].items():

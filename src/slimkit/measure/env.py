@@ -62,7 +62,8 @@ def cpu_info() -> dict[str, Any]:
                     flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in _FLAGS if f in flags]}
+    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in _FLAGS if f in flags],
+            "int8_dot_saturates": int8_dot_saturates()}
 
 
 def environment(threads: int | None = None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import html
 import io
 from typing import Any
 
-from slimkit.report.markdown import COLUMNS, row
+from slimkit.report.markdown import COLUMNS, cpu_note, row
 from slimkit.report.schema import Report
 
 _STYLE = """
@@ -106,12 +106,13 @@ def to_html(report: Report) -> str:
     notes += "".join(f"<li>skipped {html.escape(s['target'])}: {html.escape(s['reason'])}</li>"
                      for s in report.skipped)
     best = html.escape(report.best) if report.best else "none (no candidate met the constraints and beat the baseline)"
+    machine = f"{env['cpu']['model']}, {env['cpu']['cores']} cores{cpu_note(env)}"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>slimkit report: {html.escape(report.task)}</title>
 <style>{_STYLE}</style></head><body>
 <h1>slimkit report: {html.escape(report.task)}</h1>
 <p><code>{html.escape(report.command)}</code> — {html.escape(report.created)}</p>
-<p>Machine: {html.escape(str(env['cpu']['model']))}, {env['cpu']['cores']} cores, {env['threads']} threads;
+<p>Machine: {html.escape(machine)}, {env['threads']} threads;
 torch {html.escape(str(env['versions']['torch']))}. Baseline: the unmodified model on torch eager.
 Metric: {html.escape(report.baseline.measurement.metric_name)} (higher is better).</p>
 <p><b>Best: {best}</b></p>

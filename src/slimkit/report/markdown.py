@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from slimkit.report.schema import Entry, Report
 
 
@@ -62,10 +64,24 @@ def row(entry: Entry, baseline: Entry, best: str | None) -> list[str]:
     ]
 
 
+def cpu_note(env: dict[str, Any]) -> str:
+    """The CPU flags int8 and bf16 speed depend on, for a report's Machine line.
+
+    Example:
+        >>> cpu_note({"cpu": {"flags": ["avx2", "fma"], "int8_dot_saturates": True}})
+        ' (avx2 fma; int8 without VNNI)'
+    """
+    cpu = env.get("cpu", {})
+    flags = " ".join(cpu.get("flags", []))
+    vnni = {True: "int8 without VNNI", False: "int8 with VNNI/AMX"}.get(cpu.get("int8_dot_saturates"))
+    parts = [p for p in (flags, vnni) if p]
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def to_markdown(report: Report) -> str:
     lines = [f"# slimkit report: {report.task}", "", f"Command: `{report.command}`", ""]
     env = report.environment
-    lines.append(f"Machine: {env['cpu']['model']}, {env['cpu']['cores']} cores, "
+    lines.append(f"Machine: {env['cpu']['model']}, {env['cpu']['cores']} cores{cpu_note(env)}, "
                  f"{env['threads']} threads used; torch {env['versions']['torch']}.")
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for entry in report.entries:
