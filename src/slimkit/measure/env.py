@@ -15,16 +15,22 @@ _OPTIONAL = ("onnx", "onnxruntime", "openvino", "nncf", "torchvision", "transfor
 _FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
 
 
-def _cpu_flags() -> set[str] | None:
-    """The CPU's feature flags from /proc/cpuinfo; None where that file is not readable."""
+def _proc_cpuinfo() -> tuple[str | None, set[str] | None]:
+    """The model name and feature flags /proc/cpuinfo gives; None for each it does not (or no file)."""
+    name: str | None = None
+    flags: set[str] | None = None
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if name is None and line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                elif flags is None and line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                if name is not None and flags is not None:
+                    break
     except OSError:
         pass
-    return None
+    return name, flags
 
 
 def int8_dot_saturates(flags: set[str] | None = None) -> bool:
@@ -45,24 +51,18 @@ def int8_dot_saturates(flags: set[str] | None = None) -> bool:
     if flags is None:
         if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
             return False
-        flags = _cpu_flags()
+        flags = _proc_cpuinfo()[1]
         if flags is None:
             return True
     return not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
 def cpu_info() -> dict[str, Any]:
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("", "unknown", platform.machine()):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in _FLAGS if f in flags],
+    name, flags = _proc_cpuinfo()
+    model = platform.processor() or "unknown"
+    if name and model in ("", "unknown", platform.machine()):
+        model = name
+    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in _FLAGS if f in (flags or set())],
             "int8_dot_saturates": int8_dot_saturates()}
 
 

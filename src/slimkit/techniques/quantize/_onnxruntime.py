@@ -59,9 +59,9 @@ def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: S
     """Quantize a pre-processed float ONNX file per ``cfg`` into ``out``; returns what was done.
 
     ``transformer``: static quantization covers only the inputs of the layers with a weight
-    (Linear, and Conv where there is one). By default ONNX Runtime also quantizes the activation-by-activation matmuls,
-    the additions (the attention mask's, whose range reaches the float minimum), every output
-    and the rest: on MiniLM that gave mean cosine 0.376.
+    (Linear, and Conv where there is one). By default ONNX Runtime also quantizes the
+    activation-by-activation matmuls, the additions (the attention mask's, whose range reaches
+    the float minimum), every output and the rest: on MiniLM that gave mean cosine 0.376.
     """
     require("onnxruntime", "the onnxruntime target")
     from onnxruntime.quantization import (
