@@ -121,11 +121,11 @@ def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threa
     # Int8 query/key outputs only pay where the fake-quantized graph itself is deployed (OpenVINO);
     # ONNX Runtime re-quantizes the stripped weights with its own scheme.
     attention = transformer and cfg.target == "openvino"
-    # Where the CPU's int8 dot product saturates, OpenVINO's weights live on a 7-bit grid from the
-    # start, so the model trains against the grid it will run on (full-range weights: export parity
-    # 0.91 on the tiny transformer of the tests, AVX2 Zen 3; 7-bit: 0.99999). ONNX Runtime
-    # re-quantizes the weights with its own full-range scheme, which measured no such loss there.
-    weight_max = 64 if cfg.target == "openvino" and int8_dot_saturates() else 127
+    # Where the CPU's int8 dot product saturates, the weights live on a 7-bit grid from the start,
+    # so the model trains against the grid it will run on (full-range weights on OpenVINO: export
+    # parity 0.91 on the tiny transformer of the tests, AVX2 Zen 3; 7-bit: 0.99999). ONNX Runtime
+    # is given the same grid (its reduce_range, see quantize_onnx).
+    weight_max = 64 if int8_dot_saturates() else 127
     weights = ("per-channel" if cfg.per_channel else "per-tensor") + (", 7-bit" if weight_max < 127 else "")
     data = "the task's transfer set" if task.transfer_data is not None else "the training set"
     say(f"quantization-aware training: {cfg.qat_epochs} epoch(s) on {data} with fake int8 quantization "
@@ -154,17 +154,9 @@ def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threa
             say(f"embedding tables left in fp32 (NNCF weight compression failed: {reason})")
         deployed: Deployed = load_ir(path, threads, task.example_inputs)
     else:
-        # ONNX Runtime: the fine-tuned weights, already on their int8 grid, go through the same
-        # QDQ quantizer as post-training quantization (activation ranges re-calibrated).
-        from slimkit.techniques.quantize._backends import OrtBackend
-        from slimkit.techniques.quantize._qat import strip_fake_quant
+        from slimkit.techniques.quantize._qat_onnxruntime import deploy_qat_onnxruntime
 
-        plain = strip_fake_quant(qmodel)
-        float_path = export_float(plain, task.example_inputs, "onnxruntime", workdir)
-        backend = OrtBackend(cfg, float_path, workdir, threads, task.example_inputs, items,
-                             is_transformer(task.example_inputs, model))
-        deployed = backend.build(list(cfg.exclude), "model")
-        info["runtime_quantizer"] = backend.details
+        deployed = deploy_qat_onnxruntime(qmodel, task, cfg, workdir, threads, items, transformer, info, say)
     parity = compare(reference, deployed.run(task.example_inputs))
     info["export_parity_vs_fake_quant"] = parity.to_dict()
     for stale in workdir.glob(".ir*"):

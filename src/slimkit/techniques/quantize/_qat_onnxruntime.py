@@ -1,0 +1,118 @@
+"""A quantization-aware-trained model deployed on ONNX Runtime, as it was trained.
+
+The fake-quantized model is unwrapped (each weight stays on the int8 grid it was trained on),
+exported to ONNX and handed to ONNX Runtime's QDQ quantizer, which is told what training
+decided instead of deciding it again:
+
+- each trained layer's input keeps the scale and zero point QAT used (the quantizer would
+  re-calibrate it: a moving average of per-batch extremes, not the range the weights were
+  trained against; tiny BERT: largest difference from the fake-quantized model 0.0063 -> 0.0015);
+- layers the user excluded stay float. Layers QAT could not wrap (torch's ``nn.MultiheadAttention``
+  and transformer layers read their projections' weights directly) are quantized post-training,
+  calibrated like any other, and listed.
+
+Exporters rename the constants they fold (a Linear's transposed weight becomes "val_52"), so ONNX
+layers are matched to torch layers by the weight values themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from slimkit.core.data import Inputs
+from slimkit.core.task import Task
+from slimkit.targets.base import Deployed
+from slimkit.techniques.quantize._config import QuantizeConfig
+
+
+def _is_block_of(array: np.ndarray, weight: np.ndarray) -> bool:
+    """``array`` is ``weight``, or a block of its rows (an exporter's slice of a packed projection),
+    as stored or transposed.
+
+    Example:
+        >>> w = np.arange(12.0).reshape(6, 2)
+        >>> _is_block_of(w[2:4].T, w), _is_block_of(w[1:3], w), _is_block_of(w, w[:3])
+        (True, False, False)
+    """
+    for a in (array, array.T) if array.ndim == 2 else (array,):
+        if a.ndim != weight.ndim or a.shape[1:] != weight.shape[1:] or weight.shape[0] % a.shape[0]:
+            continue
+        rows = a.shape[0]
+        if any(np.array_equal(a, weight[i:i + rows]) for i in range(0, weight.shape[0], rows)):
+            return True
+    return False
+
+
+def match_layers(path: Path, weights: Sequence[np.ndarray]) -> list[tuple[str, str, int]]:
+    """(node name, its activation input, index into ``weights``) of every Conv/MatMul/Gemm node of an
+    ONNX graph whose weight is one of ``weights`` or a block of its rows, found by value."""
+    import onnx
+    from onnx import numpy_helper
+
+    from slimkit.techniques.quantize._onnxruntime import LAYER_OPS
+
+    graph = onnx.load(str(path)).graph
+    arrays = {i.name: i for i in graph.initializer if len(i.dims) >= 2}
+    found = []
+    for n in graph.node:
+        weight = next((i for i in n.input if i in arrays), None) if n.op_type in LAYER_OPS else None
+        if weight is None:
+            continue
+        value = numpy_helper.to_array(arrays[weight])
+        index = next((k for k, w in enumerate(weights) if _is_block_of(value, w)), None)
+        activation = next((i for i in n.input if i and i != weight), None)
+        if index is not None and activation is not None:
+            found.append((n.name, activation, index))
+    return found
+
+
+def deploy_qat_onnxruntime(qmodel: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threads: int,
+                           calibration: Sequence[Inputs], transformer: bool, info: dict[str, Any],
+                           say: Callable[[str], None]) -> Deployed:
+    """Export the frozen fake-quantized ``qmodel`` for ONNX Runtime with its trained input ranges; records
+    what was done in ``info`` (``float_layers``, ``post_training_layers``, ``trained_input_ranges``,
+    ``runtime_quantizer``)."""
+    from slimkit.targets.onnxruntime import load_onnx
+    from slimkit.techniques.quantize._backends import export_float
+    from slimkit.techniques.quantize._onnxruntime import preprocess, quantize_onnx
+    from slimkit.techniques.quantize._qat import FakeQuant, strip_fake_quant
+
+    wrapped = {name: m for name, m in qmodel.named_modules() if isinstance(m, FakeQuant)}
+    ranges = {name: m.frozen[:2] for name, m in wrapped.items()}  # (scale, zero point) of the input
+    plain = strip_fake_quant(qmodel)
+    trained_names = list(wrapped)
+    trained = [plain.get_submodule(n).weight.detach().numpy() for n in trained_names]
+    owned = {f"{name}.weight" for name in trained_names}
+    # Matrices no wrapped layer owns (embedding tables too, which no Conv/MatMul/Gemm reads, so
+    # they match nothing): those of excluded modules stay float, the rest are calibrated.
+    untrained = [(n, p.detach().numpy()) for n, p in plain.named_parameters() if p.dim() >= 2 and n not in owned]
+    excluded = [w for n, w in untrained if any(n.startswith(f"{e}.") for e in cfg.exclude)]
+    others = [w for n, w in untrained if not any(n.startswith(f"{e}.") for e in cfg.exclude)]
+    pre = preprocess(export_float(plain, task.example_inputs, "onnxruntime", workdir), workdir / "float.pre.onnx")
+    float_layers = [node for node, _, _ in match_layers(pre, excluded)]
+    post_training = [node for node, _, _ in match_layers(pre, others)]
+    overrides: dict[str, tuple[float, int]] = {}
+    for _, tensor, k in match_layers(pre, trained):
+        scale, zero = ranges[trained_names[k]]
+        if tensor in overrides and overrides[tensor] != (scale, zero):
+            # One tensor is quantized once for all its readers: the widest of their ranges.
+            lo = min(-zero * scale, -overrides[tensor][1] * overrides[tensor][0])
+            hi = max((255 - zero) * scale, (255 - overrides[tensor][1]) * overrides[tensor][0])
+            scale, zero = (hi - lo) / 255.0, int(round(-lo / ((hi - lo) / 255.0)))
+        overrides[tensor] = (scale, zero)
+    if post_training:
+        say(f"{len(post_training)} layer(s) that quantization-aware training could not wrap (torch's attention "
+            "and transformer layers read their weights directly) are quantized post-training")
+    path = workdir / "model.onnx"
+    info["runtime_quantizer"] = quantize_onnx(pre, path, cfg, calibration, exclude=float_layers,
+                                              transformer=transformer, input_ranges=overrides,
+                                              reduce_range=info["weight_max"] < 127)
+    info["float_layers"] = float_layers
+    info["post_training_layers"] = post_training
+    info["trained_input_ranges"] = len(overrides)
+    return load_onnx(path, threads)
