@@ -506,7 +506,7 @@ def test_qat_ir_stores_int8_weights_on_either_weight_grid(saturates: bool, tmp_p
     from slimkit.measure import env
 
     monkeypatch.setattr(env, "int8_dot_saturates", lambda flags=None: saturates)
-    task = make_tiny_task("bert")  # every Linear wrapped (torch's MultiheadAttention stays float)
+    task = make_tiny_task("bert")  # Hugging Face layers call their Linears: every one is wrapped
     r = quantize_for_target(task.build_model(), task, _config("int8-static", "openvino", qat_epochs=1, qat_lr=1e-3),
                             tmp_path, threads=1)
     assert r.details["qat"]["weight_max"] == (64 if saturates else 127)
@@ -522,6 +522,48 @@ def test_qat_ir_stores_int8_weights_on_either_weight_grid(saturates: bool, tmp_p
         if node.get_type_name() == "Constant":
             weights.append(node.get_element_type())
     assert weights and all(t == ov.Type.i8 for t in weights)
+
+
+def test_qat_on_onnxruntime_matches_its_fake_quantized_model_with_torch_attention(tmp_path: Path) -> None:
+    """torch's MultiheadAttention/TransformerEncoderLayer read their weights directly, so QAT leaves them
+    unwrapped; ONNX Runtime quantizes them post-training, on the grid this CPU runs without overflow."""
+    task = make_tiny_task("transformer")
+    r = quantize_for_target(task.build_model(), task, _config("int8-static", "onnxruntime", qat_epochs=1,
+                                                              qat_lr=1e-3), tmp_path, threads=1)
+    info = r.details["qat"]
+    # in_proj, out_proj, linear1, linear2 of the one encoder layer; the head is trained
+    assert len(info["post_training_layers"]) == 4 and info["float_layers"] == []
+    assert info["trained_input_ranges"] == 1
+    assert info["runtime_quantizer"]["weight_bits"] == (7 if info["weight_max"] < 127 else 8)
+    assert info["export_parity_vs_fake_quant"]["cosine"] > 0.999  # 0.75 before, on an AVX2 host
+
+
+def test_qat_on_onnxruntime_keeps_trained_input_ranges_and_excluded_layers(tmp_path: Path) -> None:
+    """The ONNX file quantizes each trained layer's input with QAT's own scale and zero point (not
+    re-calibrated), and a module the user excluded stays float."""
+    import onnx
+    from onnx import numpy_helper
+
+    from slimkit.techniques.quantize._calib import calibration_items
+    from slimkit.techniques.quantize._qat import qat_model
+    from slimkit.techniques.quantize._qat_onnxruntime import deploy_qat_onnxruntime, match_layers
+
+    task = make_tiny_task("mlp")
+    items = calibration_items(task.calibration_data, 16)
+    cfg = _config("int8-static", "onnxruntime", qat_epochs=1, exclude=("net.2",))
+    qmodel, info = qat_model(task.build_model(), task, items, epochs=1, lr=1e-3, exclude=cfg.exclude)
+    scale, zero = qmodel.net[0].frozen[:2]
+    deployed = deploy_qat_onnxruntime(qmodel, task, cfg, tmp_path, 1, items, False, info, lambda _m: None)
+    assert len(info["float_layers"]) == 1 and info["post_training_layers"] == []
+    graph = onnx.load(str(deployed.artifact)).graph
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    snapped = qmodel.net[0].weight.detach().numpy()  # unwrapped in place, on its int8 grid
+    [(_, tensor, _)] = match_layers(tmp_path / "float.pre.onnx", [snapped])
+    q = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == tensor)
+    assert float(consts[q.input[1]]) == pytest.approx(scale, rel=1e-6) and int(consts[q.input[2]]) == zero
+    excluded = next(n for n in graph.node if n.name == info["float_layers"][0])
+    assert any(consts.get(i) is not None and consts[i].dtype == "float32" and consts[i].ndim == 2
+               for i in excluded.input)  # its weight is read as a float constant, not through DequantizeLinear
 
 
 @pytest.mark.parametrize("smooth", [None, False])
