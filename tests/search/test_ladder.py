@@ -85,17 +85,22 @@ def test_ladder_is_skipped_where_quantization_does_not_make_the_model_faster(tmp
 
     from slimkit.search import study
 
-    measured = []
+    measured, timed = [], []
 
     def evaluate(task, recipe, workdir, threads, **kw):
         measured.append(recipe.describe())
         return _entry(5.0, 99.0)
 
+    def time_recipe(task, recipe, workdir, threads, **kw):  # the float twin: timed, not scored
+        timed.append(recipe.describe())
+        return 5.0
+
     monkeypatch.setattr(study, "evaluate_recipe", evaluate)
+    monkeypatch.setattr(study, "time_recipe", time_recipe)
     settings = {"threads": 1, "quick": True, "metric_floor": 98.0, "max_drop": 0.5, "out": str(tmp_path)}
     slow = _entry(6.0, 90.0)
     got = study._climb(None, _recipe(), slow, tmp_path, settings, NS(number=3), lambda _m: None)
-    assert got is slow and measured == ["prune@openvino"]
+    assert got is slow and timed == ["prune@openvino"] and measured == []
     assert got.measurement.details["ladder"][0]["rung"] == "all"
     assert "no faster" in got.measurement.details["ladder"][0]["skipped"]
     assert not (tmp_path / "float-reference").exists()  # the reference leaves no artifact behind
@@ -103,5 +108,5 @@ def test_ladder_is_skipped_where_quantization_does_not_make_the_model_faster(tmp
     measured.clear()
     fast = _entry(4.0, 90.0)  # int8 faster than float: the ladder climbs and keeps the first rung that meets
     got = study._climb(None, _recipe(), fast, tmp_path, settings, NS(number=4), lambda _m: None)
-    assert measured[0] == "prune@openvino" and len(measured) == 2
+    assert timed[1] == "prune@openvino" and len(measured) == 1
     assert [h["rung"] for h in got.measurement.details["ladder"]] == ["ptq", "mixed"]

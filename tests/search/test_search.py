@@ -141,6 +141,21 @@ def test_trials_sharing_model_steps_reuse_them(tmp_path):
     assert all(s["data"]["recover"] == "distill" for s in prune_steps)
 
 
+def test_time_recipe_times_the_float_twin_without_scoring_it(tmp_path, monkeypatch):
+    """The ladder's float reference: the cached model steps, one deployment, batch-1 timing only."""
+    from slimkit.core.recipe import Recipe
+    from slimkit.measure import measure
+    from slimkit.search import _trial
+    from slimkit.tasks import load_task
+    from slimkit.techniques.prune import PruneConfig
+
+    task = load_task("digits-cnn")
+    recipe = Recipe((PruneConfig(ratio=0.5, recover_epochs=0),), "onnxruntime")
+    monkeypatch.setattr(measure, "evaluate_deployed", lambda *a: pytest.fail("the evaluation set was scored"))
+    ms = _trial.time_recipe(task, recipe, tmp_path, 1, quick=True)
+    assert 0 < ms < 1000 and (tmp_path / "model.onnx").exists()
+
+
 def test_space_carries_pruning_settings_into_the_recipe():
     from slimkit.search import SearchSpace
 

@@ -39,6 +39,12 @@ def evaluate_deployed(deployed: Deployed, task: Task) -> tuple[float, dict[str, 
     return round(task.metric.compute(outputs, targets_all), 6), extras
 
 
+def batch1_latency(deployed: Deployed, task: Task, *, quick: bool = False) -> Latency:
+    """Batch-1 latency of ``deployed`` on the task's example inputs; ``quick`` shortens the runs (tests)."""
+    budget = {"min_runs": 10, "min_seconds": 0.05, "max_seconds": 0.5} if quick else {}
+    return time_callable(lambda: deployed.run(task.example_inputs), batch=1, **budget)
+
+
 def measure_deployed(deployed: Deployed, task: Task, *, quick: bool = False,
                      load_memory: int = 0) -> Measurement:
     """Run every measurement on one deployed model.
@@ -58,10 +64,8 @@ def measure_deployed(deployed: Deployed, task: Task, *, quick: bool = False,
     """
     with PeakMemory() as mem:
         metric, extras = evaluate_deployed(deployed, task)
-    budget = {"min_runs": 10, "min_seconds": 0.05, "max_seconds": 0.5} if quick else {}
-    one = task.example_inputs
-    latency = time_callable(lambda: deployed.run(one), batch=1, **budget)
-    big = batch_of(one, task.throughput_batch)
+    latency = batch1_latency(deployed, task, quick=quick)
+    big = batch_of(task.example_inputs, task.throughput_batch)
     tp_budget = {"min_runs": 3, "min_seconds": 0.02, "max_seconds": 0.3} if quick else {
         "min_runs": 10, "min_seconds": 0.5, "max_seconds": 4.0, "warmup": 3}
     tp = time_callable(lambda: deployed.run(big), batch=task.throughput_batch, **tp_budget)

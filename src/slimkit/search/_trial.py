@@ -15,7 +15,9 @@ from torch import nn
 from slimkit.api._common import measure_entry, measure_model
 from slimkit.core.recipe import Recipe, RecipeState, run_recipe
 from slimkit.core.task import Task
+from slimkit.measure.measure import batch1_latency
 from slimkit.report.schema import Entry
+from slimkit.targets import get_target
 
 # Steps that only change the torch model. Trials that share them (pruned float vs pruned + int8,
 # or the ladder's rungs after one pruning) reuse the result instead of pruning and recovering
@@ -52,6 +54,31 @@ def _model_steps(state: RecipeState, prefix: Recipe, key: str) -> RecipeState:
     return state
 
 
+def _run(task: Task, recipe: Recipe, workdir: Path, threads: int, metric_floor: float | None,
+         progress: Callable[[str], None] | None) -> RecipeState:
+    state = RecipeState(task, task.build_model(), recipe.target, workdir, threads, progress=progress)
+    if metric_floor is not None:
+        state.info["metric_floor"] = metric_floor
+    prefix, rest = _prefix(recipe)
+    key = json.dumps([task.name, id(task), metric_floor, prefix.to_dict()["steps"]], sort_keys=True, default=str)
+    state = _model_steps(state, prefix, key)
+    return run_recipe(state, rest)
+
+
+def time_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, quick: bool = False,
+                metric_floor: float | None = None) -> float:
+    """Batch-1 median latency (ms) of ``recipe`` on its target, the evaluation set left unscored.
+
+    The model-changing steps come from the same cache as :func:`evaluate_recipe`'s, so timing a
+    candidate's float twin after the candidate costs a deployment and the timing only.
+    """
+    state = _run(task, recipe, workdir, threads, metric_floor, None)
+    deployed = state.deployed
+    if deployed is None:
+        deployed = get_target(recipe.target).deploy(state.model, task.example_inputs, workdir, threads)
+    return batch1_latency(deployed, task, quick=quick).median
+
+
 def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, entry_id: str,
                     quick: bool = False, out: Path | None = None, metric_floor: float | None = None,
                     progress: Callable[[str], None] | None = None) -> Entry:
@@ -60,13 +87,7 @@ def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, 
     ``metric_floor`` lets recovery steps stop once the metric is back within budget;
     ``progress`` receives the long steps' progress lines (e.g. pruning recovery epochs).
     """
-    state = RecipeState(task, task.build_model(), recipe.target, workdir, threads, progress=progress)
-    if metric_floor is not None:
-        state.info["metric_floor"] = metric_floor
-    prefix, rest = _prefix(recipe)
-    key = json.dumps([task.name, id(task), metric_floor, prefix.to_dict()["steps"]], sort_keys=True, default=str)
-    state = _model_steps(state, prefix, key)
-    state = run_recipe(state, rest)
+    state = _run(task, recipe, workdir, threads, metric_floor, progress)
     steps = recipe.to_dict()["steps"]
     if state.deployed is None:
         entry = measure_model(state.model, task, recipe.target, workdir, threads, entry_id=entry_id,

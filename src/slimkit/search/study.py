@@ -25,7 +25,7 @@ from slimkit.core.recipe import Recipe
 from slimkit.errors import SlimkitError, UsageError
 from slimkit.measure.env import environment
 from slimkit.report.schema import Entry, Report
-from slimkit.search._trial import evaluate_recipe
+from slimkit.search._trial import evaluate_recipe, time_recipe
 from slimkit.search.space import SearchSpace
 from slimkit.tasks import load_task
 
@@ -187,12 +187,11 @@ def _quantization_not_faster(task: Any, recipe: Recipe, ptq: Entry, workdir: Pat
         return None
     folder = fresh_dir(workdir / "float-reference")
     try:
-        float_entry = evaluate_recipe(task, Recipe(steps, recipe.target), folder, settings["threads"],
-                                      entry_id=f"t{trial.number}:float-reference", quick=settings["quick"],
-                                      out=None, metric_floor=settings["metric_floor"])
+        float_ms = time_recipe(task, Recipe(steps, recipe.target), folder, settings["threads"],
+                               quick=settings["quick"], metric_floor=settings["metric_floor"])
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # a reference, not a candidate: no artifact kept
-    float_ms, quant_ms = float_entry.measurement.latency.median, ptq.measurement.latency.median
+    quant_ms = ptq.measurement.latency.median
     if quant_ms < float_ms:
         return None
     return (f"quantized {quant_ms:.3f} ms is no faster than the same model in float on {recipe.target} "
