@@ -23,7 +23,10 @@ def onnx_layers(path: Path, weighted_only: bool = False) -> list[tuple[str, str]
     """(node name, the weight it multiplies) of the Conv/MatMul/Gemm nodes of an ONNX graph, in graph
     order; ``weighted_only`` leaves out those multiplying two activations (attention scores)."""
     onnx = require("onnx")
-    graph = onnx.load(str(path), load_external_data=False).graph
+    return _layers(onnx.load(str(path), load_external_data=False).graph, weighted_only)
+
+
+def _layers(graph: Any, weighted_only: bool) -> list[tuple[str, str]]:
     weights = {i.name for i in graph.initializer}
     rows = []
     for n in graph.node:
@@ -96,7 +99,8 @@ def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: S
         else:
             import onnx
 
-            names = [i.name for i in onnx.load(str(pre_onnx), load_external_data=False).graph.input]
+            graph = onnx.load(str(pre_onnx), load_external_data=False).graph  # structure only, read once
+            names = [i.name for i in graph.input]
             reader = type("Reader", (_Reader, CalibrationDataReader), {})(calibration, names)
             extra: dict[str, Any] = {"CalibPercentile": 99.99, "CalibMovingAverage": cfg.calibration is None}
             ops = None
@@ -106,7 +110,7 @@ def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: S
                 # in for a convolutional stem (ViT's patch embedding).
                 ops = ["MatMul", "Gemm", "Conv"]
                 extra["OpTypesToExcludeOutputQuantization"] = ops
-                activation_matmuls = [n for n, origin in onnx_layers(pre_onnx) if not origin]
+                activation_matmuls = [n for n, origin in _layers(graph, False) if not origin]
                 exclude = [*(exclude or []), *activation_matmuls]
                 details["quantized_ops"] = "weighted MatMul/Gemm/Conv, inputs only (transformer)"
             if input_ranges:
