@@ -127,4 +127,42 @@ def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: S
             )
             details.update({"calibration": cfg.calibration or "minmax", "samples": len(calibration),
                             "format": "QDQ", "per_channel": cfg.per_channel})
+            if transformer:
+                details["float_readers"] = _float_readers(tmp)
     return details
+
+
+def _float_readers(path: Path) -> int:
+    """Rewire every reader of a quantized activation that is not itself a quantized layer (the residual
+    additions, float-kept layers) to the float tensor; returns how many inputs were rewired.
+
+    The QDQ quantizer gives a tensor one Quantize/Dequantize pair and points *all* its readers at the
+    dequantized copy, so the residual stream beside a LayerNorm output that feeds a Linear got int8
+    rounding too, which neither the "inputs of weighted layers only" scheme nor a QAT model has.
+    """
+    onnx = require("onnx")
+    model = onnx.load(str(path))
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def dequantized(name: str) -> Any:  # the QuantizeLinear behind an activation's DequantizeLinear
+        dq = producer.get(name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        return q if q is not None and q.op_type == "QuantizeLinear" else None
+
+    rewired = 0
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        # A quantized layer reads its weight through a DequantizeLinear of a constant.
+        weights = {i for i in node.input if (d := producer.get(i)) is not None and d.op_type == "DequantizeLinear"
+                   and producer.get(d.input[0]) is None}
+        if node.op_type in LAYER_OPS and weights:
+            continue
+        for k, name in enumerate(node.input):
+            q = dequantized(name)
+            if q is not None:
+                node.input[k] = q.input[0]
+                rewired += 1
+    if rewired:
+        onnx.save(model, str(path))
+    return rewired
