@@ -544,6 +544,16 @@ def test_qat_on_onnxruntime_matches_its_fake_quantized_model_with_torch_attentio
     assert info["export_parity_vs_fake_quant"]["cosine"] > 0.999  # 0.75 before, on an AVX2 host
 
 
+def test_qat_on_onnxruntime_deploys_the_fake_quantized_hugging_face_model_exactly(tmp_path: Path) -> None:
+    task = make_tiny_task("bert")
+    r = quantize_for_target(task.build_model(), task, _config("int8-static", "onnxruntime", qat_epochs=1,
+                                                              qat_lr=1e-3), tmp_path, threads=1)
+    info = r.details["qat"]
+    assert info["post_training_layers"] == [] and info["trained_input_ranges"] == 9  # q/k/v share one
+    parity = info["export_parity_vs_fake_quant"]
+    assert parity["max_abs_diff"] < 1e-3 * parity["reference_scale"]  # 0.0063 / 0.19 before
+
+
 def test_qat_on_onnxruntime_keeps_trained_input_ranges_and_excluded_layers(tmp_path: Path) -> None:
     """The ONNX file quantizes each trained layer's input with QAT's own scale and zero point (not
     re-calibrated), and a module the user excluded stays float."""
