@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from slimkit._optional import require
 from slimkit.core.data import Inputs
 from slimkit.core.task import Task
 from slimkit.targets.base import Deployed
@@ -63,10 +64,10 @@ def _is_block_of(array: np.ndarray, weight: np.ndarray) -> bool:
 def match_layers(path: Path, weights: Sequence[np.ndarray]) -> list[tuple[str, str, int]]:
     """(node name, its activation input, index into ``weights``) of every Conv/MatMul/Gemm node of an
     ONNX graph whose weight is one of ``weights`` or a block of its rows, found by value."""
-    import onnx
-    from onnx import numpy_helper
-
     from slimkit.techniques.quantize._onnxruntime import LAYER_OPS
+
+    onnx = require("onnx", "quantization-aware training for onnxruntime")
+    numpy_helper = onnx.numpy_helper
 
     graph = onnx.load(str(path)).graph
     arrays = {i.name: i for i in graph.initializer if len(i.dims) >= 2}
