@@ -54,22 +54,26 @@ def test_quantization_rungs_are_skipped_when_the_float_model_already_missed():
     assert [h.get("skipped") is not None for h in history] == [False, True, True, False]
 
 
-def test_mixed_rung_is_skipped_when_post_training_quantization_is_within_its_budget():
-    """A pruned model at 97.07 with floor 97.0: int8 loses 0.13, far inside the 3-point budget the
-    mixed rung measures from that same model, so it would keep everything int8: straight to QAT."""
-    seen = []
+def test_mixed_rung_spends_only_the_headroom_above_the_floor():
+    """A pruned model at 97.07 with floor 97.0 and int8 at 96.94: the mixed rung measures its drop
+    from that pruned model, so it gets the 0.07 of headroom (less a margin), not the search's 3 points
+    (with those it would keep every layer int8 and miss the floor again)."""
+    budgets = {}
 
     def evaluate(recipe, name):
-        seen.append(name)
-        return {"ptq": 96.94, "mixed": 96.94, "qat": 97.02}[name]
+        budgets[name] = recipe.steps[1].max_drop
+        return {"ptq": 96.94, "mixed": 97.01}[name]
 
     _, chosen, history = climb(_recipe(), evaluate, floor=97.0, max_drop=3.0, float_metric=97.07)
-    assert chosen == "qat" and seen == ["ptq", "qat"]
-    assert "within this rung's budget" in history[1]["skipped"]
-    # A larger loss than the budget still gets the mixed rung.
-    seen.clear()
-    climb(_recipe(), evaluate, floor=97.0, max_drop=0.1, float_metric=97.07)
-    assert seen == ["ptq", "mixed", "qat"]
+    assert chosen == "mixed" and [h["rung"] for h in history] == ["ptq", "mixed"]
+    assert 0.05 < budgets["mixed"] < 0.07
+    # Unknown float metric (nothing changed the model before quantization): the search's budget.
+    budgets.clear()
+    climb(_recipe(), evaluate, floor=97.0, max_drop=0.1)
+    assert budgets["mixed"] == 0.1
+    # A float model above the unmodified one: never more than the search's budget.
+    climb(_recipe(), evaluate, floor=97.0, max_drop=0.1, float_metric=99.0)
+    assert budgets["mixed"] == 0.1
 
 
 def _entry(ms: float, metric: float):  # the parts of an Entry the ladder reads
