@@ -157,6 +157,42 @@ def test_excluded_layers_stay_float_on_openvino(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("target", ["openvino", "onnxruntime"])
+def test_layers_are_named_after_torch_modules_and_excluded_by_them(target: str, tmp_path: Path) -> None:
+    """Exporters rename folded weights (the dynamo exporter's "val_52", OpenVINO's "Multiply_2980"), so
+    layers are matched to modules by weight value: the sensitivity table, ``exclude`` and the notes
+    speak the model's own names. A module containing layers excludes all of them."""
+    from slimkit.techniques.quantize._apply import calibration_items
+    from slimkit.techniques.quantize._backends import BACKENDS, export_float
+
+    task = make_tiny_task("bert")
+    model = task.build_model()
+    linears = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    cfg = _config("int8-static", target)
+    float_artifact = export_float(model, task.example_inputs, target, tmp_path)
+    backend = BACKENDS[target](cfg, float_artifact, tmp_path, 1, task.example_inputs,
+                               calibration_items(task.calibration_data, 8), True)
+    backend.know_modules(model)
+    assert linears <= {origin for _, origin in backend.layers()}
+    block = "encoder.bert.encoder.layer.0.attention"
+    r = quantize_for_target(model, task, _config("int8-static", target, exclude=(block, "head")), tmp_path / "q",
+                            threads=1, float_artifact=float_artifact)
+    named = r.details["float_layer_modules"]
+    assert {m for m in named.values() if m in linears} == {n for n in linears if n.startswith(f"{block}.") or n == "head"}
+    assert all(m.startswith(block) for m in named.values() if m != "head")  # OpenVINO: the scores' matmuls too
+    assert set(r.float_layers) == set(named)
+    with pytest.raises(UsageError, match="'encoder.bert.nonsense'"):  # never quietly quantized after all
+        quantize_for_target(model, task, _config("int8-static", target, exclude=("encoder.bert.nonsense",)),
+                            tmp_path / "bad", threads=1, float_artifact=float_artifact)
+
+
+def test_qat_rejects_an_excluded_name_the_model_does_not_have(tmp_path: Path) -> None:
+    task = make_tiny_task("mlp")
+    with pytest.raises(UsageError, match="'net.9'"):
+        quantize_for_target(task.build_model(), task, _config("int8-static", "onnxruntime", qat_epochs=1,
+                                                              exclude=("net.9",)), tmp_path, threads=1)
+
+
+@pytest.mark.parametrize("target", ["openvino", "onnxruntime"])
 def test_qat_gives_a_real_int8_artifact(target: str, tmp_path: Path) -> None:
     task = make_tiny_task("cnn")
     r = quantize_for_target(task.build_model(), task, _config("int8-static", target, qat_epochs=1, qat_lr=1e-3),

@@ -114,7 +114,9 @@ def quantize(
                           recipe=[cfg.to_dict()], quick=quick, out=out_dir, load_memory=mem.peak_increase)
     entry.float_reference = float_entry.id
     if result.float_layers:
-        entry.notes.append(f"{len(result.float_layers)} layer(s) kept in float: {', '.join(result.float_layers)}")
+        modules = result.details.get("float_layer_modules", {})
+        named = [f"{modules[layer]} ({layer})" if layer in modules else layer for layer in result.float_layers]
+        entry.notes.append(f"{len(named)} layer(s) kept in float: {', '.join(named)}")
     weight_only = result.details.get("outliers", {}).get("weight_only_int8", [])
     if weight_only:
         entry.notes.append(f"{len(weight_only)} layer(s) with token outliers in their inputs: int8 weights only")

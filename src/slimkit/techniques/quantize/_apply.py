@@ -73,7 +73,8 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
         return _qat(model, task, cfg, workdir, threads, items, transformer, say)
     float_artifact = float_artifact or export_float(model, task.example_inputs, cfg.target, workdir)
     backend = BACKENDS[cfg.target](cfg, float_artifact, workdir, threads, task.example_inputs, items, transformer)
-    exclude = list(cfg.exclude)
+    backend.know_modules(model)
+    exclude = backend.resolve(cfg.exclude)
     rows: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     if with_sensitivity or cfg.max_drop is not None:
@@ -102,6 +103,8 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
         stale.unlink()
     details.update(backend.details)
     details["float_layers"] = exclude
+    origins = dict(backend.layers()) if exclude else {}
+    details["float_layer_modules"] = {layer: origins[layer] for layer in exclude if origins.get(layer)}
     deployed.details.update({"quantization": details})
     return QuantizeResult(deployed, cfg, exclude, rows, details)
 
@@ -114,6 +117,13 @@ def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threa
     from slimkit.export.parity import compare
     from slimkit.measure.env import int8_dot_saturates
     from slimkit.techniques.quantize._qat import SMOOTH_ALPHA, qat_model
+
+    modules = [name for name, _ in model.named_modules() if name]
+    unknown = [e for e in cfg.exclude if not any(m == e or m.startswith(f"{e}.") for m in modules)]
+    if unknown:
+        raise UsageError(f"quantization-aware training keeps torch modules in float, and the model has no module "
+                         f"named {', '.join(repr(u) for u in unknown)} (it has e.g. {', '.join(modules[:4])})",
+                         hint="name modules as model.named_modules() lists them")
 
     # Smoothing puts a division into the graph, which the OpenVINO export keeps; the ONNX Runtime
     # path hands plain weights to its own quantizer, which would drop it.

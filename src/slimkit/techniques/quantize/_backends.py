@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from slimkit.core.data import Inputs
+from slimkit.errors import UsageError
 from slimkit.targets.base import Deployed
 from slimkit.techniques.quantize._config import QuantizeConfig
 
@@ -21,9 +22,53 @@ class Backend:
         self.cfg, self.float_artifact, self.workdir, self.threads = cfg, float_artifact, workdir, threads
         self.example_inputs, self.calibration, self.transformer = example_inputs, calibration, transformer
         self.details: dict[str, Any] = {}
+        self._modules: list[tuple[str, Any]] = []
+        self._origins: dict[str, str] | None = None
+
+    def know_modules(self, model: nn.Module) -> None:
+        """Name layers after ``model``'s modules, matched by weight value (see ``_origins``)."""
+        from slimkit.techniques.quantize._origins import module_weights
+
+        self._modules, self._origins = module_weights(model), None
 
     def layers(self) -> list[tuple[str, str]]:
-        """(name the engine knows the layer by, the torch module or weight it came from)."""
+        """(name the engine knows the layer by, the torch module it came from, where known)."""
+        rows = self._engine_layers()
+        if self._modules:
+            if self._origins is None:
+                from slimkit.techniques.quantize._origins import name_layers
+
+                self._origins = name_layers(self._layer_weights(), self._modules)
+            rows = [(layer, self._origins.get(layer, origin)) for layer, origin in rows]
+        return rows
+
+    def resolve(self, names: Sequence[str]) -> list[str]:
+        """The engine's names of the layers ``names`` mean: a layer as the engine names it, or a torch
+        module, or a module holding several layers ("encoder.layer.0" means all of its layers).
+
+        Raises UsageError for a name that matches no quantizable layer, rather than quantize
+        everything and report the name as kept in float.
+        """
+        if not names:
+            return []
+        rows = self.layers()
+        picked: list[str] = []
+        for name in names:
+            hits = [layer for layer, origin in rows
+                    if name == layer or (origin and (name == origin or origin.startswith(f"{name}.")))]
+            if not hits:
+                known = ", ".join(dict.fromkeys(origin or layer for layer, origin in rows[:4]))
+                raise UsageError(f"no quantizable layer of the model on {self.cfg.target} is named '{name}' "
+                                 f"(layers come from modules such as {known})",
+                                 hint="name a torch module (or a module containing layers) as the sensitivity "
+                                      "table's 'from' column shows it: slimkit quantize --sensitivity")
+            picked += [h for h in hits if h not in picked]
+        return picked
+
+    def _engine_layers(self) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def _layer_weights(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def build(self, exclude: Sequence[str], name: str, *, pick_precision: bool = False) -> Deployed:
@@ -36,10 +81,15 @@ class Backend:
 class OpenVinoBackend(Backend):
     _outlier_scores: dict[str, float] | None = None  # scored on the first build, reused by later ones
 
-    def layers(self) -> list[tuple[str, str]]:
+    def _engine_layers(self) -> list[tuple[str, str]]:
         from slimkit.techniques.quantize._openvino import openvino_layers
 
         return openvino_layers(self.float_artifact, weighted_only=self.cfg.scheme.endswith("weight-only"))
+
+    def _layer_weights(self) -> dict[str, Any]:
+        from slimkit.techniques.quantize._openvino import openvino_layer_weights
+
+        return openvino_layer_weights(self.float_artifact)
 
     def build(self, exclude: Sequence[str], name: str, *, pick_precision: bool = False) -> Deployed:
         from slimkit.targets.openvino import load_ir
@@ -68,11 +118,16 @@ class OrtBackend(Backend):
 
         self.pre = preprocess(self.float_artifact, self.workdir / "float.pre.onnx")
 
-    def layers(self) -> list[tuple[str, str]]:
+    def _engine_layers(self) -> list[tuple[str, str]]:
         from slimkit.techniques.quantize._onnxruntime import onnx_layers
 
         # A transformer's activation matmuls are never quantized (see quantize_onnx): nothing to rank.
         return onnx_layers(self.pre, weighted_only=self.transformer)
+
+    def _layer_weights(self) -> dict[str, Any]:
+        from slimkit.techniques.quantize._onnxruntime import onnx_layer_weights
+
+        return onnx_layer_weights(self.pre)
 
     def build(self, exclude: Sequence[str], name: str, *, pick_precision: bool = False) -> Deployed:
         from slimkit.targets.onnxruntime import load_onnx

@@ -37,6 +37,19 @@ def _layers(graph: Any, weighted_only: bool) -> list[tuple[str, str]]:
     return rows
 
 
+def onnx_layer_weights(path: Path) -> dict[str, Any]:
+    """``{node name: weight array}`` of the Conv/MatMul/Gemm nodes that read a constant matrix or kernel."""
+    onnx = require("onnx")
+    graph = onnx.load(str(path)).graph
+    arrays = {i.name: i for i in graph.initializer if len(i.dims) >= 2}
+    found = {}
+    for n in graph.node:
+        weight = next((i for i in n.input if i in arrays), None) if n.op_type in LAYER_OPS else None
+        if weight is not None:
+            found[n.name] = onnx.numpy_helper.to_array(arrays[weight])
+    return found
+
+
 def preprocess(float_onnx: Path, out: Path) -> Path:
     """ONNX Runtime's recommended pre-processing (shape inference + graph optimization)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -45,10 +45,33 @@ def openvino_layers(xml: Path, weighted_only: bool = False) -> list[tuple[str, s
     return rows
 
 
-def _is_constant(node: Any) -> bool:
+def openvino_layer_weights(xml: Path) -> dict[str, Any]:
+    """``{op name: weight array}`` of the quantizable ops of a float IR that read a constant (through
+    the Convert/Reshape/Transpose OpenVINO puts in front of it)."""
+    ov = require("openvino")
+    found = {}
+    for op in ov.Core().read_model(str(xml)).get_ordered_ops():
+        kind = op.get_type_name()
+        if kind not in _LAYER_OPS and kind != "Gather":
+            continue
+        for port in op.inputs():
+            node = _constant_behind(port.get_source_output().get_node())
+            if node is not None:
+                found[op.get_friendly_name()] = node.get_data()
+                break
+    return found
+
+
+def _constant_behind(node: Any) -> Any:
     while node.get_type_name() in ("Convert", "Reshape", "Transpose") and node.inputs():
         node = node.input_value(0).get_node()
-    return bool(node.get_type_name() == "Constant" and len(node.get_output_partial_shape(0)) >= 2)
+    if node.get_type_name() == "Constant" and len(node.get_output_partial_shape(0)) >= 2:
+        return node
+    return None
+
+
+def _is_constant(node: Any) -> bool:
+    return _constant_behind(node) is not None
 
 
 def _has_constant_input(op: Any) -> bool:

@@ -247,7 +247,8 @@ def strip_fake_quant(model: nn.Module) -> nn.Module:
 
 def insert_fake_quant(model: nn.Module, exclude: Sequence[str] = (), per_channel: bool = True,
                       attention: bool = False, weight_max: int = 127) -> list[str]:
-    """Wrap every Conv/Linear (except the named ones) in place; returns the wrapped names.
+    """Wrap every Conv/Linear (except the named ones and those inside named modules) in place;
+    returns the wrapped names.
 
     ``attention``: in every module with ``query``, ``key`` and ``value`` Linears (Hugging Face
     BERT, RoBERTa, ViT self-attention), the query and key outputs are fake-quantized too, so
@@ -268,7 +269,7 @@ def insert_fake_quant(model: nn.Module, exclude: Sequence[str] = (), per_channel
             continue
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
-            if isinstance(child, _WRAPPED) and full not in exclude:
+            if isinstance(child, _WRAPPED) and not any(full == e or full.startswith(f"{e}.") for e in exclude):
                 setattr(module, child_name, FakeQuant(child, per_channel, weight_max))
                 wrapped.append(full)
         if attention and all(isinstance(getattr(module, n, None), FakeQuant) for n in ("query", "key", "value")):

@@ -31,34 +31,7 @@ from slimkit.core.data import Inputs
 from slimkit.core.task import Task
 from slimkit.targets.base import Deployed
 from slimkit.techniques.quantize._config import QuantizeConfig
-
-
-def _is_block_of(array: np.ndarray, weight: np.ndarray) -> bool:
-    """``array`` is ``weight``, or a block of its rows (an exporter's slice of a packed projection),
-    as stored or transposed; or, for a convolution, ``weight`` with each output channel scaled (a
-    BatchNorm folded into it by ONNX Runtime's pre-processing).
-
-    Example:
-        >>> w = np.arange(12.0).reshape(6, 2)
-        >>> _is_block_of(w[2:4].T, w), _is_block_of(w[1:3], w), _is_block_of(w, w[:3])
-        (True, False, False)
-        >>> conv = np.arange(1.0, 9.0).reshape(2, 1, 2, 2)
-        >>> _is_block_of(conv * np.array([-0.5, 2.0]).reshape(2, 1, 1, 1), conv)
-        True
-    """
-    if array.ndim > 2 and array.shape == weight.shape:
-        a, w = array.reshape(len(array), -1), weight.reshape(len(weight), -1)
-        rows, peak = np.arange(len(w)), np.abs(w).argmax(axis=1)
-        safe = np.where(w[rows, peak] == 0, 1.0, w[rows, peak])
-        factor = np.where(w[rows, peak] == 0, 0.0, a[rows, peak] / safe)
-        return bool(np.allclose(a, factor[:, None] * w, rtol=1e-4, atol=1e-6 * float(np.abs(a).max() or 1.0)))
-    for a in (array, array.T) if array.ndim == 2 else (array,):
-        if a.ndim != weight.ndim or a.shape[1:] != weight.shape[1:] or weight.shape[0] % a.shape[0]:
-            continue
-        rows = a.shape[0]
-        if any(np.array_equal(a, weight[i:i + rows]) for i in range(0, weight.shape[0], rows)):
-            return True
-    return False
+from slimkit.techniques.quantize._origins import is_block_of
 
 
 def match_layers(path: Path, weights: Sequence[np.ndarray]) -> list[tuple[str, str, int]]:
@@ -77,7 +50,7 @@ def match_layers(path: Path, weights: Sequence[np.ndarray]) -> list[tuple[str, s
         if weight is None:
             continue
         value = numpy_helper.to_array(arrays[weight])
-        index = next((k for k, w in enumerate(weights) if _is_block_of(value, w)), None)
+        index = next((k for k, w in enumerate(weights) if is_block_of(value, w)), None)
         activation = next((i for i in n.input if i and i != weight), None)
         if index is not None and activation is not None:
             found.append((n.name, activation, index))
