@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--outlier-weight-only", choices=("auto", "on", "off"), default="auto",
                    help="int8-static on openvino: layers whose inputs carry token outliers get int8 "
                         "weights only, no static activation range (auto: on for transformers)")
-    p.add_argument("--exclude", default="", help="comma-separated torch modules kept in float (a parent module covers its layers; the sensitivity table names them)")
+    p.add_argument("--exclude", default="", help="comma-separated torch modules kept in float (a parent module "
+                   "covers its layers; the sensitivity table names them)")
     p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")
     p.add_argument("--out", required=True, help="run folder for the artifact, recipe.json and report.json")
     p.set_defaults(run=run)
