@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +36,7 @@ import torch
 import slimkit
 from slimkit.api._common import default_threads, measure_entry
 from slimkit.core.task import run_model
+from slimkit.measure.latency import interleaved
 from slimkit.report.schema import Entry, Report, load_report
 from slimkit.targets.openvino import OpenVino
 from slimkit.techniques.prune import PruneConfig, load_pruned
@@ -61,17 +60,7 @@ def _table(report) -> list[str]:  # noqa: ANN001
 def ab_latency(runners: dict[str, Callable[[], object]], rounds: int = 15, runs: int = 10) -> dict[str, float]:
     """Median batch-1 latency (ms) of each runner, timed in interleaved blocks so that load from
     other processes on this shared machine hits every model alike (the ratio is what we report)."""
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for fn in runners.values():  # warm-up
-        for _ in range(5):
-            fn()
-    for _ in range(rounds):
-        for name, fn in runners.items():
-            for _ in range(runs):
-                start = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: v.median for k, v in interleaved(runners, rounds=rounds, runs=runs).items()}
 
 
 def _torch_runner(model: torch.nn.Module, inputs: dict) -> Callable[[], object]:

@@ -32,6 +32,10 @@ def test_grid_search_covers_the_space_and_picks_a_valid_best(tmp_path):
         ref = report.entry(best.float_reference) if best.float_reference else None
         assert ref is None or ref is best or best.latency_ms < ref.latency_ms
         assert (tmp_path / "best").is_dir()
+        if best.target == "onnxruntime":  # re-timed in turns with the baseline at the end
+            retimed = data["search"]["retimed"]
+            assert retimed["best"] == best.id and retimed["speedup"] > 0 and retimed["baseline_ms"] > 0
+            assert any(n.startswith("re-timed at the end") for n in best.notes)
     assert any(c.pareto for c in report.entries)
     assert set(data["pareto_metric_size"]) <= {e["id"] for e in [data["baseline"], *data["candidates"]]}
 
@@ -190,3 +194,41 @@ def test_a_bad_space_value_is_a_usage_error_before_any_work():
         SearchSpace(prune_ratio=(0.0, 0.5), prune_criterion=("l2", "loudness"))
     with pytest.raises(UsageError, match="head_ratio"):
         SearchSpace(prune_ratio=(0.5,), prune_head_ratio=(1.5,))
+
+
+def _entry(entry_id, target, ms, artifact=None, reference=None):
+    from slimkit.report.schema import Entry
+
+    return Entry.from_dict({
+        "id": entry_id, "recipe": [], "target": target, "metric": {"name": "accuracy", "value": 99.0},
+        "latency_ms": {"batch": 1, "median": ms, "p90": ms, "ci95": [ms, ms]},
+        "throughput": {"batch": 8, "items_per_s": 1.0}, "size_bytes": 1, "peak_memory_bytes": 1,
+        "params": 1, "macs": 1, "artifact": artifact, "float_reference": reference})
+
+
+def test_retiming_flags_a_table_whose_baseline_was_timed_on_a_busier_machine(tmp_path, monkeypatch):
+    """The baseline timed at 56 ms while the machine was busy, 27.5 ms idle: the table's 5.6x is
+    corrected to the interleaved 2.75x, and a best slower than its float twin in turns is said so."""
+    from slimkit.export.onnx import export_onnx
+    from slimkit.measure.latency import Latency
+    from slimkit.report.schema import Report
+    from slimkit.search import _retime
+    from slimkit.tasks import load_task
+
+    task = load_task("digits-cnn")
+    export_onnx(task.build_model(), task.example_inputs, tmp_path / "m.onnx")
+    report = Report("digits-cnn", "test", {}, _entry("baseline", "torch", 56.0))
+    report.candidates = [_entry("t0", "onnxruntime", 12.0, "m.onnx"),
+                         _entry("t1", "onnxruntime", 10.0, "m.onnx", reference="t0")]
+    report.best = "t1"
+    timed = {"best": 10.0, "baseline": 27.5, "reference": 9.5}
+    monkeypatch.setattr(_retime, "interleaved", lambda runners, **kw: {
+        name: Latency.from_samples([timed[name]], 1) for name in runners})
+    result = _retime.retime_best(report, task, tmp_path, 1)
+    assert result["speedup"] == 2.75 and result["speedup_in_table"] == 5.6 and result["vs_reference"] == 0.95
+    [note] = report.entry("t1").notes
+    assert "2.75x" in note and "NOT faster" in note and "machine's speed changed" in note
+    assert not (tmp_path / ".retime").exists()
+    report.candidates[1].target = "torch"  # a torch model: only its recipe rebuilds it, so no re-timing
+    assert _retime.retime_best(report, task, tmp_path, 1, quick=True) is None
+

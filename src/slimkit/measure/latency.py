@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -98,3 +98,35 @@ def time_callable(
             if (hi - lo) <= rel_ci * _quantile(s, 0.5):
                 break
     return Latency.from_samples(samples, batch)
+
+
+def interleaved(runners: Mapping[str, Callable[[], object]], *, rounds: int = 20, runs: int = 10,
+                warmup: int = 5, batch: int = 1, min_block_ms: float = 0.0) -> dict[str, Latency]:
+    """Latency of several callables timed in turns (``rounds`` blocks of at least ``runs`` calls
+    each), so that a change in the machine's speed (other processes, clock, thermal state) hits
+    all alike and their ratios hold even where each one's absolute time drifts. A block of a fast
+    callable grows to last ``min_block_ms`` (estimated in the warm-up), so that sub-millisecond
+    models are not timed from a handful of calls.
+
+    Example:
+        >>> lat = interleaved({"short": lambda: sum(range(100)), "long": lambda: sum(range(20000))},
+        ...                   rounds=3, runs=5)
+        >>> lat["short"].median < lat["long"].median, lat["long"].runs
+        (True, 15)
+    """
+    per_block = {}
+    for name, fn in runners.items():
+        warm = []
+        for _ in range(max(warmup, 1)):
+            t0 = time.perf_counter()
+            fn()
+            warm.append((time.perf_counter() - t0) * 1e3)
+        per_block[name] = max(runs, min(1000, math.ceil(min_block_ms / max(min(warm), 1e-3))))
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, fn in runners.items():
+            for _ in range(per_block[name]):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: Latency.from_samples(values, batch) for name, values in samples.items()}

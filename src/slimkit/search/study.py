@@ -408,6 +408,12 @@ def optimize(
         for p in procs:
             p.join()
     report = build_report(settings, _load_study(settings, create=False), baseline, time.time() - started)
+    if report.best:
+        from slimkit.search._retime import retime_best
+
+        say("re-timing the best model in turns with the baseline")
+        report.extra["search"]["retimed"] = retime_best(report, task_obj, out_dir, settings["threads"],
+                                                        quick=settings["quick"])
     report.write(out_dir)
     return report
 

@@ -1,5 +1,7 @@
 """Runtime targets, looked up by name."""
 
+from pathlib import Path
+
 from slimkit.core.registry import Registry
 from slimkit.targets.base import Availability, Deployed, Target
 from slimkit.targets.onnxruntime import OnnxRuntime
@@ -23,4 +25,24 @@ def get_target(name: str) -> Target:
     return TARGETS.get(name)
 
 
-__all__ = ["TARGETS", "Availability", "Deployed", "Target", "get_target"]
+def load_artifact(target: str, path: Path, threads: int, precision: str | None = None) -> Deployed | None:
+    """An exported artifact loaded again on its runtime (ONNX Runtime's .onnx, OpenVINO's .xml, in
+    ``precision`` where given); None for targets whose artifact is a torch model, which only its
+    recipe can rebuild.
+
+    Example:
+        >>> load_artifact("torch", Path("model.safetensors"), 1) is None
+        True
+    """
+    if target == "onnxruntime":
+        from slimkit.targets.onnxruntime import load_onnx
+
+        return load_onnx(path, threads)
+    if target == "openvino":
+        from slimkit.targets.openvino import load_ir
+
+        return load_ir(path, threads, None, (precision,) if precision else ("f32",))
+    return None
+
+
+__all__ = ["TARGETS", "Availability", "Deployed", "Target", "get_target", "load_artifact"]
