@@ -47,6 +47,45 @@ def test_usage_errors_exit_2_with_hint(argv, message, capsys, tmp_path, monkeypa
     assert "Traceback" not in err
 
 
+OPT = ["optimize", "--task", "digits-cnn", "--out", "run"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "files", "message"),
+    [
+        ([*OPT, "--size-budget", "0"], {}, "--size-budget must be a number > 0"),  # was: no budget at all
+        ([*OPT, "--time-budget", "-1"], {}, "--time-budget must be a number > 0"),
+        ([*OPT, "--max-drop", "nan"], {}, "--max-drop must be a number >= 0"),
+        ([*OPT, "--latency-budget", "-5"], {}, "--latency-budget must be a number > 0"),
+        ([*OPT, "--targets", ","], {}, "no targets given"),  # was: the default targets
+        ([*OPT, "--storage", "bogus://x"], {}, "cannot open the study storage"),
+        ([*OPT, "--space", "s.yaml"], {"s.yaml": "targets: []\n"}, "needs at least one target"),
+        ([*OPT, "--space", "s.yaml"], {"s.yaml": "prune_ratio: [-0.5]\n"}, "must be numbers in [0, 1)"),
+        ([*OPT, "--space", "s.yaml"], {"s.yaml": b"\xff\xfe\x00"}, "is not text"),
+        (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
+         {"s.yaml": "lr: {low: 0.1, high: 0.01}\n"}, "low 0.1 is above high 0.01"),
+        (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
+         {"s.yaml": "epochs: {low: -3, high: -1}\n"}, "epochs must be >= 0"),
+        (["quantize", "--task", "digits-cnn", "--target", "onnxruntime", "--lr", "0.1", "--out", "run"], {},
+         "add --qat"),  # was: silently unused
+        (["prune", "--task", "digits-cnn", "--unstructured", "--ratio", "0.3", "--head-ratio", "0.5",
+          "--out", "run"], {}, "head_ratio/ffn_ratio"),
+        (["bench", "--task", "digits-cnn", "--max-drop", "-3", "--out", "run"], {}, "--max-drop must be"),
+        (["train", "--task", "digits-cnn", "--resume", "--out", "run"], {}, "nothing to resume"),  # was: fresh start
+        (["bench", "--task", "digits-cnn", "--out", "afile"], {"afile": "x"}, "is a file, not a folder"),
+    ],
+)
+def test_bad_values_are_usage_errors_before_any_work_and_leave_no_folder(argv, files, message, capsys, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_bench_writes_report(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["bench", "--task", "digits-cnn", "--targets", "torch,onnxruntime,openvino,tensorrt",

@@ -8,6 +8,7 @@ import pytest
 
 from slimkit.api.train import fit_task
 from slimkit.cli.main import main
+from slimkit.errors import UsageError
 from tests.conftest import make_tiny_task
 
 
@@ -23,6 +24,9 @@ def test_fit_task_writes_metrics_precision_and_resumes(tmp_path) -> None:
     info = json.loads((tmp_path / "train.json").read_text())
     assert info["precision"] == "fp32" and info["resumed_from_epoch"] == 2
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+    with pytest.raises(UsageError, match="nothing to resume"):  # never a silent fresh start
+        fit_task(make_tiny_task("mlp"), out=tmp_path / "empty", epochs=1, resume=True)
+    assert not (tmp_path / "empty").exists()
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from slimkit.core.task import Task
+from slimkit.errors import UsageError
 from slimkit.measure.flops import count_macs, count_params
 from slimkit.measure.measure import measure_deployed
 from slimkit.measure.memory import PeakMemory
@@ -133,3 +135,24 @@ def fresh_dir(path: Path) -> Path:
         shutil.rmtree(path)
     path.mkdir(parents=True)
     return path
+
+
+def check_budgets(**budgets: float | None) -> None:
+    """Budgets are numbers; a drop may be 0, every other budget must leave room for a model.
+
+    Example:
+        >>> check_budgets(max_drop=0.0, time_budget=None)
+        >>> check_budgets(latency_budget=0.0)
+        Traceback (most recent call last):
+        slimkit.errors.UsageError: --latency-budget must be a number > 0, got 0.0
+          hint: leave it out for no budget
+    """
+    for name, value in budgets.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not math.isfinite(value) or value < 0 or (value == 0 and name != "max_drop"):
+            bound = ">= 0" if name == "max_drop" else "> 0"
+            raise UsageError(f"{flag} must be a number {bound}, got {value}",
+                             hint="leave it out for no budget" if name != "max_drop" else
+                             "it is the metric points (or fraction) the model may lose")

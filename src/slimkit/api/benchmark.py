@@ -9,6 +9,7 @@ from torch import nn
 
 from slimkit.api._common import (
     Progress,
+    check_budgets,
     check_targets,
     command_line,
     default_threads,
@@ -54,6 +55,7 @@ def benchmark(
     threads = threads or default_threads()
     say = progress or (lambda _msg: None)
     status = check_targets(targets)  # unknown names fail here, before any work
+    check_budgets(max_drop=max_drop)
     task_obj = load_task(task, seed=seed)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

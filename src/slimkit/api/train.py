@@ -96,6 +96,9 @@ def fit_task(
     if nproc < 1:
         raise UsageError(f"nproc must be >= 1, got {nproc}")
     out = Path(out)
+    if resume and ckpt.latest(out / "checkpoints") is None:
+        raise UsageError(f"nothing to resume in {out}: no complete checkpoint in {out / 'checkpoints'}",
+                         hint="run without --resume to start training there")
     out.mkdir(parents=True, exist_ok=True)
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _launch(nproc, task, out, dict(epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
@@ -106,10 +109,6 @@ def fit_task(
     task_obj = load_task(task, seed=seed)
     model = fresh_model(task_obj, seed) if scratch else task_obj.build_model()
     found = ckpt.latest(out / "checkpoints") if resume else None
-    if resume and found is None and ctx.is_main:
-        from slimkit.ui import console
-
-        console.log(f"no checkpoint in {out / 'checkpoints'}: starting from the beginning")
     log = MetricsLog(out, int(found.name.split("-")[1]) if found else 0) if ctx.is_main else None
     result = fit(model, task_obj.train_data, task_obj.loss, cfg, eval_data=task_obj.eval_data,
                  metric=task_obj.metric, progress=progress, on_epoch=log)

@@ -27,7 +27,7 @@ from slimkit._optional import require
 from slimkit.core.data import Batches
 from slimkit.core.files import atomic_write_json, atomic_write_text, read_mapping
 from slimkit.core.task import Task
-from slimkit.errors import UsageError
+from slimkit.errors import SlimkitError, UsageError
 from slimkit.search.study import PRUNERS, SAMPLERS, _pruner
 from slimkit.tasks import load_task
 from slimkit.train.engine import TrainConfig, evaluate_torch, fit
@@ -50,7 +50,41 @@ def check_space(raw: Any) -> dict[str, Any]:
         ok = (isinstance(spec, list) and spec) or (isinstance(spec, Mapping) and {"low", "high"} <= set(spec))
         if not ok:
             raise UsageError(f"hyperparameter '{name}': give a list of choices or {{low, high[, log, step]}}")
+        for value in _range_ends(name, spec) if isinstance(spec, Mapping) else spec:
+            _check_value(name, value)
     return dict(raw)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _range_ends(name: str, spec: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The two ends of a {low, high[, log, step]} range, checked as Optuna will need them."""
+    extra = sorted(set(spec) - {"low", "high", "log", "step"})
+    if extra:
+        raise UsageError(f"hyperparameter '{name}': unknown range key(s) {', '.join(extra)}",
+                         hint="a range is {low, high[, log, step]}")
+    low, high, step = spec["low"], spec["high"], spec.get("step")
+    if not (_is_number(low) and _is_number(high)):
+        raise UsageError(f"hyperparameter '{name}': low and high must be numbers, got {low!r} and {high!r}")
+    if low > high:
+        raise UsageError(f"hyperparameter '{name}': low {low} is above high {high}")
+    if spec.get("log") and low <= 0:
+        raise UsageError(f"hyperparameter '{name}': a log range needs low > 0, got {low}")
+    if step is not None and (not _is_number(step) or step <= 0):
+        raise UsageError(f"hyperparameter '{name}': step must be a number > 0, got {step!r}")
+    return low, high
+
+
+def _check_value(name: str, value: Any) -> None:
+    """A value the training engine accepts for ``name`` (checked now, not as a failed trial later)."""
+    try:
+        dataclasses.replace(TrainConfig(), **{name: value})
+    except TypeError:
+        raise UsageError(f"hyperparameter '{name}': {value!r} is not a valid value") from None
+    except SlimkitError as err:
+        raise UsageError(f"hyperparameter '{name}': {err.message}", hint=err.hint) from None
 
 
 def _suggest(trial: Any, space: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,6 +111,7 @@ def tune(
     base: TrainConfig | None = None,
     out: str | Path = "runs/tune",
     seed: int = 0,
+    threads: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Tune training hyperparameters; returns and writes the best ones and the trial table.
@@ -89,7 +124,8 @@ def tune(
         ['epochs', 'lr']
     """
     optuna = require("optuna", "slimkit tune")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A failed trial is raised to the caller as one error; Optuna's WARNING log would print its traceback first.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = check_space(space)
     if sampler not in SAMPLERS or sampler == "nsga2":
         raise UsageError(f"sampler '{sampler}' cannot tune one objective",
@@ -99,6 +135,10 @@ def tune(
     if trials < 1:
         raise UsageError("--trials must be >= 1")
     say = progress or (lambda _m: None)
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
     task_obj = load_task(task, seed=seed)
     if not isinstance(task_obj.train_data, Batches):
         raise UsageError(f"task '{task_obj.name}' has no splittable training data (slimkit.Batches)")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from slimkit.errors import SlimkitError, UsageError
 
@@ -41,6 +43,26 @@ def _quiet_third_party() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+def _make_out(out: str) -> bool:
+    """Create the run folder up front, so that an unusable ``--out`` is one clear error before any
+    work; returns whether this run created it."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder", hint="choose a folder path for --out")
+    existed = path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".slimkit-write-check"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        if not existed:
+            shutil.rmtree(path, ignore_errors=True)
+        raise UsageError(f"cannot write the run folder {out}: {exc.strerror or exc}",
+                         hint="choose a writable folder for --out") from None
+    return not existed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 runtime failure, 2 usage error)."""
     from slimkit.ui import console
@@ -57,7 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        return int(args.run(args) or 0)
+        out = getattr(args, "out", None)
+        created = _make_out(out) if out else False
+        try:
+            return int(args.run(args) or 0)
+        except UsageError:
+            if created:  # a run refused for its arguments leaves no folder behind (nothing of value in it)
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     except SlimkitError as err:
         console.print(f"[bold red]error:[/] {err.message}")
         if err.hint:

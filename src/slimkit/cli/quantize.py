@@ -20,8 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-drop", type=float, default=None,
                    help="accuracy-aware: keep the most sensitive layers in float until the drop is within D")
     p.add_argument("--qat", action="store_true", help="quantization-aware training before conversion")
-    p.add_argument("--epochs", type=positive_int, default=2, help="QAT epochs (with --qat)")
-    p.add_argument("--lr", type=float, default=1e-4, help="QAT learning rate (with --qat)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="QAT epochs (with --qat; default 2)")
+    p.add_argument("--lr", type=float, default=None, help="QAT learning rate (with --qat; default 1e-4)")
     p.add_argument("--sensitivity", action="store_true", help="per-layer sensitivity table (metric drop)")
     p.add_argument("--group-size", type=int, default=128, help="int4-weight-only group size")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
@@ -40,11 +40,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slimkit.api.quantize import quantize
+    from slimkit.errors import UsageError
     from slimkit.ui import out
 
+    if not args.qat and (args.epochs is not None or args.lr is not None):
+        raise UsageError("--epochs and --lr set quantization-aware training, which is off",
+                         hint="add --qat, or drop --epochs/--lr")
     report = quantize(
         args.task, args.scheme, args.target, out=args.out, calibration=args.calibration, samples=args.samples,
-        max_drop=args.max_drop, qat_epochs=args.epochs if args.qat else 0, qat_lr=args.lr,
+        max_drop=args.max_drop, qat_epochs=(args.epochs or 2) if args.qat else 0,
+        qat_lr=1e-4 if args.lr is None else args.lr,
         sensitivity=args.sensitivity, group_size=args.group_size, per_channel=not args.per_tensor,
         smooth_quant={"auto": None, "on": True, "off": False}[args.smooth_quant],
         bias_correction=not args.no_bias_correction,

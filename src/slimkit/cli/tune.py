@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.ui import out
 
     result = tune(args.task, load_space(args.space), trials=args.trials, sampler=args.sampler,
-                  pruner=args.pruner, out=args.out, seed=args.seed, progress=progress)
+                  pruner=args.pruner, out=args.out, seed=args.seed, threads=args.threads,
+                  progress=progress)
     table = Table(title=f"{result['task']}: validation {result['metric']} per trial", title_justify="left")
     for col in ("trial", "state", "params", "validation", "epochs"):
         table.add_column(col)

@@ -74,7 +74,10 @@ def read_mapping(path: str | Path, what: str, hint: str = "") -> Any:
     if not file.is_file():
         raise UsageError(f"{what} file not found: {file}", hint=hint or f"give an existing {what} file")
     try:
-        return yaml.safe_load(file.read_text())
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} file {file} is not text (not UTF-8)",
+                         hint=hint or f"give a YAML or JSON {what} file") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{what} file {file} is not valid YAML/JSON: {str(exc).splitlines()[0]}",
                          hint="fix the syntax at the position named") from exc

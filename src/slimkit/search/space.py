@@ -47,6 +47,13 @@ class SearchSpace:
     calibration: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.targets:
+            raise UsageError("search space: targets needs at least one target", hint="e.g. targets: [onnxruntime]")
+        for name in ("prune_ratio", "prune_head_ratio"):
+            bad = [r for r in getattr(self, name) if not isinstance(r, (int, float)) or not 0 <= r < 1]
+            if bad:
+                raise UsageError(f"search space: {name} values must be numbers in [0, 1), got {bad}",
+                                 hint="0 means no pruning; 0.5 removes half")
         # Every choice becomes its step config once here, so a bad value (an unknown criterion,
         # scope or scheme) is a UsageError before the baseline is measured, not a crash mid-search.
         ratio = max((r for r in self.prune_ratio if r), default=0.0)
@@ -122,7 +129,10 @@ class SearchSpace:
         if unknown:
             raise UsageError(f"unknown search-space field(s): {', '.join(unknown)}",
                              hint=f"known: {', '.join(sorted(known))}")
-        fixed = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items()}
+        choices = {name for name, f in cls.__dataclass_fields__.items() if str(f.type).startswith("tuple")}
+        # A single choice may be written without brackets ("targets: openvino"); never split a string.
+        fixed = {k: (tuple(v) if isinstance(v, (list, tuple)) else (v,) if k in choices and v is not None else v)
+                 for k, v in raw.items()}
         if fixed.get("recover", "finetune") not in ("finetune", "distill"):
             raise UsageError(f"search space: recover must be 'finetune' or 'distill', got {fixed['recover']!r}")
         return cls(**fixed)

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from slimkit._optional import require
-from slimkit.api._common import command_line, default_threads, finalize, fresh_dir, measure_model, pareto_ids
+from slimkit.api._common import (
+    check_budgets,
+    command_line,
+    default_threads,
+    finalize,
+    fresh_dir,
+    measure_model,
+    pareto_ids,
+)
 from slimkit.core.files import atomic_write_json
 from slimkit.core.recipe import Recipe
 from slimkit.errors import SlimkitError, UsageError
@@ -338,6 +346,12 @@ def optimize(
                          hint="use --sampler tpe/random/gp/grid with --pruner, or drop --pruner")
     if workers < 1 or (trials is not None and trials < 1):
         raise UsageError("--workers and --trials must be >= 1")
+    check_budgets(max_drop=max_drop, latency_budget=latency_budget, size_budget=size_budget_mb,
+                   time_budget=time_budget)
+    if targets is not None and not targets:
+        raise UsageError("no targets given", hint="e.g. --targets onnxruntime,openvino (see `slimkit list`)")
+    if storage is not None:
+        _check_storage(storage)
     out_dir = Path(out)
     settings_file = _settings_path(out_dir)
     if resume and not settings_file.exists():
@@ -416,6 +430,19 @@ def optimize(
                                                         quick=settings["quick"])
     report.write(out_dir)
     return report
+
+
+def _check_storage(url: str) -> None:
+    """Open the storage once before any work: a bad URL or a missing database driver is a usage error,
+    not a traceback after the baseline was measured."""
+    optuna = require("optuna", "the search")
+    try:
+        optuna.storages.RDBStorage(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy and drivers raise many kinds
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise UsageError(f"cannot open the study storage {url}: {reason}",
+                         hint="an Optuna RDB URL such as sqlite:///study.db or postgresql://user:pass@host/db "
+                              "(PostgreSQL needs `pip install psycopg2-binary`)") from None
 
 
 def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed: float) -> Report:

@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from slimkit.core.task import Task
+from slimkit.errors import UsageError
 from slimkit.measure.flops import count_macs, count_params
 from slimkit.techniques.prune._config import PruneConfig
 from slimkit.techniques.prune._importance import accumulate_gradients
@@ -99,6 +100,9 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
         say("pruning channels" if cfg.target_macs is None else f"pruning {len(ratios or {})} layers")
         pruned = prune_structured(student, inputs, cfg, data=task.calibration_data, loss_fn=task.loss,
                                   ratios=ratios)
+        if pruned.method != "bert" and (cfg.head_ratio is not None or cfg.ffn_ratio is not None):
+            raise UsageError("head_ratio/ffn_ratio apply to BERT-family transformers (attention heads, FFN "
+                             "neurons), and this model is not one", hint="drop --head-ratio/--ffn-ratio")
         result.layers, result.heads = pruned.layers, pruned.heads
         result.method, result.note = pruned.method, pruned.note
         if pruned.note:

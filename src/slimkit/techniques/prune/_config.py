@@ -87,6 +87,9 @@ class PruneConfig(StepConfig):
         if self.schedule == "gradual" and (self.mode != "unstructured" or self.recover_epochs < 1):
             raise UsageError("prune config: the gradual schedule is for unstructured pruning during recovery",
                              hint="use mode='unstructured' with recover_epochs >= 1")
+        if (self.head_ratio is not None or self.ffn_ratio is not None) and self.mode != "structured":
+            raise UsageError("prune config: head_ratio/ffn_ratio remove attention heads and FFN neurons "
+                             "(structured pruning of transformers)", hint="drop them, or use mode='structured'")
         if self.pattern == "2:4" and self.mode != "unstructured":
             raise UsageError("prune config: the 2:4 pattern is unstructured", hint="use mode='unstructured'")
         self.parsed_layer_ratios()

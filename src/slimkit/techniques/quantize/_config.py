@@ -74,6 +74,8 @@ class QuantizeConfig(StepConfig):
             raise UsageError(f"max_drop must be >= 0, got {self.max_drop}")
         if self.qat_epochs < 0:
             raise UsageError(f"qat epochs must be >= 0, got {self.qat_epochs}")
+        if not self.qat_lr > 0:  # also NaN
+            raise UsageError(f"qat learning rate must be > 0, got {self.qat_lr}")
         if self.qat_epochs and self.scheme != "int8-static":
             raise UsageError(f"quantization-aware training produces int8-static models, not {self.scheme}",
                              hint="use --scheme int8-static with --qat")
