@@ -91,6 +91,7 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
     masks = None
     if cfg.mode == "structured":
         ratios = None
+        heads_asked = cfg.head_ratio is not None or cfg.ffn_ratio is not None  # before target_macs zeroes them
         if cfg.target_macs is not None:
             say(f"sensitivity analysis for a {cfg.target_macs}x MAC reduction")
             result.sensitivity = analyse(student, task, cfg, progress=say)
@@ -100,7 +101,7 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
         say("pruning channels" if cfg.target_macs is None else f"pruning {len(ratios or {})} layers")
         pruned = prune_structured(student, inputs, cfg, data=task.calibration_data, loss_fn=task.loss,
                                   ratios=ratios)
-        if pruned.method != "bert" and (cfg.head_ratio is not None or cfg.ffn_ratio is not None):
+        if pruned.method != "bert" and heads_asked:
             raise UsageError("head_ratio/ffn_ratio apply to BERT-family transformers (attention heads, FFN "
                              "neurons), and this model is not one", hint="drop --head-ratio/--ffn-ratio")
         result.layers, result.heads = pruned.layers, pruned.heads
