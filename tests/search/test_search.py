@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -224,11 +226,18 @@ def test_retiming_flags_a_table_whose_baseline_was_timed_on_a_busier_machine(tmp
     timed = {"best": 10.0, "baseline": 27.5, "reference": 9.5}
     monkeypatch.setattr(_retime, "interleaved", lambda runners, **kw: {
         name: Latency.from_samples([timed[name]], 1) for name in runners})
+    load = types.SimpleNamespace(cores=0.0)  # an idle machine, whatever this one is doing
+    monkeypatch.setattr(_retime, "OtherLoad", lambda: contextlib.nullcontext(load))
     result = _retime.retime_best(report, task, tmp_path, 1)
     assert result["speedup"] == 2.75 and result["speedup_in_table"] == 5.6 and result["vs_reference"] == 0.95
     [note] = report.entry("t1").notes
     assert "2.75x" in note and "NOT faster" in note and "machine's speed changed" in note
     assert not (tmp_path / ".retime").exists()
+    load.cores = 1.2  # the same re-timing while other processes kept a core busy: no figure is trusted
+    report.entry("t1").notes.clear()
+    assert _retime.retime_best(report, task, tmp_path, 1)["other_load_cores"] == 1.2
+    [note] = report.entry("t1").notes
+    assert "unreliable" in note and "trust this figure" not in note
     report.candidates[1].target = "torch"  # a torch model: only its recipe rebuilds it, so no re-timing
     assert _retime.retime_best(report, task, tmp_path, 1, quick=True) is None
 

@@ -7,7 +7,7 @@ import argparse
 from rich import box
 from rich.table import Table
 
-from slimkit.report.markdown import row
+from slimkit.report.markdown import busy_note, row
 from slimkit.report.schema import Entry, Report
 from slimkit.ui import console, out
 
@@ -64,6 +64,9 @@ def print_report(report: Report, out_dir: str) -> None:
         table.add_row(*_short_row(entry, report), style=style)
     out.print(table)
     out.print("P = on the metric/latency Pareto front; report.md adds throughput, params, memory")
+    busy = busy_note(report)
+    if busy:
+        out.print(f"[bold yellow]warning[/] {busy}")
     for skip in report.skipped:
         out.print(f"[yellow]skipped[/] {skip['target']}: {skip['reason']}")
     for entry in report.entries:

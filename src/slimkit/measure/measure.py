@@ -10,6 +10,7 @@ import torch
 from slimkit.core.data import batch_of
 from slimkit.core.task import Task
 from slimkit.measure.latency import Latency, time_callable
+from slimkit.measure.load import OtherLoad
 from slimkit.measure.memory import PeakMemory
 from slimkit.targets.base import Deployed
 
@@ -64,7 +65,8 @@ def measure_deployed(deployed: Deployed, task: Task, *, quick: bool = False,
     """
     with PeakMemory() as mem:
         metric, extras = evaluate_deployed(deployed, task)
-    latency = batch1_latency(deployed, task, quick=quick)
+    with OtherLoad() as load:
+        latency = batch1_latency(deployed, task, quick=quick)
     big = batch_of(task.example_inputs, task.throughput_batch)
     tp_budget = {"min_runs": 3, "min_seconds": 0.02, "max_seconds": 0.3} if quick else {
         "min_runs": 10, "min_seconds": 0.5, "max_seconds": 4.0, "warmup": 3}
@@ -78,5 +80,5 @@ def measure_deployed(deployed: Deployed, task: Task, *, quick: bool = False,
         throughput=task.throughput_batch / (tp.median / 1e3),
         size_bytes=deployed.size_bytes(),
         peak_memory_bytes=max(mem.peak_increase, load_memory),
-        details=dict(deployed.details),
+        details={**deployed.details, **({"other_load_cores": load.cores} if load.cores is not None else {})},
     )

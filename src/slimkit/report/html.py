@@ -6,7 +6,7 @@ import html
 import io
 from typing import Any
 
-from slimkit.report.markdown import COLUMNS, cpu_note, row
+from slimkit.report.markdown import COLUMNS, busy_note, cpu_note, row
 from slimkit.report.schema import Report
 
 _STYLE = """
@@ -103,6 +103,9 @@ def to_html(report: Report) -> str:
         rows.append(f'<tr class="{cls}">{cells}</tr>')
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     notes = "".join(f"<li>{html.escape(e.id)}: {html.escape(n)}</li>" for e in report.entries for n in e.notes)
+    busy = busy_note(report)
+    if busy:
+        notes = f"<li><b>warning</b>: {html.escape(busy)}</li>" + notes
     notes += "".join(f"<li>skipped {html.escape(s['target'])}: {html.escape(s['reason'])}</li>"
                      for s in report.skipped)
     best = html.escape(report.best) if report.best else "none (no candidate met the constraints and beat the baseline)"

@@ -78,6 +78,28 @@ def cpu_note(env: dict[str, Any]) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def busy_note(report: Report) -> str | None:
+    """A warning when latencies were timed while other processes kept the CPUs busy, else None.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> e = lambda cores: NS(measurement=NS(details={"other_load_cores": cores}))
+        >>> busy_note(NS(entries=[e(0.0), e(1.2), e(0.1)]))[:60]
+        '1 of 3 latencies were timed while other processes kept up to'
+        >>> busy_note(NS(entries=[e(0.0)])) is None
+        True
+    """
+    from slimkit.measure.load import NOTICEABLE
+
+    loads = [e.measurement.details.get("other_load_cores") for e in report.entries]
+    busy = [x for x in loads if isinstance(x, (int, float)) and x >= NOTICEABLE]
+    if not busy:
+        return None
+    return (f"{len(busy)} of {len(loads)} latencies were timed while other processes kept up to {max(busy):.1f} "
+            "cores busy: those timings and the speed-ups built on them are unreliable (load does not slow every "
+            "runtime alike); re-run on an idle machine")
+
+
 def to_markdown(report: Report) -> str:
     lines = [f"# slimkit report: {report.task}", "", f"Command: `{report.command}`", ""]
     env = report.environment
@@ -93,6 +115,9 @@ def to_markdown(report: Report) -> str:
         lines.append(f"Best: **{report.best}**.")
     else:
         lines.append("Best: none (no candidate met the constraints and beat the baseline).")
+    busy = busy_note(report)
+    if busy:
+        lines.append(f"- **warning**: {busy}")
     for skip in report.skipped:
         lines.append(f"- skipped target `{skip['target']}`: {skip['reason']}")
     for entry in report.entries:

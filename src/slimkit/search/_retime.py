@@ -17,6 +17,7 @@ from typing import Any
 from slimkit.api._common import fresh_dir
 from slimkit.core.task import Task
 from slimkit.measure.latency import interleaved
+from slimkit.measure.load import NOTICEABLE, OtherLoad
 from slimkit.report.schema import Entry, Report
 from slimkit.targets import Deployed, get_target, load_artifact
 
@@ -54,7 +55,8 @@ def retime_best(report: Report, task: Task, out: Path, threads: int, *, quick: b
     try:
         eager = get_target("torch").deploy(task.build_model(), inputs, workdir, threads)
         runners["baseline"] = lambda: eager.run(inputs)
-        lat = interleaved(runners, rounds=rounds, runs=runs, min_block_ms=block_ms)
+        with OtherLoad() as load:
+            lat = interleaved(runners, rounds=rounds, runs=runs, min_block_ms=block_ms)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     best_ms, base_ms = lat["best"].median, lat["baseline"].median
@@ -63,7 +65,7 @@ def retime_best(report: Report, task: Task, out: Path, threads: int, *, quick: b
         "method": f"interleaved, {rounds} rounds of blocks of >= {runs} runs and >= {block_ms:g} ms",
         "best": best.id,
         "best_ms": round(best_ms, 4), "baseline_ms": round(base_ms, 4),
-        "speedup": round(speedup, 3), "speedup_in_table": round(in_table, 3),
+        "speedup": round(speedup, 3), "speedup_in_table": round(in_table, 3), "other_load_cores": load.cores,
     }
     note = (f"re-timed at the end in turns with the baseline: {best_ms:.3f} ms vs torch eager {base_ms:.3f} ms "
             f"= {speedup:.2f}x")
@@ -74,7 +76,13 @@ def retime_best(report: Report, task: Task, out: Path, threads: int, *, quick: b
         note += f", {vs_ref:.2f}x the unmodified model on {best.target}"
         if vs_ref <= 1.0:
             note += " (NOT faster than it in this re-timing)"
-    if abs(speedup / in_table - 1.0) > DRIFT and not quick:  # --quick timings are too short to tell
+    busy = load.cores is not None and load.cores >= NOTICEABLE
+    if busy:
+        # Concurrent load does not slow every runtime alike (torch's OpenMP threads suffer most), so
+        # interleaving does not rescue these ratios.
+        note += (f"; other processes kept ~{load.cores:.1f} cores busy meanwhile, so this ratio is unreliable "
+                 "too: re-time on an idle machine")
+    elif abs(speedup / in_table - 1.0) > DRIFT and not quick:  # --quick timings are too short to tell
         note += (f"; the table's {in_table:.2f}x divides timings taken at different moments (the baseline "
                  f"read {report.baseline.latency_ms:.3f} ms at the start): the machine's speed changed, "
                  "trust this figure")
