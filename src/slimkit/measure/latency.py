@@ -101,7 +101,8 @@ def time_callable(
 
 
 def interleaved(runners: Mapping[str, Callable[[], object]], *, rounds: int = 20, runs: int = 10,
-                warmup: int = 5, batch: int = 1, min_block_ms: float = 0.0) -> dict[str, Latency]:
+                warmup: int = 5, batch: int = 1, min_block_ms: float = 0.0,
+                cooldown_s: float = 0.01) -> dict[str, Latency]:
     """Latency of several callables timed in turns (``rounds`` blocks of at least ``runs`` calls
     each), so that a change in the machine's speed (other processes, clock, thermal state) hits
     all alike and their ratios hold even where each one's absolute time drifts. A block of a fast
@@ -125,6 +126,11 @@ def interleaved(runners: Mapping[str, Callable[[], object]], *, rounds: int = 20
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, fn in runners.items():
+            # A pause between blocks lets the previous runtime's worker threads stop spinning (ONNX
+            # Runtime's spin after each call; OpenMP's after each parallel region): on a loaded 2-core
+            # machine, torch eager right after ONNX Runtime ran ~100 ms per call instead of 0.3 ms.
+            time.sleep(cooldown_s)
+            fn()  # the block's first call pays for that switch; not a sample
             for _ in range(per_block[name]):
                 t0 = time.perf_counter()
                 fn()

@@ -82,7 +82,14 @@ def retime_best(report: Report, task: Task, out: Path, threads: int, *, quick: b
         # interleaving does not rescue these ratios.
         note += (f"; other processes kept ~{load.cores:.1f} cores busy meanwhile, so this ratio is unreliable "
                  "too: re-time on an idle machine")
-    elif abs(speedup / in_table - 1.0) > DRIFT and not quick:  # --quick timings are too short to tell
+    elif quick:
+        note += " (--quick: short timings, indicative only)"
+    elif max(speedup / in_table, in_table / speedup) > 2.0:
+        # Machines drift by tens of percent, not by multiples: a larger gap means one of the two
+        # timings was disturbed (threads of another runtime, a burst of load) and neither is sound.
+        note += (f"; the table says {in_table:.2f}x: timings this far apart mean one of them was disturbed, "
+                 "so neither is reliable: re-time on an idle machine")
+    elif abs(speedup / in_table - 1.0) > DRIFT:
         note += (f"; the table's {in_table:.2f}x divides timings taken at different moments (the baseline "
                  f"read {report.baseline.latency_ms:.3f} ms at the start): the machine's speed changed, "
                  "trust this figure")
