@@ -121,6 +121,27 @@ def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path):
     assert report["search"]["trials_finished"] >= before + 1
 
 
+def test_resume_fails_only_trials_whose_process_is_gone(tmp_path):
+    """A --resume beside a live worker (here or on another host) must not fail the trial that worker
+    is running: it would throw its result away when the worker finishes."""
+    import socket
+
+    from slimkit.search.study import _mark_interrupted
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", directions=["maximize", "minimize"])
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    owners = [(socket.gethostname(), int(gone.stdout)), (socket.gethostname(), os.getppid()), ("elsewhere", 1)]
+    for host, pid in owners:
+        trial = study.ask()
+        trial.set_user_attr("host", host)
+        trial.set_user_attr("pid", pid)
+    assert _mark_interrupted(study) == (1, 2)
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "RUNNING", "RUNNING"]
+    assert "interrupted" in study.trials[0].user_attrs["error"]
+
+
 def test_two_local_workers_share_one_study(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(_cli(out, "--trials", "4", "--workers", "2"), capture_output=True, text=True,

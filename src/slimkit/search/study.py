@@ -12,6 +12,8 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -105,6 +107,7 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
         params = space.suggest(trial)
         recipe = space.recipe(params)
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("host", socket.gethostname())  # with the pid: is its process still alive?
         twin = _finished_twin(trial, params)
         if twin is not None:
             # Samplers re-propose points in small categorical spaces; measuring again costs minutes.
@@ -233,9 +236,11 @@ def _load_study(settings: dict[str, Any], create: bool) -> Any:
                                                                           "pruner")})
 
 
-def _run_worker(settings: dict[str, Any], quiet: bool = True) -> None:
+def _run_worker(settings: dict[str, Any], quiet: bool = True, child: bool = False) -> None:
     """One worker: optimize until the shared trial count or the time budget is reached."""
     optuna = require("optuna")
+    if child:
+        _exit_with_parent()
     from slimkit.techniques import import_all
 
     import_all()
@@ -247,10 +252,21 @@ def _run_worker(settings: dict[str, Any], quiet: bool = True) -> None:
     remaining = None
     if settings["deadline"]:
         remaining = max(1.0, settings["deadline"] - time.time())
-    if settings["trials"] and sum(t.state in states for t in study.trials) >= settings["trials"]:
-        return
-    study.optimize(objective, n_trials=settings["trials"] or None, timeout=remaining, callbacks=callbacks,
-                   catch=(Exception,))
+    while not (settings["trials"] and sum(t.state in states for t in study.trials) >= settings["trials"]):
+        try:
+            study.optimize(objective, n_trials=settings["trials"] or None, timeout=remaining, callbacks=callbacks,
+                           catch=(Exception,))
+            return
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+            if isinstance(exc, ValueError) and not str(exc).startswith("Cannot tell a"):
+                raise
+            # Another process closed this trial first (a --resume that took its process for gone):
+            # its files stay in the trial folder, and the study goes on with the next trial.
+            say("a trial was closed by another process meanwhile; going on with the next")
+            if settings["deadline"]:
+                remaining = settings["deadline"] - time.time()
+                if remaining <= 0:
+                    return
 
 
 def _log(message: str) -> None:
@@ -259,15 +275,51 @@ def _log(message: str) -> None:
     console.log(message)
 
 
-def _mark_interrupted(study: Any) -> int:
-    """Trials left RUNNING by a killed process are failed, so they are neither lost nor counted twice."""
+def _mark_interrupted(study: Any) -> tuple[int, int]:
+    """Trials left RUNNING by a process that is gone are failed, so they are neither lost nor counted
+    twice; returns (failed, left running). A trial whose process is alive on this host, or that runs
+    on another host (workers sharing one storage), is left to its worker: failing it would throw
+    away its result when that worker finishes."""
     optuna = require("optuna")
-    n = 0
+    host = socket.gethostname()
+    failed = left = 0
     for t in study.trials:
-        if t.state == optuna.trial.TrialState.RUNNING:
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-            n += 1
-    return n
+        if t.state != optuna.trial.TrialState.RUNNING:
+            continue
+        owner_host, pid = t.user_attrs.get("host", host), t.user_attrs.get("pid")
+        if owner_host != host or (isinstance(pid, int) and _alive(pid)):
+            left += 1
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: its process ended before it finished")
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        failed += 1
+    return failed, left
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is only starting: the trial is a leftover of an earlier run
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_with_parent() -> None:
+    """A worker process ends when the search that started it is killed (else it would go on alone,
+    and a later --resume would race it for the same trials)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def default_space(targets: list[str], task_name: str) -> SearchSpace:
@@ -401,9 +453,10 @@ def optimize(
 
     study = _load_study(settings, create=True)
     if resume:
-        n = _mark_interrupted(study)
+        n, left = _mark_interrupted(study)
         done = sum(t.state.name == "COMPLETE" for t in study.trials)
-        say(f"resuming: {done} finished trials kept" + (f", {n} interrupted trials marked failed" if n else ""))
+        say(f"resuming: {done} finished trials kept" + (f", {n} interrupted trials marked failed" if n else "")
+            + (f", {left} trial(s) still running in other processes left to them" if left else ""))
     elif settings["sampler"] != "grid":
         space_obj = SearchSpace.from_dict(settings["space"])
         for target in space_obj.targets:
@@ -416,7 +469,7 @@ def optimize(
         _run_worker(settings, quiet=progress is None)
     else:
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_run_worker, args=(settings,)) for _ in range(workers)]
+        procs = [ctx.Process(target=_run_worker, args=(settings, True, True)) for _ in range(workers)]
         for p in procs:
             p.start()
         for p in procs:
