@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from slimkit.api._common import meets_floor
 from slimkit.core.recipe import Recipe
 
 RUNGS = ("ptq", "mixed", "qat", "distill")
@@ -89,7 +90,7 @@ def climb(recipe: Recipe, evaluate: Callable[[Recipe, str], float], floor: float
     """
     history: list[dict[str, object]] = []
     last = (recipe, "ptq")
-    skip = {"mixed", "qat"} if float_metric is not None and float_metric < floor else set()
+    skip = {"mixed", "qat"} if float_metric is not None and not meets_floor(float_metric, floor) else set()
     budget = max_drop
     if float_metric is not None:
         # 0.9 of the headroom: the rung measures its reference on the target, which can read a
@@ -103,9 +104,10 @@ def climb(recipe: Recipe, evaluate: Callable[[Recipe, str], float], floor: float
         if candidate is None or (history and candidate == last[0]):
             continue
         metric = evaluate(candidate, name)
-        history.append({"rung": name, "metric": metric, "meets_floor": metric >= floor})
+        met = meets_floor(metric, floor)
+        history.append({"rung": name, "metric": metric, "meets_floor": met})
         last = (candidate, name)
-        if metric >= floor:
+        if met:
             break
         say(f"  {name}: metric {metric:.4g} below the floor {floor:.4g}; next rung")
     return last[0], last[1], history

@@ -28,6 +28,7 @@ from slimkit.api._common import (
     finalize,
     fresh_dir,
     measure_model,
+    meets_floor,
     pareto_ids,
 )
 from slimkit.core.files import atomic_write_json
@@ -123,7 +124,7 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
                                     entry_id=f"t{trial.number}:{recipe.describe()}",
                                     quick=settings["quick"], out=out, metric_floor=floor,
                                     progress=_trial_say(say, trial.number))
-            if entry.measurement.metric < floor and settings.get("ladder", True):
+            if not meets_floor(entry.measurement.metric, floor) and settings.get("ladder", True):
                 entry = _climb(task, recipe, entry, workdir, settings, trial, say)
         except SlimkitError as err:
             trial.set_user_attr("error", str(err))
@@ -133,7 +134,7 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
             raise optuna.TrialPruned(str(err)) from err
         m = entry.measurement
         entry.recipe = [*entry.recipe, {"type": "target", "version": 1, "data": {"name": recipe.target}}]
-        violations = [floor - m.metric]
+        violations = [min(0.0, floor - m.metric) if meets_floor(m.metric, floor) else floor - m.metric]
         violations.append(m.latency.median - settings["latency_budget"] if settings["latency_budget"] else -1.0)
         violations.append(m.size_bytes - settings["size_budget"] if settings["size_budget"] else -1.0)
         _set_constraints(trial, violations)
@@ -520,7 +521,7 @@ def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed:
     closest = None
     if report.best is None and report.candidates:
         floor = settings["metric_floor"]
-        near = max(report.candidates, key=lambda c: (c.measurement.metric >= floor, c.measurement.metric,
+        near = max(report.candidates, key=lambda c: (meets_floor(c.measurement.metric, floor), c.measurement.metric,
                                                      -c.latency_ms))
         closest = {"id": near.id, "missed": _what_missed(near, settings)}
     report.extra["search"] = {
@@ -550,7 +551,7 @@ def _size_front(report: Report) -> None:
 def _what_missed(entry: Entry, settings: dict[str, Any]) -> str:
     m = entry.measurement
     missed = []
-    if m.metric < settings["metric_floor"]:
+    if not meets_floor(m.metric, settings["metric_floor"]):
         missed.append(f"{m.metric_name} {m.metric:.4g} below the floor {settings['metric_floor']:.4g}")
     if settings["latency_budget"] and m.latency.median > settings["latency_budget"]:
         missed.append(f"latency {m.latency.median:.3f} ms over the budget {settings['latency_budget']} ms")
