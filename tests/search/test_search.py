@@ -78,6 +78,11 @@ def test_bad_arguments_are_usage_errors(tmp_path):
     optimize("digits-cnn", space=SPACE, trials=1, sampler="random", out=tmp_path / "y", quick=True, threads=1)
     with pytest.raises(UsageError, match="already holds a search"):
         optimize("digits-cnn", space=SPACE, trials=1, out=tmp_path / "y")
+    # --resume continues the stored search; other settings given with it are errors, not ignored
+    with pytest.raises(UsageError, match="max_drop 3.0"):
+        optimize("digits-cnn", resume=True, max_drop=3.0, out=tmp_path / "y")
+    with pytest.raises(UsageError, match="task 'digits-resnet18'"):
+        optimize("digits-resnet18", resume=True, out=tmp_path / "y")
 
 
 def _cli(out, *extra):

@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="largest accepted metric drop vs the baseline (default: the task's tolerance)")
     p.add_argument("--latency-budget", type=float, default=None, metavar="MS", help="batch-1 latency budget")
     p.add_argument("--size-budget", type=float, default=None, metavar="MB", help="artifact size budget (MiB)")
-    p.add_argument("--targets", default="torch,onnxruntime,openvino", help="comma-separated targets")
+    p.add_argument("--targets", default=None,
+                   help="comma-separated targets (default: torch,onnxruntime,openvino, those available)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--trials", type=positive_int, default=None, help="number of trials (default 20)")
     budget.add_argument("--time-budget", type=float, default=None, metavar="MINUTES", help="stop after this long")
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.search.study import optimize
     from slimkit.ui import out
 
-    targets = split_list(args.targets)
+    targets = None if args.targets is None else split_list(args.targets)
     trials = args.trials if args.trials or args.time_budget else (None if args.resume else 20)
     report = optimize(
         args.task, max_drop=args.max_drop, latency_budget=args.latency_budget, size_budget_mb=args.size_budget,

@@ -412,6 +412,12 @@ def optimize(
     if not resume and settings_file.exists():
         raise UsageError(f"{out_dir} already holds a search",
                          hint="pass --resume to continue it, or choose another --out")
+    if resume:  # before the task's code runs: a search is resumed for the task it was started for
+        _check_resume_matches(json.loads(settings_file.read_text()),
+                              task=task if isinstance(task, str) else getattr(task, "name", task),
+                              max_drop=max_drop, latency_budget=latency_budget,
+                              size_budget=int(size_budget_mb * 2**20) if size_budget_mb else None,
+                              targets=targets, space=space)
     out_dir.mkdir(parents=True, exist_ok=True)
     task_obj = load_task(task, seed=seed)
 
@@ -484,6 +490,27 @@ def optimize(
                                                         quick=settings["quick"])
     report.write(out_dir)
     return report
+
+
+def _check_resume_matches(settings: dict[str, Any], **given: Any) -> None:
+    """--resume continues the stored search as it was defined; a different task, budget, target list or
+    space given with it is an error, not silently ignored (the finished trials were judged by the old ones)."""
+    stored_space = SearchSpace.from_dict(settings["space"])
+    stored = {"task": settings["task"], "max_drop": settings["max_drop"], "latency_budget": settings["latency_budget"],
+              "size_budget": settings["size_budget"], "targets": list(stored_space.targets), "space": stored_space}
+    changed = []
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name == "targets":
+            value = list(value)
+        if value != stored[name]:
+            changed.append(f"{name} {value!r} (stored: {stored[name]!r})" if name != "space" else "space")
+    if changed:
+        raise UsageError(f"--resume continues the search stored in {settings['out']} with its own settings; "
+                         f"these differ: {'; '.join(changed)}",
+                         hint="resume with the stored settings (leave the others out), or start a new search "
+                              "in another --out")
 
 
 def _check_storage(url: str) -> None:
