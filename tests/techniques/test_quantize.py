@@ -186,6 +186,27 @@ def test_layers_are_named_after_torch_modules_and_excluded_by_them(target: str, 
                             tmp_path / "bad", threads=1, float_artifact=float_artifact)
 
 
+def test_partial_quantization_is_reported_not_hidden(tmp_path: Path, monkeypatch) -> None:
+    """What a scheme leaves out is named: torchao's int8 covers Linear layers only; NNCF's int4 keeps
+    convolutions in int8; OpenVINO bf16 on a CPU without bf16 units would run f32 under a bf16 label."""
+    from slimkit.errors import UnavailableError
+    from slimkit.techniques.quantize import _support
+
+    task = make_tiny_task("cnn")
+    model = task.build_model()
+    convs = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    r = quantize_for_target(model, task, _config("int8-dynamic", "torch"), tmp_path / "t", threads=1)
+    assert convs and set(r.float_layers) == convs == set(r.details["float_layers"])
+    r = quantize_for_target(model, task, _config("int4-weight-only", "openvino"), tmp_path / "o", threads=1)
+    assert len(r.details["int8_backup_layers"]) == len(convs) and r.details["int4_layers"] >= 1
+    monkeypatch.setitem(_support._PRECISION_CAPS, "caps", "FP32 INT8 BIN")
+    with pytest.raises(UnavailableError, match="no bf16 units"):
+        check("bf16", "openvino")
+    assert not next(ok for s, t, ok, _ in matrix_rows() if (s, t) == ("bf16", "openvino"))
+    monkeypatch.setitem(_support._PRECISION_CAPS, "caps", "FP32 BF16 INT8")
+    assert check("bf16", "openvino").ok
+
+
 def test_qat_rejects_an_excluded_name_the_model_does_not_have(tmp_path: Path) -> None:
     task = make_tiny_task("mlp")
     with pytest.raises(UsageError, match="'net.9'"):

@@ -117,6 +117,11 @@ def quantize(
         modules = result.details.get("float_layer_modules", {})
         named = [f"{modules[layer]} ({layer})" if layer in modules else layer for layer in result.float_layers]
         entry.notes.append(f"{len(named)} layer(s) kept in float: {', '.join(named)}")
+    backup = result.details.get("int8_backup_layers", [])
+    if backup:
+        entry.notes.append(f"{len(backup)} layer(s) in int8, NNCF's backup precision for layers int4 does not "
+                           f"cover (convolutions, widths no group size divides); {result.details.get('int4_layers', 0)}"
+                           " in int4")
     weight_only = result.details.get("outliers", {}).get("weight_only_int8", [])
     if weight_only:
         entry.notes.append(f"{len(weight_only)} layer(s) with token outliers in their inputs: int8 weights only")

@@ -54,25 +54,26 @@ def load_ir(xml: Path, threads: int, example_inputs: Inputs | None = None,
     core = ov.Core()
     model = core.read_model(str(xml))
     caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    options = precisions or tuple(p for p, cap in (("f32", "FP32"), ("bf16", "BF16"), ("f16", "FP16"))
-                                  if cap in caps)
+    supported = tuple(p for p, cap in (("f32", "FP32"), ("bf16", "BF16"), ("f16", "FP16")) if cap in caps)
+    # A precision the CPU lacks compiles but runs as f32: never record it as the one used.
+    options = tuple(p for p in (precisions or supported) if p in supported) or ("f32",)
     shapes = {}
     for port in model.inputs:
         ps = port.get_partial_shape()
         shapes[port.get_any_name()] = [d.get_length() if d.is_static else None for d in ps]
-    timings: dict[str, float] = {}
+    timings: dict[str, float | None] = {}
     best, best_ms = None, float("inf")
     for precision in options:
         compiled = _compile(core, model, precision, threads)
         if example_inputs is None or len(options) == 1:
             best = compiled
-            timings[precision] = float("nan")
+            timings[precision] = None  # the only option: not timed
             break
         ms = _time_ms(compiled, {n: example_inputs[n].numpy() for n in shapes})
         timings[precision] = round(ms, 4)
         if ms < best_ms:
             best, best_ms = compiled, ms
-    chosen = min(timings, key=lambda p: timings[p] if timings[p] == timings[p] else 0.0)
+    chosen = min(timings, key=lambda p: timings[p] or 0.0)
     details = {"threads": threads, "inference_precision": chosen, "precision_timings_ms": timings}
     return OvDeployed(name, Path(xml), shapes, details, compiled=best)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from slimkit.core.task import Task
@@ -59,9 +60,17 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
                              "and onnxruntime, not on torch", hint="use --target openvino")
         from slimkit.techniques.quantize._torch import deploy_torch, quantize_torch
 
+        # torchao quantizes Linear layers only: the rest keep float weights, and the report says which.
+        weighted = [name for name, m in model.named_modules()
+                    if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() > 1
+                    and not isinstance(m, nn.Linear)] if cfg.scheme.startswith("int") else []
         qmodel = quantize_torch(model, cfg)
         deployed = deploy_torch(qmodel, task.example_inputs, workdir / "model.safetensors", threads, cfg.scheme)
-        return QuantizeResult(deployed, cfg, details={"engine": "torchao" if "int8" in cfg.scheme else "cast"})
+        details = {"engine": "torchao" if cfg.scheme.startswith("int") else "cast", "float_layers": weighted}
+        if weighted:
+            say(f"{len(weighted)} layer(s) that are not Linear keep float weights (torchao quantizes Linear only)")
+        deployed.details.update({"quantization": details})
+        return QuantizeResult(deployed, cfg, weighted, details=details)
     items = calibration_items(task.calibration_data, cfg.samples)
     if len(items) < cfg.samples:
         # Calibration needs inputs only, so a small calibration set (minilm ships 64 sentences) is

@@ -62,6 +62,25 @@ def openvino_layer_weights(xml: Path) -> dict[str, Any]:
     return found
 
 
+def weight_element_types(model: Any) -> dict[str, str]:
+    """``{op name: element type of its constant weight}`` ("u4", "u8", "f32"...) of a compressed model."""
+    found = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in _LAYER_OPS and op.get_type_name() != "Gather":
+            continue
+        for port in op.inputs():
+            node = port.get_source_output().get_node()
+            # Weight decompression: Constant(u4/u8) -> Convert -> [Subtract] -> Multiply -> [Reshape] -> op
+            for _ in range(6):
+                if node.get_type_name() == "Constant" or not node.inputs():
+                    break
+                node = node.input_value(0).get_node()
+            if node.get_type_name() == "Constant" and len(node.get_output_partial_shape(0)) >= 2:
+                found[op.get_friendly_name()] = node.get_element_type().get_type_name()
+                break
+    return found
+
+
 def _constant_behind(node: Any) -> Any:
     while node.get_type_name() in ("Convert", "Reshape", "Transpose") and node.inputs():
         node = node.input_value(0).get_node()
@@ -162,6 +181,12 @@ def quantize_ir(float_xml: Path, out_xml: Path, cfg: QuantizeConfig, calibration
 
             raise UsageError(f"NNCF weight compression failed: {str(exc).splitlines()[0][:300]}",
                              hint="try another --group-size (it must divide the layers' input channels)") from exc
+        if cfg.scheme == "int4-weight-only":
+            # NNCF keeps some layers in its int8 backup precision (convolutions, widths no group
+            # size divides): the report names them instead of calling the whole model int4.
+            kinds = weight_element_types(model)
+            details["int8_backup_layers"] = sorted(n for n, t in kinds.items() if t in ("u8", "i8"))
+            details["int4_layers"] = sum(t in ("u4", "i4") for t in kinds.values())
         save_ir(ov, model, out_xml)
         return details
     dataset = nncf.Dataset([{k: v.numpy() for k, v in item.items()} for item in calibration])

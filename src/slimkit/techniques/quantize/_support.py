@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slimkit._optional import available
-from slimkit.errors import UsageError
+from slimkit.errors import UnavailableError, UsageError
 from slimkit.techniques.quantize._config import SCHEMES
 
 
@@ -70,9 +70,33 @@ def support(scheme: str, target: str) -> Support:
     return _MATRIX.get((target, scheme), Support(False, f"unknown target '{target}'"))
 
 
+_PRECISION_CAPS: dict[str, str] = {}
+
+
+def hardware_gap(scheme: str, target: str) -> str | None:
+    """Why this CPU cannot run an offered combination as it claims, or None: OpenVINO compiles bf16
+    on a CPU without bf16 units, but then runs f32 and still reports bf16."""
+    if (target, scheme) != ("openvino", "bf16"):
+        return None
+    if "caps" not in _PRECISION_CAPS:
+        try:
+            import openvino as ov
+
+            _PRECISION_CAPS["caps"] = " ".join(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        except Exception:  # noqa: BLE001 - no OpenVINO: the dependency check reports it
+            return None
+    if "BF16" in _PRECISION_CAPS["caps"].split():
+        return None
+    return "this CPU has no bf16 units (OpenVINO would run f32 and call it bf16): use fp16 or int8 on openvino"
+
+
 def check(scheme: str, target: str, calibration: str | None = None, qat: bool = False) -> Support:
     """Raise UsageError (what is wrong, what would work) unless the combination runs here."""
     s = support(scheme, target)
+    gap = hardware_gap(scheme, target) if s.ok else None
+    if gap:
+        raise UnavailableError(f"scheme '{scheme}' on '{target}' is not available on this machine: {gap}",
+                               hint="run `slimkit list` for what this machine offers")
     if not s.ok:
         works = [t for t in ("openvino", "onnxruntime", "torch") if support(scheme, t).ok]
         alt = f"; {scheme} runs on: {', '.join(works)}" if works else ""
@@ -102,5 +126,8 @@ def matrix_rows(targets: tuple[str, ...] = ("torch", "onnxruntime", "openvino", 
             ok = s.ok and all(available(m)[0] for m in s.needs)
             reason = s.engine if ok or not s.ok else f"{s.engine}; missing: " + ", ".join(
                 m for m in s.needs if not available(m)[0])
+            gap = hardware_gap(scheme, target) if ok else None
+            if gap:
+                ok, reason = False, f"{s.engine}; not on this machine: {gap}"
             rows.append((scheme, target, ok, reason))
     return rows
