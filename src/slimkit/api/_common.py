@@ -151,6 +151,8 @@ def check_budgets(**budgets: float | None) -> None:
         if value is None:
             continue
         flag = "--" + name.replace("_", "-")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise UsageError(f"{flag} must be a number, got {value!r}")
         if not math.isfinite(value) or value < 0 or (value == 0 and name != "max_drop"):
             bound = ">= 0" if name == "max_drop" else "> 0"
             raise UsageError(f"{flag} must be a number {bound}, got {value}",
@@ -167,3 +169,25 @@ def meets_floor(metric: float, floor: float) -> bool:
         (True, False)
     """
     return metric >= floor - 1e-6 * max(1.0, abs(floor))
+
+
+def as_names(value: object, what: str) -> list[str]:
+    """A list of names from a list/tuple of strings, or from one string (one name, never its letters).
+
+    Example:
+        >>> as_names("onnxruntime", "targets"), as_names(("torch", "openvino"), "targets")
+        (['onnxruntime'], ['torch', 'openvino'])
+    """
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise UsageError(f"{what} must be a list of names, got {value!r}", hint=f'e.g. {what}=["onnxruntime"]')
+
+
+def check_threads(threads: object) -> None:
+    """None (all cores this process may use) or a whole number >= 1."""
+    if threads is None:
+        return
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise UsageError(f"threads must be a whole number >= 1, got {threads!r}")

@@ -9,8 +9,10 @@ from torch import nn
 
 from slimkit.api._common import (
     Progress,
+    as_names,
     check_budgets,
     check_targets,
+    check_threads,
     command_line,
     default_threads,
     finalize,
@@ -50,8 +52,10 @@ def benchmark(
         >>> report.baseline.measurement.metric > 90
         True
     """
-    if threads is not None and threads < 1:
-        raise UsageError(f"threads must be >= 1, got {threads}")
+    check_threads(threads)
+    targets = as_names(targets, "targets")
+    if not targets:
+        raise UsageError("no targets given", hint="e.g. targets=['onnxruntime', 'openvino'] (see `slimkit list`)")
     threads = threads or default_threads()
     say = progress or (lambda _msg: None)
     status = check_targets(targets)  # unknown names fail here, before any work

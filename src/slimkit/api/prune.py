@@ -10,7 +10,9 @@ import torch
 
 from slimkit.api._common import (
     Progress,
+    as_names,
     check_targets,
+    check_threads,
     command_line,
     default_threads,
     finalize,
@@ -61,8 +63,10 @@ def prune(
         >>> r.extra["pruning"]["macs_reduction"] > 1.5
         True
     """
-    if threads is not None and threads < 1:
-        raise UsageError(f"threads must be >= 1, got {threads}")
+    check_threads(threads)
+    targets = as_names(targets, "targets")
+    if not targets:
+        raise UsageError("no targets given", hint="e.g. targets=['onnxruntime', 'openvino'] (see `slimkit list`)")
     cfg = config or PruneConfig(mode="structured" if structured else "unstructured", ratio=ratio,
                                 criterion=criterion, recover_epochs=recover_epochs, recover=recover,  # type: ignore[arg-type]
                                 seed=seed)

@@ -9,6 +9,8 @@ from torch import nn
 
 from slimkit.api._common import (
     Progress,
+    as_names,
+    check_threads,
     command_line,
     default_threads,
     finalize,
@@ -67,8 +69,8 @@ def quantize(
         >>> [c.id for c in r.candidates]
         ['onnxruntime-fp32', 'onnxruntime-int8-dynamic']
     """
-    if threads is not None and threads < 1:
-        raise UsageError(f"threads must be >= 1, got {threads}")
+    check_threads(threads)
+    exclude = as_names(exclude, "exclude")
     cfg = QuantizeConfig(scheme, target, calibration=calibration, samples=samples, per_channel=per_channel,
                          group_size=group_size, smooth_quant=smooth_quant, bias_correction=bias_correction,
                          outlier_weight_only=outlier_weight_only, exclude=tuple(exclude), max_drop=max_drop,

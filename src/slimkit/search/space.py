@@ -47,6 +47,17 @@ class SearchSpace:
     calibration: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for name, f in self.__dataclass_fields__.items():
+            value = getattr(self, name)
+            if str(f.type).startswith("tuple") and not isinstance(value, tuple):
+                # one choice given bare (a string would otherwise be iterated letter by letter)
+                object.__setattr__(self, name, tuple(value) if isinstance(value, list) else (value,))
+        from slimkit.targets import TARGETS
+
+        unknown = [t for t in self.targets if t not in TARGETS.names()]
+        if unknown:
+            raise UsageError(f"search space: unknown target(s) {', '.join(map(repr, unknown))}",
+                             hint=f"choose from: {', '.join(TARGETS.names())}")
         if not self.targets:
             raise UsageError("search space: targets needs at least one target", hint="e.g. targets: [onnxruntime]")
         for name in ("prune_ratio", "prune_head_ratio"):

@@ -15,14 +15,16 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from slimkit._optional import require
 from slimkit.api._common import (
+    as_names,
     check_budgets,
+    check_threads,
     command_line,
     default_threads,
     finalize,
@@ -33,6 +35,7 @@ from slimkit.api._common import (
 )
 from slimkit.core.files import atomic_write_json
 from slimkit.core.recipe import Recipe
+from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError
 from slimkit.measure.env import environment
 from slimkit.report.schema import Entry, Report
@@ -41,6 +44,13 @@ from slimkit.search.space import SearchSpace
 from slimkit.tasks import load_task
 
 SAMPLERS = ("grid", "random", "tpe", "gp", "nsga2")
+# Task objects handed to optimize() in this process, by name: trials load tasks by name, and a
+# user's Task object (not a built-in, not a file) can be found only here.
+_IN_PROCESS: dict[str, Task] = {}
+
+
+def _load(name: str, seed: int) -> Task:
+    return _IN_PROCESS.get(name) or load_task(name, seed=seed)
 PRUNERS = ("none", "median", "hyperband")
 STUDY_NAME = "slimkit"
 
@@ -98,7 +108,7 @@ def _settings_path(out: Path) -> Path:
 
 def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> Callable[[Any], Any]:
     optuna = require("optuna")
-    task = load_task(settings["task"], seed=settings["seed"])
+    task = _load(settings["task"], settings["seed"])
     space = SearchSpace.from_dict(settings["space"])
     out = Path(settings["out"])
     floor = settings["metric_floor"]
@@ -397,8 +407,24 @@ def optimize(
     if pruner != "none" and sampler == "nsga2":
         raise UsageError("pruners need a single-objective study, NSGA-II is multi-objective",
                          hint="use --sampler tpe/random/gp/grid with --pruner, or drop --pruner")
-    if workers < 1 or (trials is not None and trials < 1):
-        raise UsageError("--workers and --trials must be >= 1")
+    for name, value in (("workers", workers), ("trials", trials)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UsageError(f"--{name} must be a whole number >= 1, got {value!r}")
+    check_threads(threads)
+    if targets is not None:
+        targets = as_names(targets, "targets")
+    if isinstance(space, Mapping):
+        space = SearchSpace.from_dict(space)
+    elif space is not None and not isinstance(space, SearchSpace):
+        raise UsageError(f"space must be a SearchSpace or a mapping of its fields, got {type(space).__name__}")
+    if space is not None and targets is not None and set(space.targets) != set(targets):
+        raise UsageError(f"the targets given ({', '.join(targets)}) differ from the space's "
+                         f"({', '.join(space.targets)})", hint="give the targets in one place: the space or --targets")
+    if not isinstance(task, str):
+        if workers > 1:
+            raise UsageError("a Task object lives in this process only; worker processes load the task by name",
+                             hint="with --workers > 1 give the task as 'path/to/file.py:function'")
+        _IN_PROCESS[task.name] = task
     check_budgets(max_drop=max_drop, latency_budget=latency_budget, size_budget=size_budget_mb,
                    time_budget=time_budget)
     if targets is not None and not targets:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +71,11 @@ def load_task(spec: str | Task, seed: int = 0) -> Task:
     """
     if isinstance(spec, Task):
         return spec
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise UsageError(f"a task is a name, path/to/file.py:function or a slimkit.Task, got {spec!r}",
+                         hint="see `slimkit list` for the built-in tasks")
     if ":" in spec and spec.split(":")[0].endswith(".py"):
         return _load_user_task(spec, seed)
     if spec.endswith(".py"):
