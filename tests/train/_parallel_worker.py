@@ -1,4 +1,4 @@
-"""Run by tests/train/test_parallel.py in forked processes: FSDP2 and pipeline stages on gloo."""
+"""Run by tests/train/test_parallel.py in spawned processes: FSDP2 and pipeline stages on gloo."""
 
 from __future__ import annotations
 

@@ -20,9 +20,10 @@ def test_two_process_ddp_matches_one_process(tmp_path, accumulate: int) -> None:
 
     worker.train(0, 1, "", str(single), accumulate=accumulate)
     double = tmp_path / "ddp.safetensors"
-    # fork: the children inherit the imported torch (DDP alone imports torch._dynamo, seconds).
+    # spawn, not fork: a test process that ran quantization-aware training before (any order of the
+    # suite) holds autograd threads, and a forked child then refuses to run backward.
     mp.start_processes(worker.train, args=(2, str(tmp_path / "rdv"), str(double), accumulate), nprocs=2, join=True,
-                       start_method="fork")
+                       start_method="spawn")
     a, b = load_file(str(single)), load_file(str(double))
     assert a.keys() == b.keys()
     for k in a:

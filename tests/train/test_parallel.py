@@ -11,8 +11,10 @@ from tests.train import _parallel_worker as worker
 
 
 def _run(fn, tmp_path, name: str) -> None:  # noqa: ANN001
+    # spawn, not fork: after the suite's quantization-aware training, this process holds autograd
+    # threads and forked children refuse to run backward.
     mp.start_processes(fn, args=(2, str(tmp_path / f"rdv-{name}"), str(tmp_path / name)), nprocs=2, join=True,
-                       start_method="fork")
+                       start_method="spawn")
 
 
 @pytest.mark.slow  # FSDP2 imports torch._dynamo in each process: ~10 s on 2 shared cores

@@ -502,7 +502,7 @@ def optimize(
         _run_worker(settings, quiet=progress is None)
     else:
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_run_worker, args=(settings, True, True)) for _ in range(workers)]
+        procs = [ctx.Process(target=_run_worker, args=(settings, progress is None, True)) for _ in range(workers)]
         for p in procs:
             p.start()
         for p in procs:
