@@ -44,6 +44,8 @@ from slimkit.search.space import SearchSpace
 from slimkit.tasks import load_task
 
 SAMPLERS = ("grid", "random", "tpe", "gp", "nsga2")
+PRUNERS = ("none", "median", "hyperband")
+STUDY_NAME = "slimkit"
 # Task objects handed to optimize() in this process, by name: trials load tasks by name, and a
 # user's Task object (not a built-in, not a file) can be found only here.
 _IN_PROCESS: dict[str, Task] = {}
@@ -51,8 +53,6 @@ _IN_PROCESS: dict[str, Task] = {}
 
 def _load(name: str, seed: int) -> Task:
     return _IN_PROCESS.get(name) or load_task(name, seed=seed)
-PRUNERS = ("none", "median", "hyperband")
-STUDY_NAME = "slimkit"
 
 
 def _sampler(name: str, space: SearchSpace, seed: int, constrained: bool) -> Any:
