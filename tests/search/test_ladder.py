@@ -79,7 +79,7 @@ def test_mixed_rung_spends_only_the_headroom_above_the_floor():
 def _entry(ms: float, metric: float):  # the parts of an Entry the ladder reads
     from types import SimpleNamespace as NS
 
-    return NS(measurement=NS(latency=NS(median=ms), metric=metric, details={}))
+    return NS(measurement=NS(latency=NS(median=ms), metric=metric, details={}), notes=[])
 
 
 def test_ladder_is_skipped_where_quantization_does_not_make_the_model_faster(tmp_path, monkeypatch):
@@ -107,6 +107,7 @@ def test_ladder_is_skipped_where_quantization_does_not_make_the_model_faster(tmp
     assert got is slow and timed == ["prune@openvino"] and measured == []
     assert got.measurement.details["ladder"][0]["rung"] == "all"
     assert "no faster" in got.measurement.details["ladder"][0]["skipped"]
+    assert any("float recipe dominates" in n for n in got.notes)  # said in the report, not only in details
     assert not (tmp_path / "float-reference").exists()  # the reference leaves no artifact behind
 
     measured.clear()

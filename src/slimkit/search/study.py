@@ -188,6 +188,7 @@ def _climb(task: Any, recipe: Recipe, ptq: Entry, workdir: Path, settings: dict[
         # no rung can give a candidate worth its minutes: the float twin dominates it.
         say(f"trial {trial.number}: recovery ladder skipped: {why}")
         ptq.measurement.details["ladder"] = [{"rung": "all", "skipped": why}]
+        ptq.notes.append(f"below the floor, and no recovery tried: {why}, so the float recipe dominates it")
         return ptq
     float_metric = ptq.measurement.details.get("steps", {}).get("prune", {}).get("metric_after_recovery")
     _, chosen, history = climb(recipe, evaluate, settings["metric_floor"], max_drop=settings["max_drop"],
