@@ -10,7 +10,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit.api._common import Progress, command_line, default_threads, finalize, fresh_dir, measure_model
+from slimkit.api._common import (
+    Progress,
+    check_threads,
+    command_line,
+    default_threads,
+    finalize,
+    fresh_dir,
+    measure_model,
+)
 from slimkit.api.train import fresh_model
 from slimkit.core.data import Batches
 from slimkit.core.files import atomic_path, atomic_write_json
@@ -90,6 +98,7 @@ def distill(
     if not 0.0 < label_fraction <= 1.0:
         raise UsageError(f"label fraction must be in (0, 1], got {label_fraction}")
     cfg = config or DistillConfig(seed=seed)
+    check_threads(threads)
     threads = threads or default_threads()
     torch.set_num_threads(threads)
     say = progress or (lambda _msg: None)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from slimkit._optional import require
+from slimkit.api._common import check_threads
 from slimkit.core.data import Batches
 from slimkit.core.files import atomic_write_json, atomic_write_text, read_mapping
 from slimkit.core.task import Task
@@ -135,9 +136,8 @@ def tune(
     if trials < 1:
         raise UsageError("--trials must be >= 1")
     say = progress or (lambda _m: None)
+    check_threads(threads)
     if threads is not None:
-        if threads < 1:
-            raise UsageError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     task_obj = load_task(task, seed=seed)
     if not isinstance(task_obj.train_data, Batches):
