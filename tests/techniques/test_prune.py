@@ -12,6 +12,7 @@ from torch import nn
 from slimkit.core.config import config_from_dict
 from slimkit.core.data import Batches
 from slimkit.core.task import Metric, Task, accuracy, run_model
+from slimkit.errors import UsageError
 from slimkit.measure.flops import count_macs, count_params
 from slimkit.techniques.prune import (
     PruneConfig,
@@ -190,9 +191,19 @@ def test_layer_ratios_and_global_scope():
 
 
 def test_unknown_layer_is_named():
+    """A usage error (exit 2) in either mode: unstructured pruning used to skip unknown names silently."""
     task = _task("mlp")
-    with pytest.raises(PruneError, match="nope"):
-        prune_model(task.build_model(), task, PruneConfig(ignore=("nope",)))
+    for mode in ("structured", "unstructured"):
+        with pytest.raises(UsageError, match="nope"):
+            prune_model(task.build_model(), task, PruneConfig(mode=mode, ignore=("nope",)))
+
+
+def test_options_of_the_other_mode_are_refused():
+    for kw in ({"target_macs": 2.0}, {"round_to": 8}, {"criterion": "bn_scale"}):
+        with pytest.raises(UsageError, match="apply to structured pruning"):
+            PruneConfig(mode="unstructured", **kw)
+    with pytest.raises(UsageError, match="2 of every 4"):
+        PruneConfig(mode="unstructured", pattern="2:4", ratio=0.2)
 
 
 def test_unprunable_layer_gives_error_naming_it():

@@ -84,6 +84,11 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
         [114, 58]
     """
     say = progress or (lambda _m: None)
+    modules = {name for name, _ in model.named_modules()}
+    unknown = [n for n in (*cfg.ignore, *cfg.parsed_layer_ratios()) if n not in modules]
+    if unknown:
+        raise UsageError(f"prune config names layer(s) the model does not have: {', '.join(unknown)}",
+                         hint="use names from model.named_modules() (--ignore, --layer-ratio)")
     teacher = model.eval()
     student = copy.deepcopy(model).eval()
     inputs = task.example_inputs

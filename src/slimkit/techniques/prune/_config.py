@@ -87,6 +87,17 @@ class PruneConfig(StepConfig):
         if self.schedule == "gradual" and (self.mode != "unstructured" or self.recover_epochs < 1):
             raise UsageError("prune config: the gradual schedule is for unstructured pruning during recovery",
                              hint="use mode='unstructured' with recover_epochs >= 1")
+        structured_only = {"target_macs": self.target_macs is not None, "round_to": self.round_to is not None,
+                           "criterion bn_scale": self.criterion == "bn_scale"}
+        used = [name for name, on in structured_only.items() if on]
+        if used and self.mode != "structured":
+            raise UsageError(f"prune config: {', '.join(used)} apply to structured pruning (channels), not to "
+                             "unstructured (zeroed weights keep the shapes and MACs)",
+                             hint="drop them, or use mode='structured' (--structured)")
+        if self.pattern == "2:4" and (self.ratio != 0.5 or self.scope != "uniform"):
+            raise UsageError("prune config: the 2:4 pattern keeps 2 of every 4 weights: sparsity is 50% in every "
+                             f"layer, so ratio {self.ratio} / scope {self.scope} cannot apply",
+                             hint="drop --ratio/--scope with --pattern 2:4 (or give --ratio 0.5)")
         if (self.head_ratio is not None or self.ffn_ratio is not None) and self.mode != "structured":
             raise UsageError("prune config: head_ratio/ffn_ratio remove attention heads and FFN neurons "
                              "(structured pruning of transformers)", hint="drop them, or use mode='structured'")
