@@ -108,3 +108,14 @@ def test_trimmed_batches_group_lengths_and_cover_every_item():
     assert sum(widths) < 8 * 16  # grouped by length: far less padding than random batches
     train, val = data.holdout(0.25)
     assert train.num_items == 48 and val.num_items == 16 and train.trim_to == "attention_mask"
+
+
+def test_a_model_whose_forward_lacks_the_input_names_gets_a_clear_error():
+    import torch
+    from torch import nn
+
+    from slimkit.core.task import run_model
+    from slimkit.errors import TaskError
+
+    with pytest.raises(TaskError, match=r"does not take the task's input\(s\) by name \(x\)"):
+        run_model(nn.Sequential(nn.Linear(3, 2)), {"x": torch.zeros(1, 3)})

@@ -152,6 +152,17 @@ def run_model(model: nn.Module, inputs: Inputs) -> torch.Tensor:
     """Call a torch model on named inputs; a shape mismatch becomes a ShapeError."""
     try:
         return primary_output(model(**inputs))
+    except TypeError as exc:
+        # Models are called with the task's named inputs (as the exporters do): a forward() without
+        # those parameter names (nn.Sequential's is forward(input)) cannot be run, say how to fix it.
+        text = str(exc)
+        if "forward()" not in text or not ("unexpected keyword argument" in text or "required positional" in text):
+            raise
+        names = ", ".join(inputs)
+        raise TaskError(f"{type(model).__name__}.forward() does not take the task's input(s) by name ({names}): "
+                        f"{str(exc).splitlines()[0]}",
+                        hint=f"give the model a forward({names}) (wrap nn.Sequential in a module whose "
+                             f"forward takes {names})") from None
     except RuntimeError as exc:
         text = str(exc)
         if any(k in text for k in ("shape", "size", "dimension", "Expected")):
