@@ -36,7 +36,7 @@ def fmt_count(n: int) -> str:
 
 
 COLUMNS = ["id", "target", "metric", "latency b1 ms (median, p90, 95% CI)", "speed-up",
-           "throughput", "size", "params", "MACs", "peak mem", "flags"]
+           "throughput", "size", "params", "MACs", "RSS growth", "flags"]
 
 
 def row(entry: Entry, baseline: Entry, best: str | None) -> list[str]:
@@ -110,7 +110,9 @@ def to_markdown(report: Report) -> str:
         lines.append("| " + " | ".join(row(entry, report.baseline, report.best)) + " |")
     lines.append("")
     lines.append(f"Metric: {report.baseline.measurement.metric_name} (higher is better). "
-                 "Speed-up is against the baseline (torch eager) measured in the same run.")
+                 "Speed-up is against the baseline (torch eager) measured in the same run. RSS growth is "
+                 "how much this process's resident memory grew while a model was loaded and evaluated: "
+                 "models measured after others on the same runtime reuse its memory and show less.")
     if report.best:
         lines.append(f"Best: **{report.best}**.")
     else:
