@@ -37,17 +37,21 @@ def _layers(graph: Any, weighted_only: bool) -> list[tuple[str, str]]:
     return rows
 
 
-def onnx_layer_weights(path: Path) -> dict[str, Any]:
-    """``{node name: weight array}`` of the Conv/MatMul/Gemm nodes that read a constant matrix or kernel."""
-    onnx = require("onnx")
-    graph = onnx.load(str(path)).graph
+def weighted_nodes(graph: Any) -> list[tuple[Any, Any]]:
+    """(node, its weight initializer) of the Conv/MatMul/Gemm nodes that read a constant matrix or kernel."""
     arrays = {i.name: i for i in graph.initializer if len(i.dims) >= 2}
-    found = {}
+    found = []
     for n in graph.node:
         weight = next((i for i in n.input if i in arrays), None) if n.op_type in LAYER_OPS else None
         if weight is not None:
-            found[n.name] = onnx.numpy_helper.to_array(arrays[weight])
+            found.append((n, arrays[weight]))
     return found
+
+
+def onnx_layer_weights(path: Path) -> dict[str, Any]:
+    """``{node name: weight array}`` of the Conv/MatMul/Gemm nodes that read a constant matrix or kernel."""
+    onnx = require("onnx")
+    return {n.name: onnx.numpy_helper.to_array(w) for n, w in weighted_nodes(onnx.load(str(path)).graph)}
 
 
 def preprocess(float_onnx: Path, out: Path) -> Path:

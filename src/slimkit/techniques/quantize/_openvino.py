@@ -49,40 +49,35 @@ def openvino_layer_weights(xml: Path) -> dict[str, Any]:
     """``{op name: weight array}`` of the quantizable ops of a float IR that read a constant (through
     the Convert/Reshape/Transpose OpenVINO puts in front of it)."""
     ov = require("openvino")
-    found = {}
-    for op in ov.Core().read_model(str(xml)).get_ordered_ops():
-        kind = op.get_type_name()
-        if kind not in _LAYER_OPS and kind != "Gather":
-            continue
-        for port in op.inputs():
-            node = _constant_behind(port.get_source_output().get_node())
-            if node is not None:
-                found[op.get_friendly_name()] = node.get_data()
-                break
-    return found
+    return {name: c.get_data() for name, c in _layer_constants(ov.Core().read_model(str(xml)), _LAYOUT)}
 
 
 def weight_element_types(model: Any) -> dict[str, str]:
     """``{op name: element type of its constant weight}`` ("u4", "u8", "f32"...) of a compressed model."""
-    found = {}
+    return {name: c.get_element_type().get_type_name() for name, c in _layer_constants(model, _DECOMPRESSION)}
+
+
+_LAYOUT = ("Convert", "Reshape", "Transpose")
+# Weight decompression: Constant(u4/u8) -> Convert -> [Subtract zero point] -> Multiply scale -> [Reshape]
+_DECOMPRESSION = (*_LAYOUT, "Subtract", "Multiply")
+
+
+def _layer_constants(model: Any, through: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """(op name, the Constant behind its weight input) of the quantizable ops and embedding Gathers."""
+    found = []
     for op in model.get_ordered_ops():
         if op.get_type_name() not in _LAYER_OPS and op.get_type_name() != "Gather":
             continue
         for port in op.inputs():
-            node = port.get_source_output().get_node()
-            # Weight decompression: Constant(u4/u8) -> Convert -> [Subtract] -> Multiply -> [Reshape] -> op
-            for _ in range(6):
-                if node.get_type_name() == "Constant" or not node.inputs():
-                    break
-                node = node.input_value(0).get_node()
-            if node.get_type_name() == "Constant" and len(node.get_output_partial_shape(0)) >= 2:
-                found[op.get_friendly_name()] = node.get_element_type().get_type_name()
+            node = _constant_behind(port.get_source_output().get_node(), through)
+            if node is not None:
+                found.append((op.get_friendly_name(), node))
                 break
     return found
 
 
-def _constant_behind(node: Any) -> Any:
-    while node.get_type_name() in ("Convert", "Reshape", "Transpose") and node.inputs():
+def _constant_behind(node: Any, through: tuple[str, ...] = _LAYOUT) -> Any:
+    while node.get_type_name() in through and node.inputs():
         node = node.input_value(0).get_node()
     if node.get_type_name() == "Constant" and len(node.get_output_partial_shape(0)) >= 2:
         return node

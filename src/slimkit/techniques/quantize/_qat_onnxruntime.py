@@ -37,21 +37,14 @@ from slimkit.techniques.quantize._origins import is_block_of
 def match_layers(path: Path, weights: Sequence[np.ndarray]) -> list[tuple[str, str, int]]:
     """(node name, its activation input, index into ``weights``) of every Conv/MatMul/Gemm node of an
     ONNX graph whose weight is one of ``weights`` or a block of its rows, found by value."""
-    from slimkit.techniques.quantize._onnxruntime import LAYER_OPS
+    from slimkit.techniques.quantize._onnxruntime import weighted_nodes
 
     onnx = require("onnx", "quantization-aware training for onnxruntime")
-    numpy_helper = onnx.numpy_helper
-
-    graph = onnx.load(str(path)).graph
-    arrays = {i.name: i for i in graph.initializer if len(i.dims) >= 2}
     found = []
-    for n in graph.node:
-        weight = next((i for i in n.input if i in arrays), None) if n.op_type in LAYER_OPS else None
-        if weight is None:
-            continue
-        value = numpy_helper.to_array(arrays[weight])
+    for n, weight in weighted_nodes(onnx.load(str(path)).graph):
+        value = onnx.numpy_helper.to_array(weight)
         index = next((k for k, w in enumerate(weights) if is_block_of(value, w)), None)
-        activation = next((i for i in n.input if i and i != weight), None)
+        activation = next((i for i in n.input if i and i != weight.name), None)
         if index is not None and activation is not None:
             found.append((n.name, activation, index))
     return found
