@@ -125,10 +125,11 @@ def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threa
     from slimkit.core.task import run_model
     from slimkit.export.parity import compare
     from slimkit.measure.env import int8_dot_saturates
+    from slimkit.techniques.quantize._origins import in_module
     from slimkit.techniques.quantize._qat import SMOOTH_ALPHA, qat_model
 
     modules = [name for name, _ in model.named_modules() if name]
-    unknown = [e for e in cfg.exclude if not any(m == e or m.startswith(f"{e}.") for m in modules)]
+    unknown = [e for e in cfg.exclude if not any(in_module(m, e) for m in modules)]
     if unknown:
         raise UsageError(f"quantization-aware training keeps torch modules in float, and the model has no module "
                          f"named {', '.join(repr(u) for u in unknown)} (it has e.g. {', '.join(modules[:4])})",

@@ -12,6 +12,7 @@ from slimkit.core.data import Inputs
 from slimkit.errors import UsageError
 from slimkit.targets.base import Deployed
 from slimkit.techniques.quantize._config import QuantizeConfig
+from slimkit.techniques.quantize._origins import in_module, module_weights, name_layers
 
 
 class Backend:
@@ -27,8 +28,6 @@ class Backend:
 
     def know_modules(self, model: nn.Module) -> None:
         """Name layers after ``model``'s modules, matched by weight value (see ``_origins``)."""
-        from slimkit.techniques.quantize._origins import module_weights
-
         self._modules, self._origins = module_weights(model), None
 
     def layers(self) -> list[tuple[str, str]]:
@@ -36,8 +35,6 @@ class Backend:
         rows = self._engine_layers()
         if self._modules:
             if self._origins is None:
-                from slimkit.techniques.quantize._origins import name_layers
-
                 self._origins = name_layers(self._layer_weights(), self._modules)
             rows = [(layer, self._origins.get(layer, origin)) for layer, origin in rows]
         return rows
@@ -55,7 +52,7 @@ class Backend:
         picked: list[str] = []
         for name in names:
             hits = [layer for layer, origin in rows
-                    if name == layer or (origin and (name == origin or origin.startswith(f"{name}.")))]
+                    if name == layer or (origin and in_module(origin, name))]
             if not hits:
                 known = ", ".join(dict.fromkeys(origin or layer for layer, origin in rows[:4]))
                 raise UsageError(f"no quantizable layer of the model on {self.cfg.target} is named '{name}' "

@@ -17,6 +17,17 @@ import torch
 from torch import nn
 
 
+def in_module(name: str, module: str) -> bool:
+    """``name`` is the module ``module`` or lies inside it (a submodule or one of its parameters): how
+    ``exclude`` names a layer or a whole block.
+
+    Example:
+        >>> in_module("encoder.layer.0.query", "encoder.layer.0"), in_module("encoder.layer.01", "encoder.layer.0")
+        (True, False)
+    """
+    return name == module or name.startswith(f"{module}.")
+
+
 def is_block_of(array: np.ndarray, weight: np.ndarray) -> bool:
     """``array`` is ``weight``, or a block of its rows (an exporter's slice of a packed projection),
     as stored or transposed; or, for a convolution, ``weight`` with each output channel scaled (a

@@ -50,6 +50,7 @@ from torch import nn
 
 from slimkit.core.data import Inputs
 from slimkit.core.task import Task, run_model
+from slimkit.techniques.quantize._origins import in_module
 from slimkit.train.engine import TrainConfig, fit
 from slimkit.train.losses import distill_loss
 from slimkit.train.modes import frozen_embeddings, no_dropout
@@ -269,7 +270,7 @@ def insert_fake_quant(model: nn.Module, exclude: Sequence[str] = (), per_channel
             continue
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
-            if isinstance(child, _WRAPPED) and not any(full == e or full.startswith(f"{e}.") for e in exclude):
+            if isinstance(child, _WRAPPED) and not any(in_module(full, e) for e in exclude):
                 setattr(module, child_name, FakeQuant(child, per_channel, weight_max))
                 wrapped.append(full)
         if attention and all(isinstance(getattr(module, n, None), FakeQuant) for n in ("query", "key", "value")):

@@ -31,7 +31,7 @@ from slimkit.core.data import Inputs
 from slimkit.core.task import Task
 from slimkit.targets.base import Deployed
 from slimkit.techniques.quantize._config import QuantizeConfig
-from slimkit.techniques.quantize._origins import is_block_of
+from slimkit.techniques.quantize._origins import in_module, is_block_of
 
 
 def match_layers(path: Path, weights: Sequence[np.ndarray]) -> list[tuple[str, str, int]]:
@@ -70,7 +70,7 @@ def deploy_qat_onnxruntime(qmodel: nn.Module, task: Task, cfg: QuantizeConfig, w
     # Matrices no wrapped layer owns (embedding tables too, which no Conv/MatMul/Gemm reads, so
     # they match nothing): those of excluded modules stay float, the rest are calibrated.
     untrained = [(n, p.detach().numpy()) for n, p in plain.named_parameters() if p.dim() >= 2 and n not in owned]
-    is_excluded = [any(n.startswith(f"{e}.") for e in cfg.exclude) for n, _ in untrained]
+    is_excluded = [any(in_module(n, e) for e in cfg.exclude) for n, _ in untrained]
     pre = preprocess(export_float(plain, task.example_inputs, "onnxruntime", workdir), workdir / "float.pre.onnx")
     matches = match_layers(pre, trained + [w for _, w in untrained])  # one pass over the graph
     float_layers = [node for node, _, k in matches if k >= len(trained) and is_excluded[k - len(trained)]]
