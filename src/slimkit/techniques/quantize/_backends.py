@@ -25,6 +25,7 @@ class Backend:
         self.details: dict[str, Any] = {}
         self._modules: list[tuple[str, Any]] = []
         self._origins: dict[str, str] | None = None
+        self._rows: list[tuple[str, str]] | None = None
 
     def know_modules(self, model: nn.Module) -> None:
         """Name layers after ``model``'s modules, matched by weight value (see ``_origins``)."""
@@ -32,7 +33,9 @@ class Backend:
 
     def layers(self) -> list[tuple[str, str]]:
         """(name the engine knows the layer by, the torch module it came from, where known)."""
-        rows = self._engine_layers()
+        if self._rows is None:  # the float artifact never changes: read its graph once
+            self._rows = self._engine_layers()
+        rows = self._rows
         if self._modules:
             if self._origins is None:
                 self._origins = name_layers(self._layer_weights(), self._modules)
