@@ -87,19 +87,16 @@ def nncf_int8_alone(task: Task, model: torch.nn.Module, folder: Path, threads: i
     return load_ir(path, threads, task.example_inputs)
 
 
-def load_best(report: dict, out: Path, task: Task, threads: int):  # noqa: ANN201
-    """The search's best artifact, loaded on its target."""
+def load_best(report: dict, out: Path, threads: int):  # noqa: ANN201
+    """The search's best artifact, loaded on its target in the precision the search measured it in."""
+    from slimkit.targets import load_artifact
+
     best = next(c for c in report["candidates"] if c["id"] == report["best"])
-    path = out / best["artifact"]
-    if best["target"] == "openvino":
-        from slimkit.targets.openvino import load_ir
-
-        return best, load_ir(path, threads, task.example_inputs)
-    if best["target"] == "onnxruntime":
-        from slimkit.targets.onnxruntime import load_onnx
-
-        return best, load_onnx(path, threads)
-    raise SystemExit(f"best target {best['target']} is not re-timed by this script")
+    deployed = load_artifact(best["target"], out / best["artifact"], threads,
+                             best["details"].get("inference_precision"))
+    if deployed is None:
+        raise SystemExit(f"best target {best['target']} is not re-timed by this script")
+    return best, deployed
 
 
 def part(name: str, out: Path, minutes: float, threads: int, reuse: bool) -> list[str]:
@@ -119,7 +116,7 @@ def part(name: str, out: Path, minutes: float, threads: int, reuse: bool) -> lis
     task = load_task(spec["task"])
     model = task.build_model()
     torch.set_num_threads(threads)
-    best, best_deployed = load_best(report, run_dir, task, threads)
+    best, best_deployed = load_best(report, run_dir, threads)
     alone = nncf_int8_alone(task, model, fresh_dir(run_dir / "nncf-int8-alone"), threads)
     alone_entry = measure_entry(alone, task, model, entry_id="openvino-nncf-int8-alone", recipe=[], out=run_dir)
 
