@@ -72,6 +72,13 @@ OPT = ["optimize", "--task", "digits-cnn", "--out", "run"]
           "--out", "run"], {}, "head_ratio/ffn_ratio"),
         (["bench", "--task", "digits-cnn", "--max-drop", "-3", "--out", "run"], {}, "--max-drop must be"),
         (["train", "--task", "digits-cnn", "--resume", "--out", "run"], {}, "nothing to resume"),  # was: fresh start
+        # distill options that change nothing were accepted and recorded as if they had
+        (["distill", "--task", "digits-cnn", "--student", "digits-cnn", "--alpha", "0", "--temperature", "2",
+          "--out", "run"], {}, "--temperature has no effect with --alpha 0"),
+        (["distill", "--task", "digits-cnn", "--student", "digits-cnn", "--alpha", "1", "--label-fraction", "0.1",
+          "--no-alone", "--out", "run"], {}, "has no effect with alpha 1"),
+        (["distill", "--task", "digits-cnn", "--student", "digits-cnn", "--pairs", "a=b", "--out", "run"], {},
+         "both weights are 0"),
         (["bench", "--task", "digits-cnn", "--out", "afile"], {"afile": "x"}, "is a file, not a folder"),
     ],
 )

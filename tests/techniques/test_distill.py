@@ -115,9 +115,11 @@ def test_cached_teacher_logits_match_live_ones() -> None:
 
 
 def test_config_round_trip_and_validation() -> None:
-    cfg = DistillConfig(temperature=2.0, pairs=("a=b",))
+    cfg = DistillConfig(temperature=2.0, feature_weight=1.0, pairs=("a=b",))
     assert config_from_dict(cfg.to_dict()) == cfg
     with pytest.raises(UsageError):
-        DistillConfig(pairs=("a-b",))
+        DistillConfig(feature_weight=1.0, pairs=("a-b",))
+    with pytest.raises(UsageError, match="both weights are 0"):  # pairs alone changed nothing
+        DistillConfig(pairs=("a=b",))
     with pytest.raises(UsageError):
         DistillConfig(alpha=1.5)

@@ -98,6 +98,10 @@ def distill(
     if not 0.0 < label_fraction <= 1.0:
         raise UsageError(f"label fraction must be in (0, 1], got {label_fraction}")
     cfg = config or DistillConfig(seed=seed)
+    if label_fraction < 1.0 and cfg.alpha == 1.0 and not alone:
+        # alpha 1 gives the hard labels no weight: the fraction would change nothing that is reported.
+        raise UsageError(f"label fraction {label_fraction} has no effect with alpha 1 (soft targets only) and no "
+                         "student-alone run", hint="lower alpha so the labels count, or keep the alone run")
     check_threads(threads)
     threads = threads or default_threads()
     torch.set_num_threads(threads)

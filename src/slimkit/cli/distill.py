@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "or path/to/file.py:function returning an nn.Module")
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T (loss scaled by T^2)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="softmax temperature T (loss scaled by T^2; default 4)")
     p.add_argument("--alpha", type=float, default=0.9, help="weight of the soft-target loss vs the hard labels")
     p.add_argument("--feature-weight", type=float, default=0.0, help="feature matching through learned adapters")
     p.add_argument("--attention-weight", type=float, default=0.0, help="attention transfer")
@@ -33,9 +34,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slimkit.api.distill import distill
+    from slimkit.errors import UsageError
     from slimkit.techniques.distill import DistillConfig
 
-    cfg = DistillConfig(temperature=args.temperature, alpha=args.alpha, feature_weight=args.feature_weight,
+    if args.temperature is not None and args.alpha == 0:
+        raise UsageError("--temperature has no effect with --alpha 0 (no soft-target loss)",
+                         hint="raise --alpha or drop --temperature")
+    temperature = 4.0 if args.temperature is None else args.temperature
+    cfg = DistillConfig(temperature=temperature, alpha=args.alpha, feature_weight=args.feature_weight,
                         attention_weight=args.attention_weight,
                         pairs=tuple(split_list(args.pairs)),
                         cache_teacher=not args.no_cache, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,

@@ -23,7 +23,7 @@ class DistillConfig(StepConfig):
 
     Example:
         >>> import json
-        >>> cfg = DistillConfig(temperature=2.0, pairs=["layer2.0.conv1=features.3"])
+        >>> cfg = DistillConfig(temperature=2.0, feature_weight=1.0, pairs=["layer2.0.conv1=features.3"])
         >>> DistillConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
         True
     """
@@ -53,6 +53,11 @@ class DistillConfig(StepConfig):
         for p in self.pairs:
             if p.count("=") != 1:
                 raise UsageError(f"distill pair '{p}' is not 'teacher.layer=student.layer'")
+        if self.pairs and not self.needs_features:
+            # Pairs only feed the feature and attention losses; accepting them alone did nothing.
+            raise UsageError("distill pairs are used by feature matching and attention transfer, and both "
+                             "weights are 0", hint="set feature_weight/attention_weight (--feature-weight, "
+                             "--attention-weight) or drop the pairs")
 
     @property
     def needs_features(self) -> bool:

@@ -15,7 +15,7 @@ from slimkit.core.task import LossFn, run_model
 from slimkit.techniques.prune._blocks import prune_blocks
 from slimkit.techniques.prune._config import PruneConfig
 from slimkit.techniques.prune._errors import PruneError, TraceError
-from slimkit.techniques.prune._graph import build_pruner, graph_blocker, group_root, module_names
+from slimkit.techniques.prune._graph import Rounding, build_pruner, graph_blocker, group_root, module_names
 from slimkit.techniques.prune._importance import accumulate_gradients
 from slimkit.techniques.prune._transformer import bert_layers, prune_bert
 
@@ -101,8 +101,9 @@ def prune_structured(
         untraced: TraceError | None = None
         if reason is None:
             try:
-                _prune_graph(model, inputs, cfg, data, loss_fn, ratios, None)
+                rounding = _prune_graph(model, inputs, cfg, data, loss_fn, ratios, None)
                 check_model(model, inputs, expected, "all groups")
+                result.note = rounding.note(cfg.round_to) if cfg.round_to else ""
             except TraceError as exc:  # raised before anything was pruned
                 untraced, reason = exc, f"Torch-Pruning {exc.message}"
             except PruneError as first:
@@ -121,7 +122,8 @@ def prune_structured(
 
 
 def _prune_graph(model: nn.Module, inputs: Inputs, cfg: PruneConfig, data: Iterable[Batch] | None,
-                 loss_fn: LossFn | None, ratios: dict[str, float] | None, check: torch.Size | None) -> None:
+                 loss_fn: LossFn | None, ratios: dict[str, float] | None, check: torch.Size | None) -> Rounding:
+    """Prune every group Torch-Pruning ranks; returns what rounding to ``cfg.round_to`` did."""
     pruner = build_pruner(model, inputs, cfg, ratios)
     names = module_names(model)
     if cfg.criterion == "taylor":
@@ -148,6 +150,7 @@ def _prune_graph(model: nn.Module, inputs: Inputs, cfg: PruneConfig, data: Itera
                 except PruneError as exc:
                     raise PruneError(f"layer '{root}' cannot be pruned: {exc.message}",
                                      hint=f"add '{root}' to ignore=... (--ignore on the CLI)", layer=root) from exc
+    return pruner.slimkit_rounding
 
 
 def _prune_blocks(model: nn.Module, pristine: nn.Module, inputs: Inputs, cfg: PruneConfig,
