@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pattern", choices=["none", "2:4"], default="none", help="unstructured: 2:4 semi-structured")
     p.add_argument("--schedule", choices=["oneshot", "gradual"], default="oneshot",
                    help="unstructured: raise sparsity on a cubic schedule during recovery")
-    p.add_argument("--round-to", type=positive_int, default=None, help="keep channel counts a multiple of N")
+    p.add_argument("--round-to", type=positive_int, default=None,
+                   help="round kept channel counts to the nearest multiple of N (the run notes groups it moved)")
     p.add_argument("--head-ratio", type=_ratio, default=None, help="transformers: fraction of heads removed")
     p.add_argument("--ffn-ratio", type=_ratio, default=None, help="transformers: fraction of FFN neurons removed")
     p.add_argument("--target-macs", type=float, default=None,

@@ -6,6 +6,7 @@ import html
 import io
 from typing import Any
 
+from slimkit.report._sections import sections
 from slimkit.report.markdown import COLUMNS, busy_note, cpu_note, row
 from slimkit.report.schema import Report
 
@@ -47,13 +48,16 @@ def _plot(report: Report, cost: str) -> str:
     if floor is not None:
         ax.axhline(floor, color="#cf222e", lw=0.8, ls="--", label="metric floor")
         ax.legend(loc="lower right", fontsize=8)
-    ax.set_xscale("log")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-    # Plain numbers: log-scale minor labels overlap when the values span less than a decade.
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("batch-1 latency, ms (log)" if cost == "latency" else "size on disk, MiB (log)")
+    _x_axis(ax, [x for x, _, _ in points])
+    ys = [y for _, y, _ in points] + ([floor] if floor is not None else [])
+    span = max(ys) - min(ys)
+    if span < 1e-9 * max(1.0, abs(max(ys))) or span < 0.02 * abs(max(ys)):
+        # matplotlib pads a flat range by 5% of the value: accuracy 99.7 was drawn on 95-105.
+        pad = max(span * 0.15, 0.002 * max(1.0, abs(max(ys))))
+        ax.set_ylim(min(ys) - pad, max(ys) + pad)
+    log = ax.get_xscale() == "log"
+    unit = "batch-1 latency, ms" if cost == "latency" else "size on disk, MiB"
+    ax.set_xlabel(f"{unit} (log)" if log else unit)
     ax.set_ylabel(report.baseline.measurement.metric_name)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -64,34 +68,37 @@ def _plot(report: Report, cost: str) -> str:
     return text[text.index("<svg"):]
 
 
+def _x_axis(ax: Any, xs: list[float]) -> None:
+    """Log scale with ticks at 1-2-5 steps where the values span a wide range; linear where they do
+    not (a log axis spanning less than a decade had no labelled tick at all)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    positive = [x for x in xs if x > 0]
+    if not positive or max(positive) / min(positive) < 4:
+        ax.set_xlim(left=0)
+        return
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _section(title: str, body: str) -> str:
     return f"<h2>{html.escape(title)}</h2>\n{body}\n"
 
 
-def _extra_tables(extra: dict[str, Any]) -> str:
+def _extra_sections(extra: dict[str, Any]) -> str:
     parts = []
-    search = extra.get("search")
-    if search:
-        parts.append(_section("Search", "<p>" + html.escape(
-            f"sampler {search['sampler']}, pruner {search['pruner']}, {search['trials_finished']} trials finished, "
-            f"{len(search['trials_failed'])} failed, {search['seconds']} s") + "</p>"))
-        if search.get("closest"):
-            parts.append("<p><b>No model met the constraints.</b> Closest: " +
-                         html.escape(f"{search['closest']['id']}: {search['closest']['missed']}") + "</p>")
-        if search["trials_failed"]:
-            items = "".join(f"<li>trial {f['trial']}: {html.escape(str(f['error']))}</li>"
-                            for f in search["trials_failed"])
-            parts.append(f"<ul>{items}</ul>")
-    for key in ("sensitivity", "pruning", "quantization"):
-        if key in extra:
-            parts.append(_section(key.capitalize(), f"<pre>{html.escape(_json(extra[key]))}</pre>"))
+    for sec in sections(extra):
+        body = "".join(f"<p>{html.escape(line)}</p>" for line in sec.lines)
+        if sec.rows:
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in sec.header)
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in sec.rows)
+            body += f"<table><tr>{head}</tr>{rows}</table>"
+            if sec.more:
+                body += f"<p>({sec.more} more rows in report.json)</p>"
+        parts.append(_section(sec.title, body))
     return "".join(parts)
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, indent=1)[:20000]
 
 
 def to_html(report: Report) -> str:
@@ -124,6 +131,6 @@ Metric: {html.escape(report.baseline.measurement.metric_name)} (higher is better
 its 95% confidence interval is in the table.</p>
 <table><tr>{head}</tr>{''.join(rows)}</table>
 <ul>{notes}</ul>
-{_extra_tables(report.extra)}
+{_extra_sections(report.extra)}
 </body></html>
 """

@@ -4,36 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from slimkit.report._format import fmt_bytes, fmt_count
+from slimkit.report._sections import Section, sections
 from slimkit.report.schema import Entry, Report
-
-
-def fmt_bytes(n: int) -> str:
-    """Human-readable bytes.
-
-    Example:
-        >>> fmt_bytes(44_700_000)
-        '42.6 MiB'
-    """
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
-def fmt_count(n: int) -> str:
-    """Counts with an SI suffix.
-
-    Example:
-        >>> fmt_count(11_181_642)
-        '11.18M'
-    """
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.2f}{suffix}"
-    return str(n)
-
 
 COLUMNS = ["id", "target", "metric", "latency b1 ms (median, p90, 95% CI)", "speed-up",
            "throughput", "size", "params", "MACs", "RSS growth", "flags"]
@@ -125,4 +98,20 @@ def to_markdown(report: Report) -> str:
     for entry in report.entries:
         for note in entry.notes:
             lines.append(f"- {entry.id}: {note}")
+    for section in sections(report.extra):
+        lines += _section(section)
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _section(section: Section) -> list[str]:
+    out = ["", f"## {section.title}", ""] + [f"- {line}" for line in section.lines]
+    if section.rows:
+        out += ["", "| " + " | ".join(section.header) + " |", "|" + "---|" * len(section.header)]
+        out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in section.rows]
+        if section.more:
+            out.append(f"\n({section.more} more rows in report.json)")
+    return out

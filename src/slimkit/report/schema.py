@@ -117,6 +117,15 @@ class Report:
             **self.extra,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        """Rebuild a report written by :meth:`to_dict` (keys it does not know become ``extra``)."""
+        known = {"schema_version", "task", "command", "created", "environment", "constraints", "baseline",
+                 "candidates", "best", "skipped"}
+        return cls(d["task"], d["command"], d["environment"], Entry.from_dict(d["baseline"]),
+                   [Entry.from_dict(c) for c in d.get("candidates", [])], d.get("best"), d.get("constraints", {}),
+                   d.get("skipped", []), {k: v for k, v in d.items() if k not in known}, d.get("created", ""))
+
     def write(self, out: str | Path) -> Path:
         """Write report.json, report.md and report.html into ``out`` (each atomically)."""
         from slimkit.report.html import to_html
