@@ -90,7 +90,7 @@ def resnet18(out: Path, threads: int, epochs: int, reuse: bool) -> list[str]:
         ab[t] = ab_latency({"unpruned": _torch_runner(base_model, task.example_inputs),
                             "pruned": _torch_runner(pruned_model, task.example_inputs)})
     base_metric = data["baseline"]["metric"]["value"]
-    pruned_entry = next(c for c in data["candidates"] if c["id"] == "pruned")
+    pruned_entry = next(c for c in data["candidates"] if c["id"] == "pruned-torch")
     drop = base_metric - pruned_entry["metric"]["value"]
     speed = ab[threads]["unpruned"] / ab[threads]["pruned"]
     macs = data["baseline"]["macs"] / pruned_entry["macs"]
@@ -142,7 +142,7 @@ def minilm(out: Path, threads: int, epochs: int, reuse: bool) -> list[str]:
         ab[t] = ab_latency({k: (lambda d=d: d.run(task.example_inputs)) for k, d in deployed_ab.items()},
                            rounds=30)
     ov_speed = ab[threads]["unpruned"] / ab[threads]["pruned"]
-    cos = r.entry("pruned").measurement.metric
+    cos = r.entry("pruned-torch").measurement.metric
     pruning = r.extra["pruning"]
     heads = pruning["heads"]
     kept = sum(v[1] for v in heads.values()) / sum(v[0] for v in heads.values())

@@ -95,7 +95,7 @@ def prune(
     torch.set_num_threads(threads)
     deployed = TorchDeployed("torch", weights, dynamic_shapes(task_obj.example_inputs), {"threads": threads},
                              model=reloaded)
-    report.candidates.append(measure_entry(deployed, task_obj, reloaded, entry_id="pruned", recipe=recipe,
+    report.candidates.append(measure_entry(deployed, task_obj, reloaded, entry_id="pruned-torch", recipe=recipe,
                                            quick=quick, out=out_dir))
     for name, why_not in status[1:]:
         if why_not is not None:

@@ -28,6 +28,7 @@ def keep_sensitive_in_float(backend: Backend, task: Task, reference: float, max_
     The metric is the full evaluation set run through the quantized artifact on the target.
     """
     kept = list(exclude)
+    origins = dict(backend.layers())  # the progress line names the torch module, as the tables do
     trials: list[dict[str, object]] = []
     deployed = backend.build(kept, "aa0")
     metric, _ = evaluate_deployed(deployed, task)
@@ -36,7 +37,8 @@ def keep_sensitive_in_float(backend: Backend, task: Task, reference: float, max_
         if reference - metric <= max_drop:
             break
         kept.append(layer)
-        say(f"accuracy-aware: drop {reference - metric:.4g} > {max_drop}, keeping {layer} in float")
+        named = f"{origins[layer]} ({layer})" if origins.get(layer) and origins[layer] != layer else layer
+        say(f"accuracy-aware: drop {reference - metric:.4g} > {max_drop}, keeping {named} in float")
         deployed = backend.build(kept, f"aa{i + 1}")
         metric, _ = evaluate_deployed(deployed, task)
         trials.append({"float_layers": len(kept), "metric": round(metric, 6)})
