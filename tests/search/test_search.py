@@ -272,3 +272,16 @@ def test_retiming_flags_a_table_whose_baseline_was_timed_on_a_busier_machine(tmp
     report.candidates[1].target = "torch"  # a torch model: only its recipe rebuilds it, so no re-timing
     assert _retime.retime_best(report, task, tmp_path, 1, quick=True) is None
 
+
+
+def test_a_steps_note_reaches_the_trials_notes(tmp_path):
+    """Pruning's own note (here: round_to moved the asked removal) was kept in details only."""
+    from slimkit.core.recipe import Recipe
+    from slimkit.search._trial import evaluate_recipe
+    from slimkit.tasks import load_task
+    from slimkit.techniques.prune import PruneConfig
+
+    recipe = Recipe((PruneConfig(ratio=0.3, round_to=64, recover_epochs=0),), "torch")
+    entry = evaluate_recipe(load_task("digits-cnn"), recipe, tmp_path, 1, entry_id="t0", quick=True)
+    assert any(n.startswith("round_to=64 moved the removal") for n in entry.notes)
+    assert entry.measurement.details["steps"]["prune"]["note"] in entry.notes

@@ -98,4 +98,7 @@ def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, 
     steps_info = {k: v for k, v in state.info.items() if k != "metric_floor"}
     if steps_info:
         entry.measurement.details["steps"] = steps_info
+    # What a step says about itself (a pruning fallback, rounding that moved the ratio) belongs
+    # beside the trial in every report, not only in its details.
+    entry.notes += [info["note"] for info in steps_info.values() if isinstance(info, dict) and info.get("note")]
     return entry

@@ -26,7 +26,7 @@ def run_prune(state: RecipeState, cfg: Any) -> RecipeState:
                                       progress=state.progress)
     state.info["prune"] = {"macs_before_after": result.macs, "params_before_after": result.params,
                            "metric_after_prune_before_recovery": result.metric_after_prune,
-                           "metric_after_recovery": result.metric_after_recovery}
+                           "metric_after_recovery": result.metric_after_recovery, "note": result.note}
     return state
 
 
