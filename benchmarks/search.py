@@ -132,7 +132,7 @@ def part(name: str, out: Path, minutes: float, threads: int, reuse: bool) -> lis
     metric = base["metric"]["name"]
     lines = [
         f"### {name}: {spec['task']}, max drop {spec['max_drop']}, sampler {spec['sampler']}", "",
-        f"search: {report['search']['trials_finished']} trials finished in "
+        f"search: {report['search']['trials_finished']} trials measured in "
         f"{report['search']['seconds'] / 60:.1f} min (budget {minutes:g} min); report {run_dir}/report.md", "",
         "| model | target | metric | interleaved b1 median ms | vs torch fp32 eager | size MB |",
         "|---|---|---|---|---|---|",

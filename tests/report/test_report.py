@@ -60,7 +60,7 @@ def test_both_formats_show_what_the_run_did(render):
                                          "search": SEARCH})))
     for fact in ("Pruning", "MACs 2.00M -> 1.00M (2.00x fewer)", "after recovery 98.5000", "stopped early",
                  "round_to=8 moved", "conv1", "25%", "Quantization", "1 layer(s) kept in float: conv1 (node_Conv_1)",
-                 "max drop 0.5: met", "Per-layer sensitivity", "Search", "5 trials finished, 1 failed",
+                 "max drop 0.5: met", "Per-layer sensitivity", "Search", "5 trials measured, 1 failed",
                  "export failed", "= 5.0x"):
         assert fact in text, fact
     # The most sensitive layer comes first, named after its module.

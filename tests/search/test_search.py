@@ -83,6 +83,8 @@ def test_bad_arguments_are_usage_errors(tmp_path):
         optimize("digits-cnn", resume=True, max_drop=3.0, out=tmp_path / "y")
     with pytest.raises(UsageError, match="task 'digits-resnet18'"):
         optimize("digits-resnet18", resume=True, out=tmp_path / "y")
+    with pytest.raises(UsageError, match="sampler 'tpe' \\(stored: 'random'\\); pruner 'median'"):
+        optimize("digits-cnn", resume=True, sampler="tpe", pruner="median", out=tmp_path / "y")
 
 
 def _cli(out, *extra):
@@ -285,3 +287,38 @@ def test_a_steps_note_reaches_the_trials_notes(tmp_path):
     entry = evaluate_recipe(load_task("digits-cnn"), recipe, tmp_path, 1, entry_id="t0", quick=True)
     assert any(n.startswith("round_to=64 moved the removal") for n in entry.notes)
     assert entry.measurement.details["steps"]["prune"]["note"] in entry.notes
+
+
+def test_pruning_recovery_reports_each_epoch_and_the_pruner_can_stop_it(tmp_path):
+    """--pruner used to change the objective only: no trial ever reported an intermediate value."""
+    from slimkit.core.recipe import Recipe
+    from slimkit.search._trial import evaluate_recipe
+    from slimkit.search.study import _early_stop
+    from slimkit.tasks import load_task
+    from slimkit.techniques.prune import PruneConfig
+
+    seen = []
+    recipe = Recipe((PruneConfig(ratio=0.5, recover_epochs=2),), "torch")
+    evaluate_recipe(load_task("digits-cnn"), recipe, tmp_path / "a", 1, entry_id="t0", quick=True,
+                    on_validation=lambda *a: seen.append(a))
+    assert [e for e, _, _ in seen] == [1, 2] and all(0 < left < 0.5 for _, _, left in seen)
+
+    class Trial:  # the two calls an Optuna trial answers for a pruner
+        number, attrs, reported = 3, {}, []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return True
+
+        def set_user_attr(self, key, value):
+            self.attrs[key] = value
+
+    trial = Trial()
+    stop = _early_stop(trial, floor=99.0, say=lambda _m: None)
+    with pytest.raises(optuna.TrialPruned, match="recovery epoch 1"):
+        evaluate_recipe(load_task("digits-cnn"), recipe, tmp_path / "b", 1, entry_id="t1", quick=True,
+                        metric_floor=99.0, on_validation=stop)
+    (step, value), = trial.reported
+    assert step == 1 and value > 0 and "lags the other trials" in trial.attrs["stopped_early"]

@@ -21,9 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--trials", type=positive_int, default=None, help="number of trials (default 20)")
     budget.add_argument("--time-budget", type=float, default=None, metavar="MINUTES", help="stop after this long")
-    p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
-    p.add_argument("--pruner", choices=PRUNERS, default="none",
-                   help="stop poor trials early (single-objective study)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None, help="default tpe (on --resume: the stored one)")
+    p.add_argument("--pruner", choices=PRUNERS, default=None,
+                   help="stop trials whose pruning recovery lags the others' (single-objective study; "
+                        "default none)")
     p.add_argument("--space", default=None, help="YAML/JSON search space (fields of slimkit.search.SearchSpace)")
     p.add_argument("--storage", default=None, help="Optuna RDB URL shared by workers (default: SQLite in --out)")
     p.add_argument("--workers", type=positive_int, default=1, help="parallel local worker processes")

@@ -33,6 +33,9 @@ class RecipeState:
     deployed: Any = None  # a slimkit.targets.Deployed once a step produced the target artifact
     info: dict[str, Any] = field(default_factory=dict)  # per-step facts for the report
     progress: Callable[[str], None] | None = None  # where long steps (pruning recovery) report
+    # Called after each pruning-recovery epoch with (epoch, validation metric, MACs left as a
+    # fraction); may raise to stop the recipe (the search's early-stopping pruner).
+    on_validation: Callable[[int, float, float], None] | None = None
 
 
 StepRunner = Callable[[RecipeState, StepConfig], RecipeState]

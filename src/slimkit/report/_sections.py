@@ -57,9 +57,15 @@ def _limited(section: Section, rows: list[list[str]]) -> Section:
 
 def _search(s: dict[str, Any]) -> Section:
     sec = Section("Search")
-    failed = s.get("trials_failed") or []
+    failed, stopped = s.get("trials_failed") or [], s.get("trials_stopped_early") or []
+    repeats = f", {s['trials_repeated']} re-proposals of measured points answered from the study" \
+        if s.get("trials_repeated") else ""
+    early = f", {len(stopped)} stopped early by the pruner" if stopped else ""
     sec.lines.append(f"Sampler {s.get('sampler')}, pruner {s.get('pruner')}, {s.get('workers', 1)} worker(s): "
-                     f"{s.get('trials_finished')} trials finished, {len(failed)} failed, {s.get('seconds')} s.")
+                     f"{s.get('trials_finished')} trials measured{repeats}{early}, {len(failed)} failed, "
+                     f"{s.get('seconds')} s.")
+    for st in stopped[:MAX_ROWS]:
+        sec.lines.append(f"Trial {st['trial']} {st['why']}.")
     space = {k: v for k, v in (s.get("space") or {}).items() if v not in (None, [], [False], "")}
     if space:
         sec.lines.append("Space: " + "; ".join(f"{k} {_plain(v)}" for k, v in space.items()) + ".")

@@ -55,8 +55,10 @@ def _model_steps(state: RecipeState, prefix: Recipe, key: str) -> RecipeState:
 
 
 def _run(task: Task, recipe: Recipe, workdir: Path, threads: int, metric_floor: float | None,
-         progress: Callable[[str], None] | None) -> RecipeState:
-    state = RecipeState(task, task.build_model(), recipe.target, workdir, threads, progress=progress)
+         progress: Callable[[str], None] | None,
+         on_validation: Callable[[int, float, float], None] | None = None) -> RecipeState:
+    state = RecipeState(task, task.build_model(), recipe.target, workdir, threads, progress=progress,
+                        on_validation=on_validation)
     if metric_floor is not None:
         state.info["metric_floor"] = metric_floor
     prefix, rest = _prefix(recipe)
@@ -81,13 +83,15 @@ def time_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, quic
 
 def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, entry_id: str,
                     quick: bool = False, out: Path | None = None, metric_floor: float | None = None,
-                    progress: Callable[[str], None] | None = None) -> Entry:
+                    progress: Callable[[str], None] | None = None,
+                    on_validation: Callable[[int, float, float], None] | None = None) -> Entry:
     """Run ``recipe`` on a fresh copy of the task's model and measure it on the recipe's target.
 
     ``metric_floor`` lets recovery steps stop once the metric is back within budget;
-    ``progress`` receives the long steps' progress lines (e.g. pruning recovery epochs).
+    ``progress`` receives the long steps' progress lines (e.g. pruning recovery epochs);
+    ``on_validation`` each recovery epoch's score (see ``RecipeState.on_validation``).
     """
-    state = _run(task, recipe, workdir, threads, metric_floor, progress)
+    state = _run(task, recipe, workdir, threads, metric_floor, progress, on_validation)
     steps = recipe.to_dict()["steps"]
     if state.deployed is None:
         entry = measure_model(state.model, task, recipe.target, workdir, threads, entry_id=entry_id,

@@ -133,7 +133,8 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
             entry = evaluate_recipe(task, recipe, workdir, settings["threads"],
                                     entry_id=f"t{trial.number}:{recipe.describe()}",
                                     quick=settings["quick"], out=out, metric_floor=floor,
-                                    progress=_trial_say(say, trial.number))
+                                    progress=_trial_say(say, trial.number),
+                                    on_validation=_early_stop(trial, floor, say) if single else None)
             if not meets_floor(entry.measurement.metric, floor) and settings.get("ladder", True):
                 entry = _climb(task, recipe, entry, workdir, settings, trial, say)
         except SlimkitError as err:
@@ -156,6 +157,23 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
         return m.metric, m.latency.median
 
     return objective
+
+
+def _early_stop(trial: Any, floor: float, say: Callable[[str], None]) -> Callable[[int, float, float], None]:
+    """The pruner's view of a trial during pruning recovery: after each epoch, the final objective's
+    form (latency x (1 + 10 x shortfall below the floor)) with the MACs left standing in for the
+    latency that is not measured yet. A trial worse than the pruner's rule at that epoch stops."""
+    optuna = require("optuna")
+
+    def report(epoch: int, metric: float, macs_left: float) -> None:
+        trial.report(macs_left * (1.0 + 10.0 * max(0.0, floor - metric)), epoch)
+        if trial.should_prune():
+            why = f"stopped at recovery epoch {epoch}: validation {metric:.4g} lags the other trials'"
+            trial.set_user_attr("stopped_early", why)
+            say(f"trial {trial.number}: {why}")
+            raise optuna.TrialPruned(why)
+
+    return report
 
 
 def _trial_say(say: Callable[[str], None], number: int) -> Callable[[str], None]:
@@ -234,8 +252,8 @@ def _load_study(settings: dict[str, Any], create: bool) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.from_dict(settings["space"])
     constrained = True
-    sampler = _sampler(settings["sampler"], space, settings["seed"] + os.getpid() % 1000 * (settings["workers"] > 1),
-                       constrained)
+    sampler_seed = settings["seed"] + os.getpid() % 1000 * (settings["workers"] > 1)
+    sampler = _sampler(settings["sampler"], space, sampler_seed, constrained)
     kwargs: dict[str, Any] = {"study_name": STUDY_NAME, "storage": settings["storage"], "sampler": sampler,
                               "pruner": _pruner(settings["pruner"])}
     if settings["pruner"] != "none":
@@ -243,9 +261,16 @@ def _load_study(settings: dict[str, Any], create: bool) -> Any:
     else:
         kwargs["directions"] = ["maximize", "minimize"]
     if create:
-        return optuna.create_study(load_if_exists=True, **kwargs)
-    return optuna.load_study(**{k: v for k, v in kwargs.items() if k in ("study_name", "storage", "sampler",
-                                                                          "pruner")})
+        study = optuna.create_study(load_if_exists=True, **kwargs)
+    else:
+        study = optuna.load_study(**{k: v for k, v in kwargs.items() if k in ("study_name", "storage", "sampler",
+                                                                               "pruner")})
+    done = len(study.trials)
+    if done:
+        # A resumed search seeded as at its start re-proposed the points it had already drawn (each
+        # answered from the study, so the added trials measured nothing new): seed past them.
+        study.sampler = _sampler(settings["sampler"], space, sampler_seed + 7919 * done, constrained)
+    return study
 
 
 def _run_worker(settings: dict[str, Any], quiet: bool = True, child: bool = False) -> None:
@@ -375,8 +400,8 @@ def optimize(
     space: SearchSpace | None = None,
     trials: int | None = 20,
     time_budget: float | None = None,
-    sampler: str = "tpe",
-    pruner: str = "none",
+    sampler: str | None = None,
+    pruner: str | None = None,
     storage: str | None = None,
     workers: int = 1,
     resume: bool = False,
@@ -401,6 +426,8 @@ def optimize(
         2
     """
     say = progress or (lambda _m: None)
+    given_sampler, given_pruner = sampler, pruner  # None: the default, or on --resume the stored one
+    sampler, pruner = sampler or "tpe", pruner or "none"
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler '{sampler}'", hint=f"choose one of: {', '.join(SAMPLERS)}")
     if pruner not in PRUNERS:
@@ -444,7 +471,7 @@ def optimize(
                               task=task if isinstance(task, str) else getattr(task, "name", task),
                               max_drop=max_drop, latency_budget=latency_budget,
                               size_budget=int(size_budget_mb * 2**20) if size_budget_mb else None,
-                              targets=targets, space=space)
+                              targets=targets, space=space, sampler=given_sampler, pruner=given_pruner)
     out_dir.mkdir(parents=True, exist_ok=True)
     task_obj = load_task(task, seed=seed)
 
@@ -488,7 +515,7 @@ def optimize(
     study = _load_study(settings, create=True)
     if resume:
         n, left = _mark_interrupted(study)
-        done = sum(t.state.name == "COMPLETE" for t in study.trials)
+        done = sum(t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs for t in study.trials)
         say(f"resuming: {done} finished trials kept" + (f", {n} interrupted trials marked failed" if n else "")
             + (f", {left} trial(s) still running in other processes left to them" if left else ""))
     elif settings["sampler"] != "grid":
@@ -524,7 +551,8 @@ def _check_resume_matches(settings: dict[str, Any], **given: Any) -> None:
     space given with it is an error, not silently ignored (the finished trials were judged by the old ones)."""
     stored_space = SearchSpace.from_dict(settings["space"])
     stored = {"task": settings["task"], "max_drop": settings["max_drop"], "latency_budget": settings["latency_budget"],
-              "size_budget": settings["size_budget"], "targets": list(stored_space.targets), "space": stored_space}
+              "size_budget": settings["size_budget"], "targets": list(stored_space.targets), "space": stored_space,
+              "sampler": settings["sampler"], "pruner": settings["pruner"]}
     changed = []
     for name, value in given.items():
         if value is None:
@@ -557,7 +585,8 @@ def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed:
     """The report from the study's storage alone: every finished trial, constraints, Pareto, best."""
     out = Path(settings["out"])
     report = Report(settings["task"], command_line("optimize"), environment(settings["threads"]), baseline)
-    failed = []
+    failed: list[dict[str, Any]] = []
+    stopped: list[dict[str, Any]] = []
     float_by_target: dict[str, str] = {}
     for t in sorted(study.trials, key=lambda t: t.number):
         if "entry" in t.user_attrs and t.state.name == "COMPLETE":
@@ -565,6 +594,9 @@ def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed:
             report.candidates.append(entry)
             if len(entry.recipe) == 1:  # only the target step: the unmodified model there
                 float_by_target.setdefault(entry.target, entry.id)
+        elif "stopped_early" in t.user_attrs:
+            stopped.append({"trial": t.number, "recipe": t.user_attrs.get("recipe"),
+                            "why": t.user_attrs["stopped_early"]})
         elif t.state.name in ("FAIL", "PRUNED"):
             failed.append({"trial": t.number, "recipe": t.user_attrs.get("recipe"),
                            "error": t.user_attrs.get("error", t.state.name.lower())})
@@ -581,7 +613,9 @@ def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed:
     report.extra["search"] = {
         "sampler": settings["sampler"], "pruner": settings["pruner"], "workers": settings["workers"],
         "storage": settings["storage"], "space": settings["space"],
-        "trials_finished": len(report.candidates), "trials_failed": failed,
+        "trials_finished": len(report.candidates), "trials_failed": failed, "trials_stopped_early": stopped,
+        # Samplers re-propose measured points in small spaces; those trials are answered from the study.
+        "trials_repeated": sum(t.state.name == "COMPLETE" and "duplicate_of" in t.user_attrs for t in study.trials),
         "seconds": round(elapsed, 1), "closest": closest,
     }
     if report.best:

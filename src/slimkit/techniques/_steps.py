@@ -23,7 +23,7 @@ def run_prune(state: RecipeState, cfg: Any) -> RecipeState:
     from slimkit.techniques.prune import prune_model
 
     state.model, result = prune_model(state.model, state.task, cfg, floor=state.info.get("metric_floor"),
-                                      progress=state.progress)
+                                      progress=state.progress, on_validation=state.on_validation)
     state.info["prune"] = {"macs_before_after": result.macs, "params_before_after": result.params,
                            "metric_after_prune_before_recovery": result.metric_after_prune,
                            "metric_after_recovery": result.metric_after_recovery, "note": result.note}

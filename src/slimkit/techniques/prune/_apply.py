@@ -68,8 +68,12 @@ class PruneResult:
 
 
 def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float | None = None,
-                progress: Progress | None = None) -> tuple[nn.Module, PruneResult]:
+                progress: Progress | None = None,
+                on_validation: Callable[[int, float, float], None] | None = None) -> tuple[nn.Module, PruneResult]:
     """Prune a copy of ``model`` for ``task`` and recover it; the input model is untouched.
+
+    ``on_validation(epoch, validation metric, MACs left as a fraction of the original)`` is
+    called after every recovery epoch and may raise to stop (the search's early stopping).
 
     Example:
         >>> import torch
@@ -128,10 +132,12 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
     say(f"{task.metric.name} after pruning, before recovery: {result.metric_after_prune:.4f}")
     if cfg.recover_epochs:
         say(f"recovering ({cfg.recover}, up to {cfg.recover_epochs} epochs)")
+        left = count_macs(student, inputs) / max(result.macs[0], 1)
+        validated = None if on_validation is None else (lambda e, v: on_validation(e, v, left))
         if masks is None:
             result.recovery = recover(student, task, epochs=cfg.recover_epochs, lr=cfg.lr, method=cfg.recover,
                                       teacher=teacher, floor=floor, seed=cfg.seed, hidden_weight=cfg.hidden_weight,
-                                      progress=say)
+                                      on_validation=validated, progress=say)
         else:
             def raise_sparsity(epoch: int, _row: dict[str, float]) -> None:
                 if cfg.schedule == "gradual":  # the masks are updated in place: the hooks see them
@@ -144,7 +150,7 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
                 result.recovery = recover(
                     student, task, epochs=cfg.recover_epochs, lr=cfg.lr, method=cfg.recover, teacher=teacher,
                     floor=None if cfg.schedule == "gradual" else floor, seed=cfg.seed,
-                    on_epoch=raise_sparsity, progress=say)
+                    on_epoch=raise_sparsity, on_validation=validated, progress=say)
     if result.recovery is not None:
         # Reported, never used to choose: recovery stopped on its validation split.
         result.metric_after_recovery = evaluate_torch(student, task.eval_data, task.metric)

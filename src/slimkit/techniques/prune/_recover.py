@@ -130,6 +130,7 @@ def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str
             teacher: nn.Module | None = None, floor: float | None = None, seed: int = 0,
             hidden_weight: float = 1.0,
             on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+            on_validation: Callable[[int, float], None] | None = None,
             progress: Callable[[str], None] | None = None) -> RecoveryResult:
     """Train ``model`` in place for up to ``epochs``; stop early once the metric is back
     within ``floor`` (the baseline's evaluation metric minus the allowed drop).
@@ -143,6 +144,8 @@ def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str
     where the task has them), matches hidden states where the models allow it and trains with
     dropout off (:func:`no_dropout`) and embedding tables fixed (:func:`frozen_embeddings`);
     fine-tuning on labels keeps the model's dropout and trains every parameter.
+    ``on_validation(epoch, validation metric)`` sees every epoch's score and may raise to stop
+    (a search's early-stopping pruner does).
     """
     result = RecoveryResult()
     if epochs < 1:
@@ -187,6 +190,8 @@ def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str
         if progress:
             shown = f", validation {task.metric.name} {row['val_metric']:.4f}" if "val_metric" in row else ""
             progress(f"  recovery epoch {epoch}/{epochs}: loss {row['loss']:.4f}{shown}")
+        if on_validation is not None and "val_metric" in row:
+            on_validation(epoch, row["val_metric"])
         if val_floor is not None and row["val_metric"] >= val_floor and epoch < epochs:
             result.stopped_early = True
             raise _Stop
