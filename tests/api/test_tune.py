@@ -29,10 +29,20 @@ def test_pruner_stops_poor_trials(tmp_path):
     result = tune("digits-cnn", space, trials=8, sampler="random", pruner="median", out=tmp_path)
     pruned = [r for r in result["trials"] if r["state"] == "pruned"]
     assert pruned and all(r["params"]["lr"] == 1e-9 and r["epochs_run"] < 3 for r in pruned)
+    # A stopped trial's score after fewer epochs is kept apart from the finished trials' scores.
+    assert all(r["validation"] is None and r["partial_validation"] is not None for r in pruned)
     assert result["best_params"]["lr"] == 3e-3
 
 
-@pytest.mark.parametrize("space", [{}, {"learning_rate": [0.1]}, {"lr": "fast"}, {"lr": {"low": 1}}])
+def test_a_trial_that_ran_every_epoch_is_never_pruned(tmp_path):
+    """It was: the pruner's check after the last epoch threw a finished trial's result away."""
+    space = {"lr": [3e-3, 1e-9], "epochs": [1]}
+    result = tune("digits-cnn", space, trials=6, sampler="random", pruner="median", out=tmp_path)
+    assert all(r["state"] == "complete" for r in result["trials"])
+
+
+@pytest.mark.parametrize("space", [{}, {"learning_rate": [0.1]}, {"lr": "fast"}, {"lr": {"low": 1}},
+                                   {"lr": {"low": 0.01, "hgih": 0.1}}, {"device": ["cpu"]}, {"epochs": [0]}])
 def test_bad_space_is_a_usage_error(space):
     with pytest.raises(UsageError):
         check_space(space)

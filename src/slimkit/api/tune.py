@@ -39,15 +39,23 @@ def load_space(path: str | Path) -> dict[str, Any]:
     return check_space(read_mapping(path, "space", hint="give a YAML file of TrainConfig fields"))
 
 
+# TrainConfig fields that are not hyperparameters of the training (bookkeeping, or early stopping,
+# which tune does not run: it scores every trial on its own validation split).
+_NOT_TUNABLE = {"seed", "precision_cache", "checkpoint_dir", "checkpoint_every", "resume", "device", "patience",
+                "min_delta", "restore_best"}
+
+
 def check_space(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, Mapping) or not raw:
         raise UsageError("the tuning space must be a non-empty mapping of TrainConfig fields")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - _NOT_TUNABLE
     unknown = sorted(set(raw) - fields)
     if unknown:
         raise UsageError(f"unknown hyperparameter(s): {', '.join(unknown)}",
                          hint=f"tunable TrainConfig fields: {', '.join(sorted(fields))}")
     for name, spec in raw.items():
+        if isinstance(spec, Mapping) and set(spec) - {"low", "high", "log", "step"}:
+            _range_ends(name, spec)  # names the misspelled key
         ok = (isinstance(spec, list) and spec) or (isinstance(spec, Mapping) and {"low", "high"} <= set(spec))
         if not ok:
             raise UsageError(f"hyperparameter '{name}': give a list of choices or {{low, high[, log, step]}}")
@@ -80,6 +88,8 @@ def _range_ends(name: str, spec: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def _check_value(name: str, value: Any) -> None:
     """A value the training engine accepts for ``name`` (checked now, not as a failed trial later)."""
+    if name == "epochs" and _is_number(value) and value < 1:
+        raise UsageError(f"hyperparameter 'epochs': {value} trains nothing", hint="tune epochs of 1 or more")
     try:
         dataclasses.replace(TrainConfig(), **{name: value})
     except TypeError:
@@ -158,7 +168,10 @@ def tune(
             score = evaluate_torch(model, val, task_obj.metric)
             model.train()
             trial.report(score, epoch)
-            if trial.should_prune():
+            # After the last epoch the trial is done: pruning it then only threw its result away.
+            if epoch < cfg.epochs and trial.should_prune():
+                say(f"trial {trial.number}: {params} stopped after epoch {epoch} of {cfg.epochs}: validation "
+                    f"{task_obj.metric.name} {score:.4g} lags the other trials'")
                 raise optuna.TrialPruned(f"validation {task_obj.metric.name} {score:.4g} at epoch {epoch}")
 
         fit(model, train, task_obj.loss, cfg, on_epoch=on_epoch)
@@ -172,13 +185,20 @@ def tune(
                 "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
                 "gp": lambda: optuna.samplers.GPSampler(seed=seed)}
     if sampler == "grid" and not all(isinstance(v, list) for v in space.values()):
-        raise UsageError("the grid sampler needs a list of choices for every hyperparameter")
+        ranged = ", ".join(k for k, v in space.items() if not isinstance(v, list))
+        raise UsageError(f"the grid sampler needs a list of choices for every hyperparameter ({ranged} is a range)",
+                         hint="give those as lists, e.g. lr: [0.001, 0.01], or use --sampler tpe/random/gp")
     study = optuna.create_study(direction="maximize", sampler=samplers[sampler](), pruner=_pruner(pruner))
     study.optimize(objective, n_trials=trials)
     if not any(t.state.name == "COMPLETE" for t in study.trials):
         raise UsageError("every trial was pruned or failed", hint="widen the space or use --pruner none")
+    # Optuna gives a pruned trial its last intermediate value: a score after fewer epochs, kept apart
+    # from the finished trials' scores so the two are not read as alike.
     rows = [{"trial": t.number, "state": t.state.name.lower(), "params": t.params,
-             "validation": t.value, "epochs_run": len(t.intermediate_values)} for t in study.trials]
+             "validation": t.value if t.state.name == "COMPLETE" else None,
+             "partial_validation": (t.intermediate_values[max(t.intermediate_values)]
+                                    if t.state.name == "PRUNED" and t.intermediate_values else None),
+             "epochs_run": len(t.intermediate_values)} for t in study.trials]
     # The winner is retrained once and measured on the held-out evaluation set.
     best_cfg = dataclasses.replace(base, **study.best_params)
     torch.manual_seed(seed)

@@ -11,7 +11,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="tune training hyperparameters (grid, random, TPE, GP; pruners)")
     add_task_options(p)
     p.add_argument("--space", required=True, help="YAML file: TrainConfig field -> choices or {low, high, log}")
-    p.add_argument("--trials", type=positive_int, default=10)
+    p.add_argument("--trials", type=positive_int, default=10, help="number of trials (default 10)")
     p.add_argument("--sampler", choices=("grid", "random", "tpe", "gp"), default="tpe")
     p.add_argument("--pruner", choices=("none", "median", "hyperband"), default="median")
     p.add_argument("--out", required=True, help="folder for tune.json and best_params.yaml")
@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
     for col in ("trial", "state", "params", "validation", "epochs"):
         table.add_column(col)
     for row in result["trials"]:
-        value = "-" if row["validation"] is None else f"{row['validation']:.4g}"
+        partial = row.get("partial_validation")
+        value = f"{row['validation']:.4g}" if row["validation"] is not None else \
+            f"({partial:.4g} at stop)" if partial is not None else "-"
         table.add_row(str(row["trial"]), row["state"], str(row["params"]), value, str(row["epochs_run"]))
     out.print(table)
     out.print(f"best: {result['best_params']} (validation {result['best_validation']:.4g}; "

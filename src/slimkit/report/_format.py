@@ -29,3 +29,13 @@ def fmt_count(n: int) -> str:
         if abs(n) >= div:
             return f"{n / div:.2f}{suffix}"
     return str(n)
+
+
+def fmt_ratio(x: float) -> str:
+    """A speed-up with two decimals, or three significant digits below 0.1 (never "0.00x").
+
+    Example:
+        >>> fmt_ratio(24.437), fmt_ratio(0.00334)
+        ('24.44x', '0.00334x')
+    """
+    return f"{x:.2f}x" if x >= 0.1 else f"{x:.3g}x"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slimkit.report._format import fmt_bytes, fmt_count
+from slimkit.report._format import fmt_bytes, fmt_count, fmt_ratio
 from slimkit.report._sections import Section, sections
 from slimkit.report.schema import Entry, Report
 
@@ -27,7 +27,7 @@ def row(entry: Entry, baseline: Entry, best: str | None) -> list[str]:
         entry.target,
         f"{m.metric:.4g}" if abs(m.metric) < 10 else f"{m.metric:.2f}",
         f"{lat.median:.3f} ({lat.p90:.3f}, {lat.ci95[0]:.3f}-{lat.ci95[1]:.3f})",
-        f"{baseline.latency_ms / lat.median:.2f}x",
+        fmt_ratio(baseline.latency_ms / lat.median),
         f"{m.throughput:.1f}/s @b{m.throughput_batch}",
         fmt_bytes(m.size_bytes),
         fmt_count(entry.params),

@@ -645,4 +645,8 @@ def _what_missed(entry: Entry, settings: dict[str, Any]) -> str:
         missed.append(f"latency {m.latency.median:.3f} ms over the budget {settings['latency_budget']} ms")
     if settings["size_budget"] and m.size_bytes > settings["size_budget"]:
         missed.append(f"size {m.size_bytes} bytes over the budget {settings['size_budget']}")
-    return "; ".join(missed) or "slower than the unmodified model"
+    if missed:
+        return "; ".join(missed)
+    if len(entry.recipe) == 1 and entry.target == "torch":  # only the target step: the baseline itself
+        return "it meets the constraints but is the unmodified model on torch eager: no faster candidate was found"
+    return "it meets the constraints but is no faster than the unmodified model"
