@@ -62,3 +62,7 @@ class ParityError(SlimkitError):
 
 class TaskError(SlimkitError):
     """A task could not be loaded or built."""
+
+
+class TrainingError(SlimkitError):
+    """Training could not go on (e.g. the loss became NaN or infinite)."""

@@ -37,6 +37,7 @@ def test_env_json(capsys):
         (["bench", "--task", "missing.py:make", "--out", "x"], "task file not found"),
         (["bench", "--task", "digits-cnn"], "--out"),
         (["frobnicate"], "invalid choice"),
+        (["train", "--task", "digits-cnn", "--accumulate", "2", "--out", "x"], "slimkit train --help"),
     ],
 )
 def test_usage_errors_exit_2_with_hint(argv, message, capsys, tmp_path, monkeypatch):

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import pathlib
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -27,6 +32,23 @@ def test_fit_task_writes_metrics_precision_and_resumes(tmp_path) -> None:
     with pytest.raises(UsageError, match="nothing to resume"):  # never a silent fresh start
         fit_task(make_tiny_task("mlp"), out=tmp_path / "empty", epochs=1, resume=True)
     assert not (tmp_path / "empty").exists()
+    # A resumed run keeps its settings: a different one was ignored while train.json recorded it.
+    with pytest.raises(UsageError, match="lr 0.5 \\(stored: 0.05\\); precision 'bf16'"):
+        fit_task(make_tiny_task("mlp"), out=tmp_path, epochs=4, lr=0.5, precision="bf16", resume=True)
+    with pytest.raises(UsageError, match="already holds a training run"):  # overwrote metrics and model
+        fit_task(make_tiny_task("mlp"), out=tmp_path, epochs=1)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o044  # readable like the run's other files
+
+
+def test_bad_training_runs_are_clear_errors(tmp_path) -> None:
+    from slimkit.errors import TrainingError
+
+    with pytest.raises(UsageError, match="smaller than the 2 processes"):  # trained zero steps before
+        fit_task("digits-cnn", out=tmp_path / "a", epochs=1, batch_size=1, nproc=2)
+    with pytest.raises(UsageError, match="finite number > 0"):
+        fit_task(make_tiny_task("mlp"), out=tmp_path / "b", epochs=1, lr=float("nan"))
+    with pytest.raises(TrainingError, match="in epoch 1: training diverged"):  # a FloatingPointError traceback
+        fit_task(make_tiny_task("mlp"), out=tmp_path / "c", epochs=1, lr=1e30, precision="fp32")
 
 
 @pytest.mark.slow
@@ -59,3 +81,32 @@ def test_metrics_go_to_tensorboard_when_installed(tmp_path, monkeypatch) -> None
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
     fit_task(make_tiny_task("mlp"), out=tmp_path, epochs=2, lr=0.05, precision="fp32")
     assert ("train/loss", 2) in scalars and ("train/accuracy", 1) in scalars
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc").is_dir(), reason="reads /proc to find the workers")
+def test_stopping_a_data_parallel_run_stops_its_workers(tmp_path) -> None:
+    """SIGTERM to `slimkit train --nproc 2` ended the command while torchrun and both workers trained on."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "slimkit.cli.main", "train", "--task", "digits-cnn", "--epochs", "50", "--scratch",
+           "--precision", "fp32", "--batch-size", "2", "--nproc", "2", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while len(_processes_mentioning(str(out))) < 4 and time.time() < deadline:  # cli, torchrun, 2 workers
+        time.sleep(0.5)
+    assert len(_processes_mentioning(str(out))) >= 4, "the workers never started"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    time.sleep(1)
+    assert _processes_mentioning(str(out)) == []
+    assert b"Traceback" not in proc.stderr.read()

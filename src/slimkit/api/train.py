@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +75,8 @@ def fit_task(
     out: str | Path,
     epochs: int = 10,
     batch_size: int | None = None,
-    lr: float = 1e-3,
-    precision: str = "auto",
+    lr: float | None = None,
+    precision: str | None = None,
     resume: bool = False,
     scratch: bool = False,
     seed: int = 0,
@@ -86,6 +89,8 @@ def fit_task(
     ``scratch`` re-initializes the task's model first (else training continues from its
     weights, e.g. a fine-tune of a pretrained model). ``nproc > 1`` relaunches this under
     ``torchrun`` with DDP (gloo on CPU, nccl on GPU). ``config`` overrides every knob.
+    ``lr`` defaults to 1e-3 and ``precision`` to "auto"; with ``resume`` they (and ``batch_size``)
+    default to the run's own, and a different value is an error (a resumed run keeps its settings).
 
     Example:
         >>> import tempfile
@@ -95,11 +100,29 @@ def fit_task(
     """
     if nproc < 1:
         raise UsageError(f"nproc must be >= 1, got {nproc}")
+    if batch_size and batch_size < nproc:
+        # Each process takes its share of a global batch: with fewer rows than processes every
+        # batch was skipped and the run "trained" zero steps.
+        raise UsageError(f"batch size {batch_size} is smaller than the {nproc} processes sharing each batch",
+                         hint=f"use --batch-size {nproc} or more, or fewer processes")
     out = Path(out)
+    launcher = int(os.environ.get("WORLD_SIZE", "1")) == 1  # not one of torchrun's workers
     if resume and ckpt.latest(out / "checkpoints") is None:
         raise UsageError(f"nothing to resume in {out}: no complete checkpoint in {out / 'checkpoints'}",
                          hint="run without --resume to start training there")
+    if launcher and not resume and ckpt.latest(out / "checkpoints") is not None:
+        # A fresh run there overwrote metrics and model and left the old run's later checkpoints.
+        raise UsageError(f"{out} already holds a training run", hint="pass --resume to continue it, or "
+                         "choose another --out")
+    settings = {"lr": lr, "precision": precision, "batch_size": batch_size}
+    if resume and launcher:
+        settings = _resumed_settings(out, settings)
+    lr = 1e-3 if settings["lr"] is None else settings["lr"]
+    precision = settings["precision"] or "auto"
+    batch_size = settings["batch_size"]
     out.mkdir(parents=True, exist_ok=True)
+    if launcher and not resume:
+        atomic_write_json(out / "settings.json", {"lr": lr, "precision": precision, "batch_size": batch_size})
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _launch(nproc, task, out, dict(epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
                                               resume=resume, scratch=scratch, seed=seed, progress=progress))
@@ -115,6 +138,21 @@ def fit_task(
     if ctx.is_main:
         _write_outputs(out, task_obj, model, cfg, result, ctx.world)
     return result
+
+
+def _resumed_settings(out: Path, given: dict[str, Any]) -> dict[str, Any]:
+    """The stored run's lr/precision/batch size; one given differently is an error (it was silently
+    ignored while train.json recorded it as used)."""
+    path = out / "settings.json"
+    if not path.exists():  # a run from before settings.json: nothing to compare with
+        return given
+    stored = json.loads(path.read_text())
+    changed = [f"{k} {v!r} (stored: {stored.get(k)!r})" for k, v in given.items()
+               if v is not None and v != stored.get(k)]
+    if changed:
+        raise UsageError(f"--resume continues the run in {out} with its own settings; these differ: "
+                         f"{'; '.join(changed)}", hint="leave them out to resume, or start a new run in another --out")
+    return {k: stored.get(k) for k in given}
 
 
 def _write_outputs(out: Path, task: Task, model: nn.Module, cfg: TrainConfig, result: TrainResult,
@@ -134,6 +172,25 @@ def _write_outputs(out: Path, task: Task, model: nn.Module, cfg: TrainConfig, re
     })
 
 
+def _relay(stream: Any, stopping: threading.Event) -> None:
+    for line in iter(stream.readline, b""):
+        if not stopping.is_set():
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to torchrun's process group (it passes it to its workers), SIGKILL after 15 s."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def _launch(nproc: int, task: str | Task, out: Path, kwargs: dict[str, Any]) -> TrainResult:
     """Run this command again under torchrun with ``nproc`` processes; read back what rank 0 wrote."""
     if not isinstance(task, str):
@@ -143,9 +200,29 @@ def _launch(nproc: int, task: str | Task, out: Path, kwargs: dict[str, Any]) -> 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "slimkit.train._worker", spec]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    done = subprocess.run(cmd, env=env, check=False)
-    if done.returncode != 0:
-        raise SlimkitError(f"torchrun with {nproc} processes failed (exit {done.returncode})",
+    # A session of its own: a terminal's Ctrl-C reaches only this process (no traceback from every
+    # rank), and stopping this process for any reason (Ctrl-C, SIGTERM) stops torchrun and its
+    # workers too; before, they went on training after the command said "interrupted".
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
+    stopping = threading.Event()
+    # Workers' messages pass through as they come; once this command stops them, the tracebacks
+    # torchrun and every rank print on the way down are not the user's concern and are dropped.
+    relay = threading.Thread(target=_relay, args=(proc.stderr, stopping), daemon=True)
+    relay.start()
+    # SIGTERM's default action would end this process without running the clean-up below.
+    previous = signal.signal(signal.SIGTERM, lambda sig, _frame: sys.exit(128 + sig)) \
+        if threading.current_thread() is threading.main_thread() else None
+    try:
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            stopping.set()
+            _stop_group(proc)
+        relay.join(timeout=5)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if code != 0:
+        raise SlimkitError(f"torchrun with {nproc} processes failed (exit {code})",
                            hint="see the messages above; try --nproc 1 to check the task trains at all")
     from slimkit.train.precision import PrecisionChoice
 

@@ -20,6 +20,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message, hint=f"run `{self.prog} --help`")
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: object = None) -> argparse.Namespace:  # type: ignore[override]
+        parsed, extra = self.parse_known_args(args, namespace)  # type: ignore[arg-type]
+        if extra:  # argparse reports these from the top parser, so its hint named `slimkit --help`
+            command = getattr(parsed, "command", None)
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}",
+                             hint=f"run `{self.prog}{' ' + command if command else ''} --help`")
+        return parsed
+
 
 def build_parser() -> argparse.ArgumentParser:
     from slimkit.cli import bench, demo, distill, env, listing, optimize, prune, quantize, train, tune

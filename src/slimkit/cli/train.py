@@ -13,9 +13,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--batch-size", type=int, default=None,
                    help="global batch size (default: the task's; 0 = full batch, 1 = per-sample)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, warm-up-free cosine)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="auto times real steps and never picks one slower than fp32")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (AdamW, warm-up-free cosine; default 1e-3, on --resume the run's)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
+                   help="default auto: times real steps and never picks one slower than fp32")
     p.add_argument("--nproc", type=positive_int, default=1, help="processes for DDP through torchrun")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--scratch", action="store_true", help="re-initialize the task's model before training")
@@ -37,7 +38,12 @@ def run(args: argparse.Namespace) -> int:
     last = result.history[-1] if result.history else {}
     metric = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "lr"))
     prec = result.precision
-    out.print(f"trained {len(result.history)} epochs in {result.seconds:.1f}s ({metric}); "
+    ran = len(result.history) - result.resumed_from
+    done = f"trained {ran} epoch(s)" + (f" after the {result.resumed_from} resumed from ({len(result.history)} in all)"
+                                        if result.resumed_from else "")
+    if result.resumed_from and not ran:
+        done = f"nothing to train: all {len(result.history)} epoch(s) were already done"
+    out.print(f"{done} in {result.seconds:.1f}s ({metric}); "
               f"precision {prec.precision if prec else '?'}: {prec.reason if prec else ''}")
     out.print(f"run folder: {args.out} (metrics.jsonl, precision.json, train.json, model.safetensors)")
     return 0

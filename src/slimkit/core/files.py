@@ -11,6 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -29,6 +32,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
+        if tmp.is_file() and tmp.stat().st_mode & 0o777 == 0o600:
+            # Some writers (safetensors) create private files; the artifact is meant to be shared
+            # like every other file of the run, so it gets the usual permissions.
+            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

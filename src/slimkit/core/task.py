@@ -169,6 +169,7 @@ def run_model(model: nn.Module, inputs: Inputs) -> torch.Tensor:
             got = {k: list(v.shape) for k, v in inputs.items()}
             raise ShapeError(
                 f"the model rejected inputs of shape {got}: {text.splitlines()[0]}",
-                hint="give inputs shaped like the task's example_inputs",
+                hint="the model and the task's inputs disagree: fix the model's layer sizes or the task's "
+                     "example_inputs/data so they match",
             ) from exc
         raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ from torch import nn
 
 from slimkit.core.data import Batch, Inputs
 from slimkit.core.task import Metric, run_model
-from slimkit.errors import UsageError
+from slimkit.errors import TrainingError, UsageError
 from slimkit.train import checkpoint as ckpt
 from slimkit.train import distributed as D
 from slimkit.train import precision as P
@@ -83,14 +84,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
-        if self.lr <= 0:
-            raise UsageError(f"learning rate must be > 0, got {self.lr}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise UsageError(f"learning rate must be a finite number > 0, got {self.lr}",
+                             hint="e.g. --lr 1e-3")
         if self.optimizer not in ("adamw", "sgd"):
             raise UsageError(f"unknown optimizer '{self.optimizer}'", hint="use 'adamw' or 'sgd'")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule '{self.schedule}'", hint=f"use one of {', '.join(SCHEDULES)}")
         if self.batch_size is not None and self.batch_size < 0:
-            raise UsageError(f"batch size must be >= 0 (0 = full batch), got {self.batch_size}")
+            raise UsageError(f"batch size must be >= 0 (0 = full batch), got {self.batch_size}",
+                             hint="e.g. --batch-size 64, or leave it out for the task's own")
         if self.accumulate < 1:
             raise UsageError(f"accumulate must be >= 1, got {self.accumulate}")
         if self.precision not in P.PRECISIONS:
@@ -245,7 +248,9 @@ def fit(
                         out = run_model(train_model, inputs)
                     loss = loss_fn(out.float(), targets)
                     if not torch.isfinite(loss):
-                        raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}")
+                        raise TrainingError(f"the loss became {loss.item()} in epoch {epoch + 1}: training diverged",
+                                            hint=f"lower the learning rate (it was {cfg.lr:g}), or use precision "
+                                                 "fp32 if a lower precision was chosen")
                     extra = penalty(model, cfg.l1, cfg.l2)
                     full = loss if extra is None else loss + extra
                     scaler.scale(full / group_len if group_len > 1 else full).backward()
