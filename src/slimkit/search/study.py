@@ -38,6 +38,7 @@ from slimkit.core.recipe import Recipe
 from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError
 from slimkit.measure.env import environment
+from slimkit.measure.load import NOTICEABLE
 from slimkit.report.schema import Entry, Report
 from slimkit.search._trial import evaluate_recipe, time_recipe
 from slimkit.search.space import SearchSpace
@@ -542,6 +543,7 @@ def optimize(
         say("re-timing the best model in turns with the baseline")
         report.extra["search"]["retimed"] = retime_best(report, task_obj, out_dir, settings["threads"],
                                                         quick=settings["quick"])
+        _trust_the_retiming(report, report.extra["search"]["retimed"], out_dir)
     report.write(out_dir)
     return report
 
@@ -618,18 +620,41 @@ def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed:
         "trials_repeated": sum(t.state.name == "COMPLETE" and "duplicate_of" in t.user_attrs for t in study.trials),
         "seconds": round(elapsed, 1), "closest": closest,
     }
-    if report.best:
-        best = report.entry(report.best)
-        src = out / "trials" / best.id.split(":")[0].lstrip("t").zfill(4)
-        if src.is_dir():
-            dest = out / "best"
-            tmp = out / ".best.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(src, tmp)
-            shutil.rmtree(dest, ignore_errors=True)
-            os.replace(tmp, dest)
-            report.extra["search"]["best_artifact"] = str(dest.relative_to(out))
+    _copy_best(report, out)
     return report
+
+
+def _copy_best(report: Report, out: Path) -> None:
+    """The best trial's artifact folder, copied to ``out/best`` (replacing one copied before)."""
+    if not report.best:
+        return
+    best = report.entry(report.best)
+    src = out / "trials" / best.id.split(":")[0].lstrip("t").zfill(4)
+    if src.is_dir():
+        dest = out / "best"
+        tmp = out / ".best.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+        report.extra["search"]["best_artifact"] = str(dest.relative_to(out))
+
+
+def _trust_the_retiming(report: Report, retimed: dict[str, Any] | None, out: Path) -> None:
+    """If the end-of-run re-timing, on a quiet machine, finds the best no faster than the unmodified
+    model on its target, that unmodified model is the answer: the best must never be slower than it."""
+    if not retimed or retimed.get("vs_reference") is None or retimed["vs_reference"] > 1.0:
+        return
+    if retimed.get("other_load_cores") is not None and retimed["other_load_cores"] >= NOTICEABLE:
+        return  # a busy machine's re-timing is no better evidence than the table's
+    ref = report.entry(retimed["reference"])
+    if not ref.meets_constraints or ref.latency_ms >= report.baseline.latency_ms:
+        return
+    old = report.best
+    report.best = ref.id
+    ref.notes.append(f"re-timed at the end: best instead of {old}, which that re-timing found no faster than "
+                     f"this unmodified model on {ref.target} ({retimed['vs_reference']:.2f}x)")
+    _copy_best(report, out)
 
 
 def _size_front(report: Report) -> None:
