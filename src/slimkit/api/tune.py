@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,11 @@ def tune(
         ranged = ", ".join(k for k, v in space.items() if not isinstance(v, list))
         raise UsageError(f"the grid sampler needs a list of choices for every hyperparameter ({ranged} is a range)",
                          hint="give those as lists, e.g. lr: [0.001, 0.01], or use --sampler tpe/random/gp")
+    if sampler == "grid":
+        points = math.prod(len(v) for v in space.values())
+        if trials > points:
+            say(f"the grid has {points} point(s): {points} trials, not {trials}")
+            trials = points
     study = optuna.create_study(direction="maximize", sampler=samplers[sampler](), pruner=_pruner(pruner))
     study.optimize(objective, n_trials=trials)
     if not any(t.state.name == "COMPLETE" for t in study.trials):

@@ -91,8 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         created = _make_out(out) if out else False
         try:
             return int(args.run(args) or 0)
-        except UsageError:
-            if created:  # a run refused for its arguments leaves no folder behind (nothing of value in it)
+        except SlimkitError as err:
+            # A run refused for its input (usage errors, inputs the model rejects: exit 2) leaves no
+            # folder behind; there is nothing of value in it.
+            if created and err.exit_code == 2:
                 shutil.rmtree(out, ignore_errors=True)
             raise
     except SlimkitError as err:

@@ -250,7 +250,9 @@ def _finished_twin(trial: Any, params: dict[str, Any]) -> Any:
 
 def _load_study(settings: dict[str, Any], create: bool) -> Any:
     optuna = require("optuna", "the search")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna's own warnings (e.g. GridSampler re-evaluating an exhausted grid) are about its
+    # internals, not something a slimkit user can act on; slimkit says what matters itself.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = SearchSpace.from_dict(settings["space"])
     constrained = True
     sampler_seed = settings["seed"] + os.getpid() % 1000 * (settings["workers"] > 1)
