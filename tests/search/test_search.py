@@ -337,3 +337,28 @@ def test_a_best_the_retiming_finds_no_faster_than_the_unmodified_model_gives_way
     _trust_the_retiming(report, retimed, tmp_path)
     assert report.best == "t0:float@onnxruntime"
     assert "found no faster than this unmodified model" in report.entry("t0:float@onnxruntime").notes[0]
+
+
+def test_a_point_another_worker_is_measuring_is_waited_for_not_measured_twice():
+    """Two --workers drawing one grid point both measured it (and disagreed on which was best)."""
+    import socket
+
+    from slimkit.search.study import _finished_twin
+
+    sleeper = subprocess.Popen(["sleep", "30"])  # stands for the other worker's live process
+    try:
+        params = {"target": "onnxruntime", "fuse": True}
+        other = types.SimpleNamespace(number=0, params=params, state=types.SimpleNamespace(name="RUNNING"),
+                                      user_attrs={"pid": sleeper.pid, "host": socket.gethostname()})
+        polls = []
+
+        def get_trials(deepcopy=False):
+            polls.append(1)
+            if len(polls) == 3:  # the other worker finishes while this one waits
+                other.state.name, other.user_attrs["entry"] = "COMPLETE", {}
+            return [other, me]
+
+        me = types.SimpleNamespace(number=1, params=params, study=types.SimpleNamespace(get_trials=get_trials))
+        assert _finished_twin(me, params, poll=0.01) is other and len(polls) == 3
+    finally:
+        sleeper.kill()

@@ -240,12 +240,24 @@ def _quantization_not_faster(task: Any, recipe: Recipe, ptq: Entry, workdir: Pat
             f"({float_ms:.3f} ms)")
 
 
-def _finished_twin(trial: Any, params: dict[str, Any]) -> Any:
-    for other in trial.study.get_trials(deepcopy=False):
-        if (other.number != trial.number and other.state.name == "COMPLETE" and other.params == params
-                and "entry" in other.user_attrs):
-            return other
-    return None
+def _finished_twin(trial: Any, params: dict[str, Any], poll: float = 2.0) -> Any:
+    """A finished trial of the same point, to answer from; an earlier trial of it still running in a
+    live local worker (two --workers drawing one grid point) is waited for rather than measured twice."""
+    host = socket.gethostname()
+    while True:
+        running = False
+        for other in trial.study.get_trials(deepcopy=False):
+            if other.number == trial.number or other.params != params:
+                continue
+            if other.state.name == "COMPLETE" and "entry" in other.user_attrs:
+                return other
+            pid = other.user_attrs.get("pid")
+            if (other.state.name == "RUNNING" and other.number < trial.number and isinstance(pid, int)
+                    and other.user_attrs.get("host") == host and _alive(pid)):
+                running = True
+        if not running:
+            return None
+        time.sleep(poll)
 
 
 def _load_study(settings: dict[str, Any], create: bool) -> Any:
