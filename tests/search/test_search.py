@@ -36,7 +36,9 @@ def test_grid_search_covers_the_space_and_picks_a_valid_best(tmp_path):
         assert (tmp_path / "best").is_dir()
         if best.target == "onnxruntime":  # re-timed in turns with the baseline at the end
             retimed = data["search"]["retimed"]
-            assert retimed["best"] == best.id and retimed["speedup"] > 0 and retimed["baseline_ms"] > 0
+            # The re-timed model, or the unmodified one it was found no faster than (which then answers).
+            assert best.id in (retimed["best"], retimed.get("reference")) and retimed["speedup"] > 0
+            assert best.id == retimed["best"] or retimed["vs_reference"] <= 1.0
             assert any(n.startswith("re-timed at the end") for n in best.notes)
     assert any(c.pareto for c in report.entries)
     assert set(data["pareto_metric_size"]) <= {e["id"] for e in [data["baseline"], *data["candidates"]]}
