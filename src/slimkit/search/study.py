@@ -280,7 +280,7 @@ def _load_study(settings: dict[str, Any], create: bool) -> Any:
     else:
         study = optuna.load_study(**{k: v for k, v in kwargs.items() if k in ("study_name", "storage", "sampler",
                                                                                "pruner")})
-    done = len(study.trials)
+    done = sum(t.state.is_finished() for t in study.trials)  # a fresh search keeps its seed
     if done:
         # A resumed search seeded as at its start re-proposed the points it had already drawn (each
         # answered from the study, so the added trials measured nothing new): seed past them.
