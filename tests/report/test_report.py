@@ -86,3 +86,11 @@ def test_latency_axis_is_labelled_whatever_the_range():
     assert "batch-1 latency, ms</" in narrow.replace("\n", "") or "batch-1 latency, ms (log)" not in narrow
     wide = to_html(_report({}, [_entry("c1", 0.2, 98.5, 3000, "onnxruntime")]))  # 0.2 to 10 ms
     assert "batch-1 latency, ms (log)" in wide
+
+
+def test_more_threads_than_cores_is_flagged():
+    """--threads 64 on 2 cores was accepted and its 81x speed-up printed without a word."""
+    report = _report({})
+    report.environment = {**ENV, "threads": 64}
+    assert "64 threads on 2 cores" in to_markdown(report) and "64 threads on 2 cores" in to_html(report)
+    assert "threads on" not in to_markdown(_report({}))

@@ -52,7 +52,8 @@ def cpu_note(env: dict[str, Any]) -> str:
 
 
 def busy_note(report: Report) -> str | None:
-    """A warning when latencies were timed while other processes kept the CPUs busy, else None.
+    """A warning when latencies were timed on more threads than cores, or while other processes kept the
+    CPUs busy, else None.
 
     Example:
         >>> from types import SimpleNamespace as NS
@@ -64,13 +65,20 @@ def busy_note(report: Report) -> str | None:
     """
     from slimkit.measure.load import NOTICEABLE
 
+    notes = []
+    env = getattr(report, "environment", None) or {}
+    threads, cores = env.get("threads"), (env.get("cpu") or {}).get("cores")
+    if isinstance(threads, int) and isinstance(cores, int) and threads > cores:
+        # More threads than cores: each runtime's threads wait on the others, and not alike.
+        notes.append(f"{threads} threads on {cores} cores: every runtime was oversubscribed, so its latencies "
+                     f"and the speed-ups are not what this machine gives; use --threads {cores} or fewer")
     loads = [e.measurement.details.get("other_load_cores") for e in report.entries]
     busy = [x for x in loads if isinstance(x, (int, float)) and x >= NOTICEABLE]
-    if not busy:
-        return None
-    return (f"{len(busy)} of {len(loads)} latencies were timed while other processes kept up to {max(busy):.1f} "
-            "cores busy: those timings and the speed-ups built on them are unreliable (load does not slow every "
-            "runtime alike); re-run on an idle machine")
+    if busy:
+        notes.append(f"{len(busy)} of {len(loads)} latencies were timed while other processes kept up to "
+                     f"{max(busy):.1f} cores busy: those timings and the speed-ups built on them are unreliable "
+                     "(load does not slow every runtime alike); re-run on an idle machine")
+    return "; ".join(notes) or None
 
 
 def to_markdown(report: Report) -> str:
