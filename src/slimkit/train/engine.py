@@ -225,6 +225,7 @@ def fit(
         scaler.load_state_dict(state["scaler"])
     train_model = D.wrap_ddp(model, device) if ctx.active else model
     start = time.perf_counter()
+    shown = ""  # the last evaluated epoch's metric, for the bar
     with TrainProgress(micro * cfg.epochs, micro * start_epoch, enabled=progress and ctx.is_main) as bar:
         for epoch in range(start_epoch, cfg.epochs):
             if result.stopped_early:
@@ -264,9 +265,7 @@ def fit(
                 n = targets.shape[0]
                 loss_sum += float(loss.detach()) * n
                 count += n
-                bar.update(epoch + 1, cfg.epochs, loss_sum / max(1, count),
-                           f"  {metric.name} {result.best_metric:.2f}" if metric and result.best_metric is not None
-                           else "")
+                bar.update(epoch + 1, cfg.epochs, loss_sum / max(1, count), shown)
             row: dict[str, float] = {"epoch": epoch + 1, "loss": loss_sum / max(1, count), "lr": sched.get_last_lr()[0]}
             if ctx.active:  # report the global mean loss, not rank 0's share
                 t = torch.tensor([loss_sum, float(count)], device=device)
@@ -275,6 +274,9 @@ def fit(
             if eval_data is not None and metric is not None:
                 score = evaluate_torch(model, eval_data, metric)
                 row[metric.name] = score
+                # The bar shows the last epoch's score (it showed the best so far, an epoch behind).
+                shown = f"  {metric.name} {score:.2f}"
+                bar.update(epoch + 1, cfg.epochs, row["loss"], shown, advance=0)
                 if result.best_metric is None or score > result.best_metric + cfg.min_delta:
                     result.best_metric, bad = score, 0
                     if cfg.patience is not None and cfg.restore_best:

@@ -27,9 +27,9 @@ class TrainProgress:
             self._task = self._bar.add_task("train", total=self.total, completed=self.done, stats="")
         return self
 
-    def update(self, epoch: int, epochs: int, loss: float, metric: str = "") -> None:
+    def update(self, epoch: int, epochs: int, loss: float, metric: str = "", advance: int = 1) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=f"epoch {epoch}/{epochs}",
+            self._bar.update(self._task, advance=advance, description=f"epoch {epoch}/{epochs}",
                              stats=f"loss {loss:.4f}{metric}")
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
