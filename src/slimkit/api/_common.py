@@ -185,6 +185,20 @@ def as_names(value: object, what: str) -> list[str]:
     raise UsageError(f"{what} must be a list of names, got {value!r}", hint=f'e.g. {what}=["onnxruntime"]')
 
 
+def target_names(value: object) -> list[str]:
+    """The targets asked for, as :func:`as_names` reads them; none at all is a usage error.
+
+    Example:
+        >>> target_names("openvino")
+        ['openvino']
+    """
+    names = as_names(value, "targets")
+    if not names:
+        raise UsageError("no targets given", hint="e.g. --targets onnxruntime,openvino, or targets=['onnxruntime'] "
+                         "in Python (see `slimkit list`)")
+    return names
+
+
 def check_threads(threads: object) -> None:
     """None (all cores this process may use) or a whole number >= 1."""
     if threads is None:

@@ -9,7 +9,6 @@ from torch import nn
 
 from slimkit.api._common import (
     Progress,
-    as_names,
     check_budgets,
     check_targets,
     check_threads,
@@ -18,10 +17,10 @@ from slimkit.api._common import (
     finalize,
     fresh_dir,
     measure_model,
+    target_names,
 )
 from slimkit.core.files import atomic_write_json
 from slimkit.core.task import Task
-from slimkit.errors import UsageError
 from slimkit.measure.env import environment
 from slimkit.report.schema import Report
 from slimkit.tasks import load_task
@@ -53,9 +52,7 @@ def benchmark(
         True
     """
     check_threads(threads)
-    targets = as_names(targets, "targets")
-    if not targets:
-        raise UsageError("no targets given", hint="e.g. targets=['onnxruntime', 'openvino'] (see `slimkit list`)")
+    targets = target_names(targets)
     threads = threads or default_threads()
     say = progress or (lambda _msg: None)
     status = check_targets(targets)  # unknown names fail here, before any work

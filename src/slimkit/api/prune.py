@@ -10,7 +10,6 @@ import torch
 
 from slimkit.api._common import (
     Progress,
-    as_names,
     check_targets,
     check_threads,
     command_line,
@@ -19,11 +18,11 @@ from slimkit.api._common import (
     fresh_dir,
     measure_entry,
     measure_model,
+    target_names,
 )
 from slimkit.api.benchmark import DEFAULT_TARGETS
 from slimkit.core.files import atomic_write_json
 from slimkit.core.task import Task, run_model
-from slimkit.errors import UsageError
 from slimkit.export.parity import compare
 from slimkit.measure.env import environment
 from slimkit.report.schema import Report
@@ -64,9 +63,7 @@ def prune(
         True
     """
     check_threads(threads)
-    targets = as_names(targets, "targets")
-    if not targets:
-        raise UsageError("no targets given", hint="e.g. targets=['onnxruntime', 'openvino'] (see `slimkit list`)")
+    targets = target_names(targets)
     cfg = config or PruneConfig(mode="structured" if structured else "unstructured", ratio=ratio,
                                 criterion=criterion, recover_epochs=recover_epochs, recover=recover,  # type: ignore[arg-type]
                                 seed=seed)

@@ -22,7 +22,6 @@ from typing import Any
 
 from slimkit._optional import require
 from slimkit.api._common import (
-    as_names,
     check_budgets,
     check_threads,
     command_line,
@@ -32,6 +31,7 @@ from slimkit.api._common import (
     measure_model,
     meets_floor,
     pareto_ids,
+    target_names,
 )
 from slimkit.core.files import atomic_write_json
 from slimkit.core.recipe import Recipe
@@ -455,7 +455,7 @@ def optimize(
             raise UsageError(f"--{name} must be a whole number >= 1, got {value!r}")
     check_threads(threads)
     if targets is not None:
-        targets = as_names(targets, "targets")
+        targets = target_names(targets)
     if isinstance(space, Mapping):
         space = SearchSpace.from_dict(space)
     elif space is not None and not isinstance(space, SearchSpace):
@@ -470,8 +470,6 @@ def optimize(
         _IN_PROCESS[task.name] = task
     check_budgets(max_drop=max_drop, latency_budget=latency_budget, size_budget=size_budget_mb,
                    time_budget=time_budget)
-    if targets is not None and not targets:
-        raise UsageError("no targets given", hint="e.g. --targets onnxruntime,openvino (see `slimkit list`)")
     if storage is not None:
         _check_storage(storage)
     out_dir = Path(out)
