@@ -364,3 +364,55 @@ def test_a_point_another_worker_is_measuring_is_waited_for_not_measured_twice():
         assert _finished_twin(me, params, poll=0.01) is other and len(polls) == 3
     finally:
         sleeper.kill()
+
+
+def _grid_settings(tmp_path, workers=2):
+    space = SearchSpace(targets=("torch", "onnxruntime"), fuse=(False, True), quant_scheme=("none", "int8-static"),
+                        prune_ratio=(0.0, 0.3, 0.5), recover_epochs=1)
+    return space, {"space": {k: list(v) if isinstance(v, tuple) else v for k, v in space.__dict__.items()},
+                   "sampler": "grid", "pruner": "none", "seed": 0, "workers": workers,
+                   "storage": f"sqlite:///{tmp_path / 'study.db'}"}
+
+
+def test_grid_workers_and_resumes_draw_each_point_once(tmp_path, monkeypatch):
+    """Each --workers process shuffled the grid with its own seed, so two of them drew one point
+    twice and left another unmeasured; a resume re-shuffled it again."""
+    from slimkit.search.study import _load_study
+
+    space, settings = _grid_settings(tmp_path)
+    studies = []
+    for pid in (1234, 5678):  # two worker processes
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        studies.append(_load_study(settings, create=True))
+    drawn = []
+
+    def objective(trial):
+        drawn.append(tuple(sorted(space.suggest(trial).items())))
+        return 1.0, 1.0
+
+    for i in range(12):
+        studies[i % 2].optimize(objective, n_trials=1)
+    resumed = _load_study(settings, create=False)  # a --resume after 12 of the 24 points
+    resumed.optimize(objective, n_trials=12)
+    assert len(set(drawn)) == 24 == len(drawn)
+
+
+def test_an_interrupted_trial_runs_again_and_spends_no_budget(tmp_path):
+    from slimkit.search.study import _load_study, _mark_interrupted, _over_budget, _spent
+
+    space, settings = _grid_settings(tmp_path, workers=1)
+    study = _load_study(settings, create=True)
+    first = study.ask()
+    space.suggest(first)
+    study.tell(first, (1.0, 1.0))
+    killed = study.ask()
+    point = space.suggest(killed)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    killed.set_user_attr("pid", int(gone.stdout))
+    assert _mark_interrupted(study) == (1, 0) and _spent(study) == 1
+    again = study.ask()
+    assert space.suggest(again) == point  # the interrupted point comes first
+    assert not _over_budget(again, 2)
+    extra = study.ask()  # a second worker starting while `again` runs: the budget of 2 is taken
+    assert _over_budget(extra, 2) and not _over_budget(extra, 3)

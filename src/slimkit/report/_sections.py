@@ -61,6 +61,8 @@ def _search(s: dict[str, Any]) -> Section:
     repeats = f", {s['trials_repeated']} re-proposals of measured points answered from the study" \
         if s.get("trials_repeated") else ""
     early = f", {len(stopped)} stopped early by the pruner" if stopped else ""
+    if s.get("trials_interrupted"):
+        early += f", {s['trials_interrupted']} interrupted by a crash (their points queued again on resume)"
     sec.lines.append(f"Sampler {s.get('sampler')}, pruner {s.get('pruner')}, {s.get('workers', 1)} worker(s): "
                      f"{s.get('trials_finished')} trials measured{repeats}{early}, {len(failed)} failed, "
                      f"{s.get('seconds')} s.")

@@ -116,6 +116,11 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
     single = settings["pruner"] != "none"
 
     def objective(trial: Any) -> Any:
+        if _over_budget(trial, settings["trials"]):
+            # Two workers can both pass the trial-count check at the budget's last trial.
+            trial.set_user_attr("over_budget", True)
+            trial.study.stop()
+            raise optuna.TrialPruned("the trial budget is spent")
         params = space.suggest(trial)
         recipe = space.recipe(params)
         trial.set_user_attr("pid", os.getpid())
@@ -260,6 +265,36 @@ def _finished_twin(trial: Any, params: dict[str, Any], poll: float = 2.0) -> Any
         time.sleep(poll)
 
 
+def _counts(t: Any) -> bool:
+    """Whether a finished trial spends the --trials budget: an interrupted one is run again instead,
+    and one started past the budget measured nothing."""
+    return t.state.is_finished() and not t.user_attrs.get("interrupted") and not t.user_attrs.get("over_budget")
+
+
+def _spent(study: Any) -> int:
+    return sum(_counts(t) for t in study.get_trials(deepcopy=False))
+
+
+def _over_budget(trial: Any, trials: int | None) -> bool:
+    """Whether the budget is already spent by the trials counted plus those started before this one
+    and still running (workers each checked the count before their trials were created)."""
+    if not trials:
+        return False
+    earlier = trial.study.get_trials(deepcopy=False)
+    running = sum(t.state.name == "RUNNING" and t.number < trial.number for t in earlier)
+    return sum(_counts(t) for t in earlier) + running >= trials
+
+
+def _sampler_seed(settings: dict[str, Any], finished: int) -> int:
+    """The seed of this process's sampler. The grid sampler gives trial number i the i-th point of
+    its seeded shuffle, so every worker and every resume must shuffle alike (different seeds drew
+    one point twice and left another unmeasured). Other samplers get one seed per worker, moved past
+    the finished trials on resume (seeded as at the start, they re-proposed the points drawn then)."""
+    if settings["sampler"] == "grid":
+        return settings["seed"]
+    return settings["seed"] + os.getpid() % 1000 * (settings["workers"] > 1) + 7919 * finished
+
+
 def _load_study(settings: dict[str, Any], create: bool) -> Any:
     optuna = require("optuna", "the search")
     # Optuna's own warnings (e.g. GridSampler re-evaluating an exhausted grid) are about its
@@ -267,8 +302,7 @@ def _load_study(settings: dict[str, Any], create: bool) -> Any:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = SearchSpace.from_dict(settings["space"])
     constrained = True
-    sampler_seed = settings["seed"] + os.getpid() % 1000 * (settings["workers"] > 1)
-    sampler = _sampler(settings["sampler"], space, sampler_seed, constrained)
+    sampler = _sampler(settings["sampler"], space, _sampler_seed(settings, 0), constrained)
     kwargs: dict[str, Any] = {"study_name": STUDY_NAME, "storage": settings["storage"], "sampler": sampler,
                               "pruner": _pruner(settings["pruner"])}
     if settings["pruner"] != "none":
@@ -281,10 +315,8 @@ def _load_study(settings: dict[str, Any], create: bool) -> Any:
         study = optuna.load_study(**{k: v for k, v in kwargs.items() if k in ("study_name", "storage", "sampler",
                                                                                "pruner")})
     done = sum(t.state.is_finished() for t in study.trials)  # a fresh search keeps its seed
-    if done:
-        # A resumed search seeded as at its start re-proposed the points it had already drawn (each
-        # answered from the study, so the added trials measured nothing new): seed past them.
-        study.sampler = _sampler(settings["sampler"], space, sampler_seed + 7919 * done, constrained)
+    if done and settings["sampler"] != "grid":
+        study.sampler = _sampler(settings["sampler"], space, _sampler_seed(settings, done), constrained)
     return study
 
 
@@ -299,14 +331,19 @@ def _run_worker(settings: dict[str, Any], quiet: bool = True, child: bool = Fals
     say = (lambda _m: None) if quiet else _log
     study = _load_study(settings, create=False)
     objective = _objective_factory(settings, say)
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    callbacks = [optuna.study.MaxTrialsCallback(settings["trials"], states=states)] if settings["trials"] else []
+    trials = settings["trials"]
+
+    def stop_at_budget(study: Any, _trial: Any) -> None:
+        if _spent(study) >= trials:
+            study.stop()
+
+    callbacks = [stop_at_budget] if trials else []
     remaining = None
     if settings["deadline"]:
         remaining = max(1.0, settings["deadline"] - time.time())
-    while not (settings["trials"] and sum(t.state in states for t in study.trials) >= settings["trials"]):
+    while not (trials and _spent(study) >= trials):
         try:
-            study.optimize(objective, n_trials=settings["trials"] or None, timeout=remaining, callbacks=callbacks,
+            study.optimize(objective, n_trials=trials or None, timeout=remaining, callbacks=callbacks,
                            catch=(Exception,))
             return
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
@@ -328,10 +365,10 @@ def _log(message: str) -> None:
 
 
 def _mark_interrupted(study: Any) -> tuple[int, int]:
-    """Trials left RUNNING by a process that is gone are failed, so they are neither lost nor counted
-    twice; returns (failed, left running). A trial whose process is alive on this host, or that runs
-    on another host (workers sharing one storage), is left to its worker: failing it would throw
-    away its result when that worker finishes."""
+    """Trials left RUNNING by a process that is gone are failed and queued to run again (they spend
+    no budget), so they are neither lost nor counted twice; returns (failed, left running). A trial
+    whose process is alive on this host, or that runs on another host (workers sharing one storage),
+    is left to its worker: failing it would throw away its result when that worker finishes."""
     optuna = require("optuna")
     host = socket.gethostname()
     failed = left = 0
@@ -343,7 +380,10 @@ def _mark_interrupted(study: Any) -> tuple[int, int]:
             left += 1
             continue
         study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: its process ended before it finished")
+        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        if t.params:  # killed after drawing its point: that point is measured again first
+            study.enqueue_trial(t.params)
         failed += 1
     return failed, left
 
@@ -529,7 +569,7 @@ def optimize(
     if resume:
         n, left = _mark_interrupted(study)
         done = sum(t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs for t in study.trials)
-        say(f"resuming: {done} finished trials kept" + (f", {n} interrupted trials marked failed" if n else "")
+        say(f"resuming: {done} finished trials kept" + (f", {n} interrupted trial(s) to run again" if n else "")
             + (f", {left} trial(s) still running in other processes left to them" if left else ""))
     elif settings["sampler"] != "grid":
         space_obj = SearchSpace.from_dict(settings["space"])
@@ -601,6 +641,7 @@ def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed:
     report = Report(settings["task"], command_line("optimize"), environment(settings["threads"]), baseline)
     failed: list[dict[str, Any]] = []
     stopped: list[dict[str, Any]] = []
+    interrupted = 0
     float_by_target: dict[str, str] = {}
     for t in sorted(study.trials, key=lambda t: t.number):
         if "entry" in t.user_attrs and t.state.name == "COMPLETE":
@@ -611,6 +652,10 @@ def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed:
         elif "stopped_early" in t.user_attrs:
             stopped.append({"trial": t.number, "recipe": t.user_attrs.get("recipe"),
                             "why": t.user_attrs["stopped_early"]})
+        elif t.user_attrs.get("interrupted"):
+            interrupted += 1
+        elif t.user_attrs.get("over_budget"):
+            continue
         elif t.state.name in ("FAIL", "PRUNED"):
             failed.append({"trial": t.number, "recipe": t.user_attrs.get("recipe"),
                            "error": t.user_attrs.get("error", t.state.name.lower())})
@@ -630,7 +675,7 @@ def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed:
         "trials_finished": len(report.candidates), "trials_failed": failed, "trials_stopped_early": stopped,
         # Samplers re-propose measured points in small spaces; those trials are answered from the study.
         "trials_repeated": sum(t.state.name == "COMPLETE" and "duplicate_of" in t.user_attrs for t in study.trials),
-        "seconds": round(elapsed, 1), "closest": closest,
+        "trials_interrupted": interrupted, "seconds": round(elapsed, 1), "closest": closest,
     }
     _copy_best(report, out)
     return report
