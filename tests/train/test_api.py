@@ -29,6 +29,9 @@ def test_fit_task_writes_metrics_precision_and_resumes(tmp_path) -> None:
     info = json.loads((tmp_path / "train.json").read_text())
     assert info["precision"] == "fp32" and info["resumed_from_epoch"] == 2
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+    assert info["notes"] and "learning-rate schedule" in info["notes"][0]  # 2 epochs planned, 3 run
+    # A plain --resume takes the epochs last asked for (it took 10, and trained 7 more).
+    assert len(fit_task(make_tiny_task("mlp"), out=tmp_path, resume=True).history) == 3
     with pytest.raises(UsageError, match="nothing to resume"):  # never a silent fresh start
         fit_task(make_tiny_task("mlp"), out=tmp_path / "empty", epochs=1, resume=True)
     assert not (tmp_path / "empty").exists()

@@ -66,6 +66,18 @@ def test_resume_continues_the_same_loss_curve(tmp_path) -> None:
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
 
 
+def test_resume_with_more_epochs_follows_the_longer_schedule_and_says_so(tmp_path) -> None:
+    """More epochs on resume stretched the cosine without a word; the lr now follows the new plan
+    from the resumed step on, and a note says how far it moved."""
+    planned = fit(MLP(), _data(), F.cross_entropy, TrainConfig(epochs=4, lr=0.05))
+    cfg = TrainConfig(epochs=2, lr=0.05, checkpoint_dir=str(tmp_path))
+    short = fit(MLP(), _data(), F.cross_entropy, cfg)
+    assert not short.notes
+    longer = fit(MLP(), _data(), F.cross_entropy, TrainConfig(**{**cfg.to_dict(), "epochs": 4, "resume": True}))
+    assert [r["lr"] for r in longer.history[2:]] == pytest.approx([r["lr"] for r in planned.history[2:]])
+    assert len(longer.notes) == 1 and "now spans" in longer.notes[0]
+
+
 def test_seeded_runs_are_identical() -> None:
     cfg = TrainConfig(epochs=2, lr=0.05, dropout=0.2)
     a, b = MLP(), MLP()

@@ -73,7 +73,7 @@ def fit_task(
     task: str | Task = "digits-cnn",
     *,
     out: str | Path,
-    epochs: int = 10,
+    epochs: int | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
     precision: str | None = None,
@@ -89,8 +89,10 @@ def fit_task(
     ``scratch`` re-initializes the task's model first (else training continues from its
     weights, e.g. a fine-tune of a pretrained model). ``nproc > 1`` relaunches this under
     ``torchrun`` with DDP (gloo on CPU, nccl on GPU). ``config`` overrides every knob.
-    ``lr`` defaults to 1e-3 and ``precision`` to "auto"; with ``resume`` they (and ``batch_size``)
-    default to the run's own, and a different value is an error (a resumed run keeps its settings).
+    ``epochs`` defaults to 10, ``lr`` to 1e-3 and ``precision`` to "auto"; with ``resume`` they (and
+    ``batch_size``) default to the run's own. A different lr, precision or batch size on resume is an
+    error (a resumed run keeps its settings); more epochs extend the run, and the learning-rate
+    schedule then spans the new total (``result.notes`` says how far the learning rate moved).
 
     Example:
         >>> import tempfile
@@ -114,15 +116,20 @@ def fit_task(
         # A fresh run there overwrote metrics and model and left the old run's later checkpoints.
         raise UsageError(f"{out} already holds a training run", hint="pass --resume to continue it, or "
                          "choose another --out")
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
+        raise UsageError(f"epochs must be a whole number >= 1, got {epochs!r}")
     settings = {"lr": lr, "precision": precision, "batch_size": batch_size}
     if resume and launcher:
         settings = _resumed_settings(out, settings)
+        epochs = epochs or _stored(out).get("epochs")
+    epochs = epochs or 10
     lr = 1e-3 if settings["lr"] is None else settings["lr"]
     precision = settings["precision"] or "auto"
     batch_size = settings["batch_size"]
     out.mkdir(parents=True, exist_ok=True)
-    if launcher and not resume:
-        atomic_write_json(out / "settings.json", {"lr": lr, "precision": precision, "batch_size": batch_size})
+    if launcher:  # epochs as last asked: a later plain --resume finishes the run it extended
+        atomic_write_json(out / "settings.json", {"lr": lr, "precision": precision, "batch_size": batch_size,
+                                                  "epochs": epochs})
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _launch(nproc, task, out, dict(epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
                                               resume=resume, scratch=scratch, seed=seed, progress=progress))
@@ -143,16 +150,20 @@ def fit_task(
 def _resumed_settings(out: Path, given: dict[str, Any]) -> dict[str, Any]:
     """The stored run's lr/precision/batch size; one given differently is an error (it was silently
     ignored while train.json recorded it as used)."""
-    path = out / "settings.json"
-    if not path.exists():  # a run from before settings.json: nothing to compare with
+    stored = _stored(out)
+    if not stored:  # a run from before settings.json: nothing to compare with
         return given
-    stored = json.loads(path.read_text())
     changed = [f"{k} {v!r} (stored: {stored.get(k)!r})" for k, v in given.items()
                if v is not None and v != stored.get(k)]
     if changed:
         raise UsageError(f"--resume continues the run in {out} with its own settings; these differ: "
                          f"{'; '.join(changed)}", hint="leave them out to resume, or start a new run in another --out")
     return {k: stored.get(k) for k in given}
+
+
+def _stored(out: Path) -> dict[str, Any]:
+    path = out / "settings.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _write_outputs(out: Path, task: Task, model: nn.Module, cfg: TrainConfig, result: TrainResult,
@@ -168,7 +179,7 @@ def _write_outputs(out: Path, task: Task, model: nn.Module, cfg: TrainConfig, re
         "task": task.name, "config": cfg.to_dict(), "processes": world, "precision": result.precision.precision,
         "metric": {"name": task.metric.name, "value": last.get(task.metric.name), "best": result.best_metric},
         "seconds": round(result.seconds, 3), "resumed_from_epoch": result.resumed_from,
-        "stopped_early": result.stopped_early, "history": result.history,
+        "stopped_early": result.stopped_early, "notes": result.notes, "history": result.history,
     })
 
 
@@ -230,4 +241,4 @@ def _launch(nproc: int, task: str | Task, out: Path, kwargs: dict[str, Any]) -> 
     return TrainResult(history=info["history"], seconds=info["seconds"],
                        precision=PrecisionChoice(**json.loads((out / "precision.json").read_text())),
                        best_metric=info["metric"]["best"], stopped_early=info["stopped_early"],
-                       resumed_from=info["resumed_from_epoch"])
+                       resumed_from=info["resumed_from_epoch"], notes=info.get("notes", []))

@@ -10,7 +10,8 @@ from slimkit.cli._shared import add_task_options, positive_int
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a task's model: mixed precision, checkpoints, DDP")
     add_task_options(p)
-    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="epochs in all (default 10; on --resume the run's, or more to extend it)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="global batch size (default: the task's; 0 = full batch, 1 = per-sample)")
     p.add_argument("--lr", type=float, default=None,
@@ -45,5 +46,7 @@ def run(args: argparse.Namespace) -> int:
         done = f"nothing to train: all {len(result.history)} epoch(s) were already done"
     out.print(f"{done} in {result.seconds:.1f}s ({metric}); "
               f"precision {prec.precision if prec else '?'}: {prec.reason if prec else ''}")
+    for note in result.notes:
+        out.print(f"[yellow]note:[/] {note}")
     out.print(f"run folder: {args.out} (metrics.jsonl, precision.json, train.json, model.safetensors)")
     return 0

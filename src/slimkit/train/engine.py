@@ -113,6 +113,7 @@ class TrainResult:
     best_metric: float | None = None
     stopped_early: bool = False
     resumed_from: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -217,6 +218,7 @@ def fit(
         best_state = state.get("best_weights")
         start_epoch = result.resumed_from = state["epoch"]
         ckpt.set_rng_state(state["rng"], gen)
+        _follow_new_schedule(opt, sched, state.get("schedule_steps"), total, result)
     else:
         result.precision = _choose_precision(model, data, loss_fn, cfg, device, ctx)
     prec = result.precision.precision
@@ -290,7 +292,7 @@ def fit(
             if folder is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs
                                        or result.stopped_early):
                 if ctx.is_main:
-                    _save(folder, epoch + 1, model, opt, sched, scaler, result, bad, best_state, gen)
+                    _save(folder, epoch + 1, model, opt, sched, scaler, result, bad, best_state, gen, total)
                 if ctx.active:
                     torch.distributed.barrier()
             if on_epoch is not None:
@@ -304,8 +306,9 @@ def fit(
 
 def _save(folder: Path, epoch: int, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
           scaler: torch.amp.GradScaler, result: TrainResult, bad: int,
-          best_state: dict[str, torch.Tensor] | None, gen: torch.Generator) -> None:
+          best_state: dict[str, torch.Tensor] | None, gen: torch.Generator, total: int) -> None:
     state: dict[str, Any] = {
+        "schedule_steps": total,
         "epoch": epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         "scaler": scaler.state_dict() if scaler.is_enabled() else {},
         "history": copy.deepcopy(result.history), "precision": result.precision.to_dict() if result.precision else {},
@@ -314,6 +317,25 @@ def _save(folder: Path, epoch: int, model: nn.Module, opt: torch.optim.Optimizer
     if best_state is not None:
         state["best_weights"] = best_state
     ckpt.save(folder, epoch, model, state)
+
+
+def _follow_new_schedule(opt: torch.optim.Optimizer, sched: Any, stored_steps: int | None, total: int,
+                         result: TrainResult) -> None:
+    """A resumed run whose schedule spans another number of steps (more --epochs) follows the new
+    one from the resumed step on, and says how far the learning rate moved: stretching a cosine
+    that had decayed raises it again (a warm restart nobody asked for should not go unnoticed)."""
+    if not stored_steps or stored_steps == total:
+        return
+    step = sched.last_epoch
+    old = [g["lr"] for g in opt.param_groups]
+    new = [base * fn(step) for base, fn in zip(sched.base_lrs, sched.lr_lambdas, strict=True)]
+    for group, lr in zip(opt.param_groups, new, strict=True):
+        group["lr"] = lr
+    sched._last_lr = list(new)
+    if not all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(old, new, strict=True)):
+        result.notes.append(
+            f"the learning-rate schedule was planned over {stored_steps} steps and now spans {total}: "
+            f"at the resumed step {step} the learning rate goes from {old[0]:.3g} to {new[0]:.3g}")
 
 
 @torch.no_grad()
