@@ -145,3 +145,38 @@ def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "slimkit.cli.main", "--version"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("marker", "content", "argv"),
+    [
+        ("recipe.json", '{"command": "quantize"}', ["bench", "--task", "digits-cnn", "--targets", "torch"]),
+        ("tune.json", "{}", ["prune", "--task", "digits-cnn", "--structured", "--ratio", "0.3"]),
+        ("distill.json", "{}", ["quantize", "--task", "digits-cnn", "--target", "onnxruntime"]),
+        ("recipe.json", '{"command": "bench"}', ["train", "--task", "digits-cnn", "--epochs", "1"]),
+        ("settings.json", "{}", ["optimize", "--task", "digits-cnn", "--trials", "1"]),
+        ("search.json", '{"sampler": "tpe", "space": {"targets": ["onnxruntime"]}}', ["demo", "--quick"]),
+    ],
+)
+def test_a_folder_holding_another_commands_run_is_refused_and_kept(marker, content, argv, tmp_path, capsys):
+    """A second command into one --out mixed the two runs (one report overwritten, the other's
+    artifacts beside it); the demo deleted any search folder it was pointed at."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / marker).write_text(content)
+    assert main([*argv, "--out", str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("holds a `slimkit" in err or "the demo did not make" in err) and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == [marker]
+
+
+def test_the_demo_knows_its_own_earlier_run(tmp_path):
+    from slimkit.cli.demo import DEMO_SPACE, _made_by_demo
+    from slimkit.search import SearchSpace
+
+    space = SearchSpace(**DEMO_SPACE)
+    stored = {k: list(v) if isinstance(v, tuple) else v for k, v in DEMO_SPACE.items()}
+    (tmp_path / "search.json").write_text(json.dumps({"sampler": "grid", "space": stored}))
+    assert _made_by_demo(tmp_path / "search.json", space)
+    (tmp_path / "search.json").write_text(json.dumps({"sampler": "tpe", "space": stored}))
+    assert not _made_by_demo(tmp_path / "search.json", space)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -128,6 +129,52 @@ def finalize(report: Report, max_drop: float, latency_budget: float | None = Non
             eligible.append(c)
     report.best = min(eligible, key=lambda c: c.latency_ms).id if eligible else None
     return report
+
+
+# Files that say which command made a run folder (besides recipe.json's "command").
+_RUN_MARKERS = (("search.json", "optimize"), ("distill.json", "distill"), ("tune.json", "tune"),
+                ("train.json", "train"), ("settings.json", "train"), ("checkpoints", "train"))
+
+
+def run_kind(out: Path) -> str | None:
+    """The slimkit command whose run ``out`` holds, if any.
+
+    Example:
+        >>> import tempfile
+        >>> run_kind(Path(tempfile.mkdtemp())) is None
+        True
+    """
+    recipe = out / "recipe.json"
+    if recipe.is_file():
+        try:
+            command = json.loads(recipe.read_text()).get("command")
+        except (ValueError, OSError, AttributeError):
+            command = None
+        if isinstance(command, str):
+            return command
+    return next((command for name, command in _RUN_MARKERS if (out / name).exists()), None)
+
+
+def claim_out(out: str | Path, command: str) -> Path:
+    """``out`` as a Path, refused when it holds another command's run: the two would mix in one
+    folder (one report overwritten, the other's artifacts left beside it). The same command again
+    replaces its own outputs, as before.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "tune.json").write_text("{}")
+        >>> claim_out(folder, "bench")
+        Traceback (most recent call last):
+        slimkit.errors.UsageError: ... holds a `slimkit tune` run; this bench run there would mix the two
+          hint: choose another --out, or delete that folder first
+    """
+    out = Path(out)
+    owner = run_kind(out) if out.is_dir() else None
+    if owner is not None and owner != command:
+        raise UsageError(f"{out} holds a `slimkit {owner}` run; this {command} run there would mix the two",
+                         hint="choose another --out, or delete that folder first")
+    return out
 
 
 def fresh_dir(path: Path) -> Path:

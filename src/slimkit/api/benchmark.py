@@ -12,6 +12,7 @@ from slimkit.api._common import (
     check_budgets,
     check_targets,
     check_threads,
+    claim_out,
     command_line,
     default_threads,
     finalize,
@@ -57,8 +58,8 @@ def benchmark(
     say = progress or (lambda _msg: None)
     status = check_targets(targets)  # unknown names fail here, before any work
     check_budgets(max_drop=max_drop)
+    out_dir = claim_out(out, "bench")
     task_obj = load_task(task, seed=seed)
-    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     base_model = model if model is not None else task_obj.build_model()
     max_drop = task_obj.tolerance if max_drop is None else max_drop

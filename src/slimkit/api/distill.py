@@ -13,6 +13,7 @@ from torch import nn
 from slimkit.api._common import (
     Progress,
     check_threads,
+    claim_out,
     command_line,
     default_threads,
     finalize,
@@ -106,7 +107,7 @@ def distill(
     threads = threads or default_threads()
     torch.set_num_threads(threads)
     say = progress or (lambda _msg: None)
-    out_dir = Path(out)
+    out_dir = claim_out(out, "distill")
     out_dir.mkdir(parents=True, exist_ok=True)
     teacher_task = load_task(task, seed=seed)
     teacher = teacher_task.build_model()

@@ -12,6 +12,7 @@ from slimkit.api._common import (
     Progress,
     check_targets,
     check_threads,
+    claim_out,
     command_line,
     default_threads,
     finalize,
@@ -70,11 +71,11 @@ def prune(
     threads = threads or default_threads()
     say = progress or (lambda _m: None)
     status = check_targets(["torch", *[t for t in targets if t != "torch"]])
+    out_dir = claim_out(out, "prune")
     task_obj = load_task(task, seed=seed)
     max_drop = cfg.max_drop if max_drop is None else max_drop
     max_drop = task_obj.tolerance if max_drop is None else max_drop
     cfg = dataclasses.replace(cfg, max_drop=max_drop)
-    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = task_obj.build_model()
 

@@ -11,6 +11,7 @@ from slimkit.api._common import (
     Progress,
     as_names,
     check_threads,
+    claim_out,
     command_line,
     default_threads,
     finalize,
@@ -81,10 +82,10 @@ def quantize(
     why_not = check_targets([target])[0][1]
     if why_not is not None:
         raise UsageError(f"target '{target}' is not available here: {why_not}", hint="run `slimkit list`")
+    out_dir = claim_out(out, "quantize")
     threads = threads or default_threads()
     say = progress or (lambda _msg: None)
     task_obj = load_task(task, seed=seed)
-    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     base_model = model if model is not None else task_obj.build_model()
 

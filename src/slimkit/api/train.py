@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimkit.api._common import claim_out
 from slimkit.core.files import atomic_path, atomic_write_json, atomic_write_text
 from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError
@@ -107,7 +108,7 @@ def fit_task(
         # batch was skipped and the run "trained" zero steps.
         raise UsageError(f"batch size {batch_size} is smaller than the {nproc} processes sharing each batch",
                          hint=f"use --batch-size {nproc} or more, or fewer processes")
-    out = Path(out)
+    out = claim_out(out, "train")
     launcher = int(os.environ.get("WORLD_SIZE", "1")) == 1  # not one of torchrun's workers
     if resume and ckpt.latest(out / "checkpoints") is None:
         raise UsageError(f"nothing to resume in {out}: no complete checkpoint in {out / 'checkpoints'}",

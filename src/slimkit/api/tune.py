@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from slimkit._optional import require
-from slimkit.api._common import check_threads
+from slimkit.api._common import check_threads, claim_out
 from slimkit.core.data import Batches
 from slimkit.core.files import atomic_write_json, atomic_write_text, read_mapping
 from slimkit.core.task import Task
@@ -150,13 +150,13 @@ def tune(
     check_threads(threads)
     if threads is not None:
         torch.set_num_threads(threads)
+    out_dir = claim_out(out, "tune")
     task_obj = load_task(task, seed=seed)
     if not isinstance(task_obj.train_data, Batches):
         raise UsageError(f"task '{task_obj.name}' has no splittable training data (slimkit.Batches)")
     train, val = task_obj.train_data.holdout(0.2)
     make = task_obj.fresh_model or task_obj.build_model
     base = base or TrainConfig(seed=seed)
-    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def objective(trial: Any) -> float:

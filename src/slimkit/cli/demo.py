@@ -8,10 +8,12 @@ result table and writes the report (json, md, html) and the best model to ``--ou
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
 from slimkit.cli._shared import add_task_options, print_report, progress
+from slimkit.errors import UsageError
 
 # Small on purpose: 8 grid points, each a real prune/recover/quantize/export/measure cycle.
 DEMO_SPACE = {
@@ -21,6 +23,16 @@ DEMO_SPACE = {
     "recover_epochs": 2,
     "quant_scheme": ("none", "int8-static"),
 }
+
+
+def _made_by_demo(settings_file: Path, space: object) -> bool:
+    from slimkit.search import SearchSpace
+
+    try:
+        settings = json.loads(settings_file.read_text())
+        return settings.get("sampler") == "grid" and SearchSpace.from_dict(settings["space"]) == space
+    except (ValueError, KeyError, TypeError, AttributeError, OSError, UsageError):
+        return False
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,9 +50,13 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.ui import out
 
     out_dir = Path(args.out)
-    if (out_dir / "search.json").exists():
-        shutil.rmtree(out_dir)  # the demo always starts fresh; `slimkit optimize --resume` continues runs
     space = SearchSpace(**{k: v for k, v in DEMO_SPACE.items()})  # type: ignore[arg-type]
+    if (out_dir / "search.json").exists():
+        if not _made_by_demo(out_dir / "search.json", space):
+            # It replaced any search folder, so `slimkit demo --out runs/opt` deleted a real search.
+            raise UsageError(f"{out_dir} holds a search the demo did not make",
+                             hint="choose another --out (the demo replaces only its own earlier runs)")
+        shutil.rmtree(out_dir)  # the demo always starts fresh; `slimkit optimize --resume` continues runs
     progress(f"demo: optimizing '{args.task}' within 1 point of the baseline over pruning x int8 x "
              f"{' / '.join(space.targets)} ({space.size()} combinations, budget {args.time_budget:g} min)")
     report = optimize(args.task, max_drop=1.0, space=space, trials=space.size(), sampler="grid",

@@ -24,6 +24,7 @@ from slimkit._optional import require
 from slimkit.api._common import (
     check_budgets,
     check_threads,
+    claim_out,
     command_line,
     default_threads,
     finalize,
@@ -512,7 +513,7 @@ def optimize(
                    time_budget=time_budget)
     if storage is not None:
         _check_storage(storage)
-    out_dir = Path(out)
+    out_dir = claim_out(out, "optimize")
     settings_file = _settings_path(out_dir)
     if resume and not settings_file.exists():
         raise UsageError(f"nothing to resume in {out_dir}", hint="run without --resume to start a search there")
