@@ -1,6 +1,6 @@
 """How fast can MiniLM's pruned architecture run on *this* CPU, before any training?
 
-    python benchmarks/minilm_arch.py [--threads N] [--out runs/bench-minilm-arch]
+    python benchmarks/minilm_arch.py [--threads N] [--keep-layers N] [--out runs/bench-minilm-arch]
 
 Latency does not depend on the weights, so the structure of the search benchmark's pruned MiniLM
 (1/3 of attention heads and 56% of FFN neurons removed, widths rounded to 16) is made in seconds
@@ -9,7 +9,10 @@ process (batch 1, sequence 128): torch fp32 eager, OpenVINO fp32, OpenVINO + NNC
 (NNCF defaults with ModelType.TRANSFORMER, as in benchmarks/search.py), ONNX Runtime fp32 and
 slimkit's int8-static on ONNX Runtime, and the pruned model on each of those. It bounds what the
 MiniLM part of the joint search can reach on a machine without the hour of pruning and
-distillation, and shows which runtime's int8 pays on this CPU.
+distillation, and shows which runtime's int8 pays on this CPU. ``--keep-layers N`` also drops
+all but N of the 6 transformer layers from the pruned model (depth pruning on top of width
+pruning; which layers are kept does not change the latency), to see how far depth would have to
+go for a given speed-up before asking whether cosine could survive it.
 """
 
 from __future__ import annotations
@@ -51,12 +54,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=default_threads())
     ap.add_argument("--out", type=Path, default=Path("runs/bench-minilm-arch"))
+    ap.add_argument("--keep-layers", type=int, default=None, help="transformer layers the pruned model keeps")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     task = load_task("minilm")
     model = task.build_model().eval()
     pruned, result = prune_model(model, task, PruneConfig(ratio=0.56, head_ratio=1 / 3, criterion="l2", round_to=16,
                                                           recover_epochs=0, reconstruct=False))
+    layers = pruned.bert.encoder.layer
+    if args.keep_layers is not None:
+        if not 1 <= args.keep_layers <= len(layers):
+            ap.error(f"--keep-layers must be 1..{len(layers)}")
+        pruned.bert.encoder.layer = torch.nn.ModuleList(list(layers)[: args.keep_layers])
+        pruned.bert.config.num_hidden_layers = args.keep_layers
+    depth = f" ({len(pruned.bert.encoder.layer)} of {len(layers)} layers)" if args.keep_layers else ""
     full_dir, pruned_dir = fresh_dir(args.out / "unpruned"), fresh_dir(args.out / "pruned")
     nncf_int8_alone(task, model, full_dir, args.threads)  # float.xml and NNCF's model.xml
     nncf_int8_alone(task, pruned, pruned_dir, args.threads)
@@ -82,10 +93,14 @@ def main() -> None:
     cpu = cpu_info()
     print(f"CPU: {cpu['model']}, flags {', '.join(cpu['flags'])}; int8 dot product saturates (no VNNI): "
           f"{int8_dot_saturates()}; threads {args.threads}")
-    print(f"MACs: {result.macs[0] / 1e9:.2f} G unpruned, {result.macs[1] / 1e9:.2f} G pruned\n")
+    from slimkit.measure.flops import count_macs
+
+    macs = count_macs(pruned, inputs) if args.keep_layers else result.macs[1]
+    print(f"MACs: {result.macs[0] / 1e9:.2f} G unpruned, {macs / 1e9:.2f} G pruned{depth}\n")
     print("| model | interleaved b1 median ms | vs torch fp32 eager | vs OpenVINO + NNCF int8 alone |")
     print("|---|---|---|---|")
     for name, ms in med.items():
+        name = name.replace("pruned,", f"pruned{depth},")
         print(f"| {name} | {ms:.2f} | {med['torch fp32 eager'] / ms:.2f}x | "
               f"{med['OpenVINO + NNCF int8 alone'] / ms:.2f}x |")
 

@@ -365,7 +365,7 @@ def _log(message: str) -> None:
     console.log(message)
 
 
-def _mark_interrupted(study: Any) -> tuple[int, int]:
+def _mark_interrupted(study: Any, names: set[str] | None = None) -> tuple[int, int]:
     """Trials left RUNNING by a process that is gone are failed and queued to run again (they spend
     no budget), so they are neither lost nor counted twice; returns (failed, left running). A trial
     whose process is alive on this host, or that runs on another host (workers sharing one storage),
@@ -383,7 +383,7 @@ def _mark_interrupted(study: Any) -> tuple[int, int]:
         study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: its process ended before it finished")
         study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        if t.params:  # killed after drawing its point: that point is measured again first
+        if t.params and (names is None or set(t.params) == names):  # its whole point was drawn: measure it first
             study.enqueue_trial(t.params)
         failed += 1
     return failed, left
@@ -568,7 +568,7 @@ def optimize(
 
     study = _load_study(settings, create=True)
     if resume:
-        n, left = _mark_interrupted(study)
+        n, left = _mark_interrupted(study, set(SearchSpace.from_dict(settings["space"]).dimensions()))
         done = sum(t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs for t in study.trials)
         say(f"resuming: {done} finished trials kept" + (f", {n} interrupted trial(s) to run again" if n else "")
             + (f", {left} trial(s) still running in other processes left to them" if left else ""))
