@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from slimkit.cli.main import main
+from slimkit.errors import UsageError
 
 
 def test_list_shows_tasks_techniques_targets(capsys):
@@ -180,3 +181,45 @@ def test_the_demo_knows_its_own_earlier_run(tmp_path):
     assert _made_by_demo(tmp_path / "search.json", space)
     (tmp_path / "search.json").write_text(json.dumps({"sampler": "tpe", "space": stored}))
     assert not _made_by_demo(tmp_path / "search.json", space)
+
+
+def test_a_folder_with_files_slimkit_did_not_write_is_refused_and_kept(tmp_path, capsys):
+    """A user's file under --out/artifacts/torch was deleted without a word."""
+    keep = tmp_path / "mine" / "artifacts" / "torch" / "important.txt"
+    keep.parent.mkdir(parents=True)
+    keep.write_text("keep")
+    assert main(["bench", "--task", "digits-cnn", "--targets", "torch", "--out", str(tmp_path / "mine")]) == 2
+    assert "not a slimkit run" in capsys.readouterr().err and keep.read_text() == "keep"
+    assert main(["bench", "--task", "digits-cnn", "--targets", "torch", "--out", ""]) == 2  # wrote into the cwd
+    assert "--out is empty" in capsys.readouterr().err
+
+
+def test_a_failure_before_any_output_leaves_no_empty_folder(tmp_path, monkeypatch, capsys):
+    from slimkit.api import benchmark as bench_api
+    from slimkit.errors import TaskError
+
+    def broken(*_a, **_k):
+        raise TaskError("the task could not be built")
+
+    monkeypatch.setattr(bench_api, "load_task", broken)
+    assert main(["bench", "--task", "digits-cnn", "--targets", "torch", "--out", str(tmp_path / "run")]) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_api_removes_the_folder_it_made_for_a_refused_run(tmp_path):
+    import slimkit
+
+    with pytest.raises(UsageError, match="no-such-layer"):  # found only after the baseline was measured
+        slimkit.quantize("digits-cnn", "int8-static", "onnxruntime", out=tmp_path / "new", exclude=["no-such-layer"],
+                         threads=1, quick=True)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_rerun_keeps_only_its_own_artifacts(tmp_path):
+    import slimkit
+
+    out = tmp_path / "run"
+    first = slimkit.benchmark("digits-cnn", ["onnxruntime", "onnxruntime"], out=out, threads=1, quick=True)
+    assert [c.id for c in first.candidates] == ["onnxruntime"]  # a repeated target gave two rows, one folder
+    slimkit.benchmark("digits-cnn", ["torch"], out=out, threads=1, quick=True)
+    assert sorted(p.name for p in (out / "artifacts").iterdir()) == ["torch"]  # onnxruntime's was left behind

@@ -32,7 +32,9 @@ NOT_OFFERED = [(s, t) for s in SCHEMES for t in TARGETS if not support(s, t).ok]
 
 def _config(scheme: str, target: str, **kw: object) -> QuantizeConfig:
     # A small group size so the tiny layers (4..16 wide) are really int4, not the int8 fallback.
-    return QuantizeConfig(scheme, target, samples=8, group_size=4, **kw)  # type: ignore[arg-type]
+    # Calibration samples only where the scheme calibrates (elsewhere they are refused as unused).
+    sized = {"samples": 8} if scheme == "int8-static" else {"group_size": 4} if scheme == "int4-weight-only" else {}
+    return QuantizeConfig(scheme, target, **{**sized, **kw})  # type: ignore[arg-type]
 
 
 def _params() -> list:
@@ -91,6 +93,37 @@ def test_config_validation() -> None:
         check("int8-static", "openvino", "entropy")  # NNCF has no KL calibration: a clear error
     with pytest.raises(UsageError, match="quantization-aware"):
         QuantizeConfig("int4-weight-only", "openvino", qat_epochs=1)
+    with pytest.raises(UsageError, match="--max-drop must be a number >= 0, got nan"):
+        QuantizeConfig("int8-static", "onnxruntime", max_drop=float("nan"))
+    with pytest.raises(UsageError, match="finite number > 0, got inf"):  # failed only after the baseline
+        QuantizeConfig("int8-static", "onnxruntime", qat_epochs=1, qat_lr=float("inf"))
+    with pytest.raises(UsageError, match="not applied after quantization-aware"):
+        QuantizeConfig("int8-static", "onnxruntime", qat_epochs=1, max_drop=0.5)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "target", "options", "option"),
+    [  # each was accepted, recorded in recipe.json, and changed nothing
+        ("int8-weight-only", "openvino", {"per_channel": False}, "--per-tensor"),
+        ("fp16", "torch", {"per_channel": False}, "--per-tensor"),
+        ("int8-dynamic", "onnxruntime", {"samples": 5}, "--samples"),
+        ("fp16", "torch", {"group_size": 32}, "--group-size"),
+        ("int8-static", "onnxruntime", {"smooth_quant": True}, "--smooth-quant"),
+        ("int8-static", "onnxruntime", {"bias_correction": False}, "--no-bias-correction"),
+        ("int8-static", "openvino", {"bias_correction": False, "qat_epochs": 1}, "--no-bias-correction"),
+        ("fp16", "openvino", {"exclude": ("features.0",)}, "--exclude"),  # reported float, was fp16
+    ],
+)
+def test_an_option_the_scheme_does_not_use_is_refused(scheme, target, options, option) -> None:
+    with pytest.raises(UsageError, match=f"{option}.* applies to .*not to {scheme} on {target}"):
+        QuantizeConfig(scheme, target, **options)
+
+
+def test_options_where_they_apply_are_accepted() -> None:
+    QuantizeConfig("int8-static", "openvino", per_channel=False, samples=5, smooth_quant=True, bias_correction=False)
+    QuantizeConfig("int8-dynamic", "onnxruntime", per_channel=False, exclude=("fc",))
+    QuantizeConfig("int4-weight-only", "openvino", group_size=32, exclude=("fc",))
+    QuantizeConfig("int8-static", "onnxruntime", qat_epochs=1, per_channel=False, samples=5)
 
 
 @pytest.mark.parametrize("calibration", ["minmax", "percentile", "entropy"])

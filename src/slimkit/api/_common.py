@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 import os
@@ -13,8 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimkit.core.files import atomic_write_json
 from slimkit.core.task import Task
-from slimkit.errors import UsageError
+from slimkit.errors import SlimkitError, UsageError
 from slimkit.measure.flops import count_macs, count_params
 from slimkit.measure.measure import measure_deployed
 from slimkit.measure.memory import PeakMemory
@@ -131,9 +134,19 @@ def finalize(report: Report, max_drop: float, latency_budget: float | None = Non
     return report
 
 
-# Files that say which command made a run folder (besides recipe.json's "command").
+# Files that say which command made a run folder: slimkit's own mark, written when a command
+# claims the folder, and the files runs made before that mark existed.
+_MARK = ".slimkit-run"
 _RUN_MARKERS = (("search.json", "optimize"), ("distill.json", "distill"), ("tune.json", "tune"),
                 ("train.json", "train"), ("settings.json", "train"), ("checkpoints", "train"))
+
+
+def _command_in(path: Path) -> str | None:
+    try:
+        command = json.loads(path.read_text()).get("command")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return command if isinstance(command, str) else None
 
 
 def run_kind(out: Path) -> str | None:
@@ -144,21 +157,19 @@ def run_kind(out: Path) -> str | None:
         >>> run_kind(Path(tempfile.mkdtemp())) is None
         True
     """
-    recipe = out / "recipe.json"
-    if recipe.is_file():
-        try:
-            command = json.loads(recipe.read_text()).get("command")
-        except (ValueError, OSError, AttributeError):
-            command = None
-        if isinstance(command, str):
+    for name in (_MARK, "recipe.json"):
+        if (out / name).is_file() and (command := _command_in(out / name)):
             return command
     return next((command for name, command in _RUN_MARKERS if (out / name).exists()), None)
 
 
 def claim_out(out: str | Path, command: str) -> Path:
-    """``out`` as a Path, refused when it holds another command's run: the two would mix in one
-    folder (one report overwritten, the other's artifacts left beside it). The same command again
-    replaces its own outputs, as before.
+    """``out`` as a Path, created and marked as ``command``'s run folder.
+
+    Refused: an empty path (it meant the current folder), a folder holding another command's run
+    (the two would mix: one report overwritten, the other's artifacts left beside it) and a folder
+    with files slimkit did not write (artifact folders are replaced: a user's file there was
+    deleted). The same command again replaces its own outputs.
 
     Example:
         >>> import tempfile
@@ -169,12 +180,58 @@ def claim_out(out: str | Path, command: str) -> Path:
         slimkit.errors.UsageError: ... holds a `slimkit tune` run; this bench run there would mix the two
           hint: choose another --out, or delete that folder first
     """
+    if not str(out).strip():
+        raise UsageError("--out is empty", hint="give the run folder a name, e.g. --out runs/" + command)
     out = Path(out)
-    owner = run_kind(out) if out.is_dir() else None
-    if owner is not None and owner != command:
-        raise UsageError(f"{out} holds a `slimkit {owner}` run; this {command} run there would mix the two",
-                         hint="choose another --out, or delete that folder first")
+    if out.is_dir():
+        owner = run_kind(out)
+        if owner is not None and owner != command:
+            raise UsageError(f"{out} holds a `slimkit {owner}` run; this {command} run there would mix the two",
+                             hint="choose another --out, or delete that folder first")
+        if owner is None and any(out.iterdir()):
+            raise UsageError(f"{out} already holds files that are not a slimkit run",
+                             hint="choose a new or empty folder for --out (slimkit replaces what it writes there)")
+    elif out.exists():
+        raise UsageError(f"--out {out} is a file, not a folder", hint="choose a folder path for --out")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / _MARK).exists():
+        atomic_write_json(out / _MARK, {"command": command})
     return out
+
+
+def refusal_leaves_no_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a command's API function: a run refused for its input (exit code 2) removes the
+    ``out`` folder it created, as the CLI does; a folder that existed before is left as it was."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind_partial(*args, **kwargs)
+        bound.apply_defaults()
+        out = bound.arguments.get("out")
+        new = Path(out) if isinstance(out, (str, Path)) and str(out).strip() and not Path(out).exists() else None
+        try:
+            return fn(*args, **kwargs)
+        except SlimkitError as err:
+            if new is not None and err.exit_code == 2:
+                shutil.rmtree(new, ignore_errors=True)
+            raise
+
+    return wrapper
+
+
+def drop_stale_artifacts(report: Report, out: Path) -> None:
+    """Remove folders under ``out/artifacts`` that no entry of ``report`` points to: what an earlier
+    run of the same command left (other targets, another scheme) beside a report that no longer
+    names it."""
+    folder = out / "artifacts"
+    if not folder.is_dir():
+        return
+    used = {Path(e.artifact).parts[1] for e in report.entries
+            if e.artifact and len(Path(e.artifact).parts) > 2 and Path(e.artifact).parts[0] == "artifacts"}
+    for child in folder.iterdir():
+        if child.is_dir() and child.name not in used:
+            shutil.rmtree(child, ignore_errors=True)
 
 
 def fresh_dir(path: Path) -> Path:
@@ -233,13 +290,14 @@ def as_names(value: object, what: str) -> list[str]:
 
 
 def target_names(value: object) -> list[str]:
-    """The targets asked for, as :func:`as_names` reads them; none at all is a usage error.
+    """The targets asked for, as :func:`as_names` reads them, each once (a repeated one gave two rows
+    with one id and one artifact folder); none at all is a usage error.
 
     Example:
-        >>> target_names("openvino")
-        ['openvino']
+        >>> target_names(["openvino", "onnxruntime", "openvino"])
+        ['openvino', 'onnxruntime']
     """
-    names = as_names(value, "targets")
+    names = list(dict.fromkeys(as_names(value, "targets")))
     if not names:
         raise UsageError("no targets given", hint="e.g. --targets onnxruntime,openvino, or targets=['onnxruntime'] "
                          "in Python (see `slimkit list`)")

@@ -15,9 +15,11 @@ from slimkit.api._common import (
     claim_out,
     command_line,
     default_threads,
+    drop_stale_artifacts,
     finalize,
     fresh_dir,
     measure_model,
+    refusal_leaves_no_folder,
     target_names,
 )
 from slimkit.core.files import atomic_write_json
@@ -29,6 +31,7 @@ from slimkit.tasks import load_task
 DEFAULT_TARGETS = ("torch", "onnxruntime", "openvino")
 
 
+@refusal_leaves_no_folder
 def benchmark(
     task: str | Task = "digits-cnn",
     targets: Sequence[str] = DEFAULT_TARGETS,
@@ -83,5 +86,6 @@ def benchmark(
     atomic_write_json(out_dir / "recipe.json", {"command": "bench", "task": task_obj.name,
                                                 "targets": list(targets), "threads": threads,
                                                 "max_drop": max_drop, "seed": seed, "steps": []})
+    drop_stale_artifacts(report, out_dir)
     report.write(out_dir)
     return report

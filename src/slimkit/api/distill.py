@@ -16,9 +16,11 @@ from slimkit.api._common import (
     claim_out,
     command_line,
     default_threads,
+    drop_stale_artifacts,
     finalize,
     fresh_dir,
     measure_model,
+    refusal_leaves_no_folder,
 )
 from slimkit.api.train import fresh_model
 from slimkit.core.data import Batches
@@ -68,6 +70,7 @@ def resolve_student(student: str | nn.Module | Task, teacher_task: Task, seed: i
                     hint="give a task name, a path.py:function returning nn.Module or Task, or a module")
 
 
+@refusal_leaves_no_folder
 def distill(
     task: str | Task = "digits-resnet18",
     student: str | nn.Module | Task = "digits-cnn",
@@ -159,5 +162,6 @@ def distill(
         report.candidates.append(measure_model(model, student_task, "torch", fresh_dir(out_dir / "artifacts" / name),
                                                threads, entry_id=name, recipe=recipe, quick=quick, out=out_dir))
     finalize(report, teacher_task.tolerance if max_drop is None else max_drop)
+    drop_stale_artifacts(report, out_dir)
     report.write(out_dir)
     return report

@@ -15,10 +15,12 @@ from slimkit.api._common import (
     claim_out,
     command_line,
     default_threads,
+    drop_stale_artifacts,
     finalize,
     fresh_dir,
     measure_entry,
     measure_model,
+    refusal_leaves_no_folder,
     target_names,
 )
 from slimkit.api.benchmark import DEFAULT_TARGETS
@@ -33,6 +35,7 @@ from slimkit.tasks import load_task
 from slimkit.techniques.prune import PruneConfig, PruneError, load_pruned, prune_model, save_pruned
 
 
+@refusal_leaves_no_folder
 def prune(
     task: str | Task = "digits-cnn",
     *,
@@ -109,6 +112,7 @@ def prune(
     atomic_write_json(out_dir / "recipe.json", {"command": "prune", "task": task_obj.name, "targets": list(targets),
                                                 "threads": threads, "max_drop": max_drop, "seed": seed,
                                                 "steps": recipe})
+    drop_stale_artifacts(report, out_dir)
     report.write(out_dir)
     return report
 

@@ -14,10 +14,12 @@ from slimkit.api._common import (
     claim_out,
     command_line,
     default_threads,
+    drop_stale_artifacts,
     finalize,
     fresh_dir,
     measure_entry,
     measure_model,
+    refusal_leaves_no_folder,
 )
 from slimkit.core.files import atomic_write_json
 from slimkit.core.task import Task
@@ -31,6 +33,7 @@ from slimkit.techniques.quantize import QuantizeConfig, check, quantize_for_targ
 _FLOAT_FILE = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
 
 
+@refusal_leaves_no_folder
 def quantize(
     task: str | Task = "digits-cnn",
     scheme: str = "int8-static",
@@ -77,6 +80,9 @@ def quantize(
                          outlier_weight_only=outlier_weight_only, exclude=tuple(exclude), max_drop=max_drop,
                          qat_epochs=qat_epochs, qat_lr=qat_lr)
     check(scheme, target, calibration, qat=qat_epochs > 0)  # before any work: a clear error, exit 2
+    if sensitivity and qat_epochs:
+        raise UsageError("the per-layer sensitivity table is computed for post-training quantization, "
+                         "not after quantization-aware training", hint="use --qat or --sensitivity, not both")
     from slimkit.api._common import check_targets
 
     why_not = check_targets([target])[0][1]
@@ -140,5 +146,6 @@ def quantize(
     atomic_write_json(out_dir / "recipe.json", {"command": "quantize", "task": task_obj.name, "target": target,
                                                 "threads": threads, "max_drop": max_drop, "seed": seed,
                                                 "steps": [cfg.to_dict()]})
+    drop_stale_artifacts(report, out_dir)
     report.write(out_dir)
     return report

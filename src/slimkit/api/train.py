@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit.api._common import claim_out
+from slimkit.api._common import claim_out, refusal_leaves_no_folder
 from slimkit.core.files import atomic_path, atomic_write_json, atomic_write_text
 from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError
@@ -70,6 +70,7 @@ class MetricsLog:
             self.writer.flush()
 
 
+@refusal_leaves_no_folder
 def fit_task(
     task: str | Task = "digits-cnn",
     *,

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from slimkit._optional import require
-from slimkit.api._common import check_threads, claim_out
+from slimkit.api._common import check_threads, claim_out, refusal_leaves_no_folder
 from slimkit.core.data import Batches
 from slimkit.core.files import atomic_write_json, atomic_write_text, read_mapping
 from slimkit.core.task import Task
@@ -113,6 +113,7 @@ def _suggest(trial: Any, space: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
+@refusal_leaves_no_folder
 def tune(
     task: str | Task,
     space: Mapping[str, Any],

@@ -71,6 +71,11 @@ def _make_out(out: str) -> bool:
     return not existed
 
 
+def _holds_nothing(path: Path) -> bool:
+    """Nothing but slimkit's own mark: a failure before any output leaves no empty folder."""
+    return path.is_dir() and all(p.name == ".slimkit-run" for p in path.iterdir())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 runtime failure, 2 usage error)."""
     from slimkit.ui import console
@@ -94,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SlimkitError as err:
             # A run refused for its input (usage errors, inputs the model rejects: exit 2) leaves no
             # folder behind; there is nothing of value in it.
-            if created and err.exit_code == 2:
+            if created and (err.exit_code == 2 or _holds_nothing(Path(out))):
                 shutil.rmtree(out, ignore_errors=True)
             raise
     except SlimkitError as err:

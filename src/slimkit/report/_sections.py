@@ -129,6 +129,10 @@ def _quantization(q: dict[str, Any]) -> Section:
     d = q.get("details") or {}
     facts = [f"{k} {d[k]}" for k in ("calibration", "samples", "format", "weight_bits", "group_size", "per_channel")
              if d.get(k) not in (None, "")]
+    used = d.get("group_sizes_used")
+    if used and used != [d.get("group_size")]:
+        facts.append(f"group sizes used {', '.join(map(str, used))} (a width the asked size does not divide gets "
+                     "a smaller one)")
     sec = Section("Quantization", [f"{q.get('scheme')} on {q.get('target')} ({q.get('engine')})"
                                    + (": " + ", ".join(facts) if facts else "") + "."])
     modules = d.get("float_layer_modules") or {}

@@ -32,6 +32,7 @@ from slimkit.api._common import (
     measure_model,
     meets_floor,
     pareto_ids,
+    refusal_leaves_no_folder,
     target_names,
 )
 from slimkit.core.files import atomic_write_json
@@ -446,6 +447,7 @@ def _identity_params(space: SearchSpace, target: str) -> dict[str, Any] | None:
     return params
 
 
+@refusal_leaves_no_folder
 def optimize(
     task: str = "digits-resnet18",
     *,

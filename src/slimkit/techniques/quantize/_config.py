@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -70,12 +71,40 @@ class QuantizeConfig(StepConfig):
             raise UsageError(f"samples must be >= 1, got {self.samples}")
         if self.group_size < 1 and self.group_size != -1:
             raise UsageError(f"group_size must be >= 1 (or -1 for per-channel), got {self.group_size}")
-        if self.max_drop is not None and self.max_drop < 0:
-            raise UsageError(f"max_drop must be >= 0, got {self.max_drop}")
+        if self.max_drop is not None and not 0 <= self.max_drop < math.inf:  # also NaN
+            raise UsageError(f"--max-drop must be a number >= 0, got {self.max_drop}",
+                             hint="the largest metric drop accepted, e.g. 0.5 (points) or 0.005 (cosine)")
         if self.qat_epochs < 0:
             raise UsageError(f"qat epochs must be >= 0, got {self.qat_epochs}")
-        if not self.qat_lr > 0:  # also NaN
-            raise UsageError(f"qat learning rate must be > 0, got {self.qat_lr}")
+        if not 0 < self.qat_lr < math.inf:  # also NaN
+            raise UsageError(f"the QAT learning rate must be a finite number > 0, got {self.qat_lr}")
         if self.qat_epochs and self.scheme != "int8-static":
             raise UsageError(f"quantization-aware training produces int8-static models, not {self.scheme}",
                              hint="use --scheme int8-static with --qat")
+        if self.qat_epochs and self.max_drop is not None:
+            raise UsageError("--max-drop (accuracy-aware float fallback) is not applied after quantization-aware "
+                             "training", hint="use --qat or --max-drop, not both")
+        for option, where in self._unused_options():
+            # Accepted and recorded in recipe.json, these changed nothing: say so instead.
+            raise UsageError(f"{option} applies to {where}, not to {self.scheme} on {self.target}"
+                             + (" with --qat" if self.qat_epochs else ""), hint=f"drop {option.split(' ')[0]}")
+
+    def _unused_options(self) -> list[tuple[str, str]]:
+        """Options set away from their defaults that this scheme on this target does not use."""
+        s, t, qat = self.scheme, self.target, bool(self.qat_epochs)
+        static = s == "int8-static" and t in ("openvino", "onnxruntime")
+        unused = []
+        if not self.per_channel and not (static or (s, t) == ("int8-dynamic", "onnxruntime")):
+            unused.append(("--per-tensor (per_channel=False)",
+                           "int8-static on openvino/onnxruntime and int8-dynamic on onnxruntime"))
+        if self.group_size != 128 and (s, t) != ("int4-weight-only", "openvino"):
+            unused.append(("--group-size", "int4-weight-only on openvino"))
+        if self.samples != 300 and not static:
+            unused.append(("--samples", "int8-static (calibration)"))
+        if self.smooth_quant is not None and not (static and t == "openvino"):
+            unused.append(("--smooth-quant", "int8-static on openvino"))
+        if not self.bias_correction and not (static and t == "openvino" and not qat):
+            unused.append(("--no-bias-correction", "post-training int8-static on openvino"))
+        if self.exclude and s in ("fp16", "bf16"):
+            unused.append(("--exclude", "the integer schemes (fp16/bf16 convert every layer)"))
+        return unused

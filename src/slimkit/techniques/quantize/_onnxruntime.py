@@ -142,7 +142,7 @@ def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: S
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
                 calibrate_method=method, op_types_to_quantize=ops, extra_options=extra, reduce_range=reduce_range,
             )
-            details.update({"calibration": cfg.calibration or "minmax", "samples": len(calibration),
+            details.update({"calibration": cfg.calibration or "minmax (moving average)", "samples": len(calibration),
                             "format": "QDQ", "per_channel": cfg.per_channel})
             if transformer:
                 details["float_readers"] = _float_readers(tmp)

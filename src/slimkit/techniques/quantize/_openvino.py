@@ -182,6 +182,11 @@ def quantize_ir(float_xml: Path, out_xml: Path, cfg: QuantizeConfig, calibration
             kinds = weight_element_types(model)
             details["int8_backup_layers"] = sorted(n for n, t in kinds.items() if t in ("u8", "i8"))
             details["int4_layers"] = sum(t in ("u4", "i4") for t in kinds.values())
+            # ADJUST gives a layer whose width the asked group size does not divide a smaller one:
+            # the report gives the sizes the int4 weights really have (out, groups, group size).
+            used = sorted({c.get_shape()[-1] for _, c in _layer_constants(model, _DECOMPRESSION)
+                           if c.get_element_type().get_type_name() in ("u4", "i4") and len(c.get_shape()) == 3})
+            details["group_sizes_used"] = used
         save_ir(ov, model, out_xml)
         return details
     dataset = nncf.Dataset([{k: v.numpy() for k, v in item.items()} for item in calibration])
