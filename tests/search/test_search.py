@@ -416,3 +416,18 @@ def test_an_interrupted_trial_runs_again_and_spends_no_budget(tmp_path):
     assert not _over_budget(again, 2)
     extra = study.ask()  # a second worker starting while `again` runs: the budget of 2 is taken
     assert _over_budget(extra, 2) and not _over_budget(extra, 3)
+
+
+def test_a_space_without_the_float_model_still_has_its_never_slower_reference(tmp_path):
+    """A space of int8 only named an int8 model best that was 3x slower than float on its target."""
+    space = SearchSpace(targets=("onnxruntime",), fuse=(True,), quant_scheme=("int8-dynamic",))
+    report = optimize("digits-cnn", space=space, trials=1, sampler="grid", out=tmp_path, quick=True, threads=1)
+    ref = report.entry("ref:float@onnxruntime")
+    trial = next(c for c in report.candidates if c.id.startswith("t0:"))
+    assert trial.float_reference == ref.id and report.extra["search"]["trials_finished"] == 1
+    if report.best == trial.id:
+        assert trial.latency_ms < ref.latency_ms
+    else:
+        assert any("never reported as best" in n for n in trial.notes) or not trial.meets_constraints
+    if report.best == ref.id:
+        assert (tmp_path / "best" / "model.onnx").exists()

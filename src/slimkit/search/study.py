@@ -551,6 +551,7 @@ def optimize(
         baseline = measure_model(task_obj.build_model(), task_obj, "torch", fresh_dir(out_dir / "baseline"),
                                  threads, entry_id="baseline", recipe=[], quick=quick, out=out_dir)
         atomic_write_json(out_dir / "baseline.json", baseline.to_dict())
+        _measure_references(task_obj, space, out_dir, threads, quick, say)
         drop = task_obj.tolerance if max_drop is None else max_drop
         settings = {
             "task": task if isinstance(task, str) else task_obj.name, "seed": seed, "threads": threads,
@@ -603,6 +604,25 @@ def optimize(
     return report
 
 
+def _measure_references(task: Task, space: SearchSpace, out: Path, threads: int, quick: bool,
+                        say: Callable[[str], None]) -> None:
+    """The unmodified model on each target whose unmodified model the space cannot draw (e.g. a space
+    of int8 only): without it a quantized model three times slower than float on its own target was
+    named best. Written to ``references.json``; the report lists them beside the trials."""
+    refs = []
+    for target in space.targets:
+        if target == "torch" or _identity_params(space, target) is not None:
+            continue  # torch eager is the baseline; an identity point in the space is measured as a trial
+        say(f"measuring the unmodified model on {target} (the never-slower reference; not in the space)")
+        entry = evaluate_recipe(task, Recipe((), target), fresh_dir(out / "references" / target), threads,
+                                entry_id=f"ref:float@{target}", quick=quick, out=out)
+        entry.recipe = [*entry.recipe, {"type": "target", "version": 1, "data": {"name": target}}]
+        entry.notes.append("the unmodified model on this target, measured as the never-slower reference "
+                           "(the search space does not contain it)")
+        refs.append(entry.to_dict())
+    atomic_write_json(out / "references.json", refs)
+
+
 def _check_resume_matches(settings: dict[str, Any], **given: Any) -> None:
     """--resume continues the stored search as it was defined; a different task, budget, target list or
     space given with it is an error, not silently ignored (the finished trials were judged by the old ones)."""
@@ -646,6 +666,11 @@ def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed:
     stopped: list[dict[str, Any]] = []
     interrupted = 0
     float_by_target: dict[str, str] = {}
+    refs = out / "references.json"
+    for raw in json.loads(refs.read_text()) if refs.exists() else []:
+        entry = Entry.from_dict(raw)
+        report.candidates.append(entry)
+        float_by_target[entry.target] = entry.id
     for t in sorted(study.trials, key=lambda t: t.number):
         if "entry" in t.user_attrs and t.state.name == "COMPLETE":
             entry = Entry.from_dict(t.user_attrs["entry"])
@@ -675,7 +700,8 @@ def build_report(settings: dict[str, Any], study: Any, baseline: Entry, elapsed:
     report.extra["search"] = {
         "sampler": settings["sampler"], "pruner": settings["pruner"], "workers": settings["workers"],
         "storage": settings["storage"], "space": settings["space"],
-        "trials_finished": len(report.candidates), "trials_failed": failed, "trials_stopped_early": stopped,
+        "trials_finished": sum(not c.id.startswith("ref:") for c in report.candidates),
+        "trials_failed": failed, "trials_stopped_early": stopped,
         # Samplers re-propose measured points in small spaces; those trials are answered from the study.
         "trials_repeated": sum(t.state.name == "COMPLETE" and "duplicate_of" in t.user_attrs for t in study.trials),
         "trials_interrupted": interrupted, "seconds": round(elapsed, 1), "closest": closest,
@@ -689,7 +715,10 @@ def _copy_best(report: Report, out: Path) -> None:
     if not report.best:
         return
     best = report.entry(report.best)
-    src = out / "trials" / best.id.split(":")[0].lstrip("t").zfill(4)
+    if best.id.startswith("ref:"):
+        src = out / "references" / best.target
+    else:
+        src = out / "trials" / best.id.split(":")[0].lstrip("t").zfill(4)
     if src.is_dir():
         dest = out / "best"
         tmp = out / ".best.tmp"
