@@ -64,6 +64,9 @@ OPT = ["optimize", "--task", "digits-cnn", "--out", "run"]
         ([*OPT, "--space", "s.yaml"], {"s.yaml": "targets: []\n"}, "needs at least one target"),
         ([*OPT, "--space", "s.yaml"], {"s.yaml": "prune_ratio: [-0.5]\n"}, "must be numbers in [0, 1)"),
         ([*OPT, "--space", "s.yaml"], {"s.yaml": b"\xff\xfe\x00"}, "is not text"),
+        # every trial failed, then "best: none" with exit 0
+        ([*OPT, "--space", "s.yaml"], {"s.yaml": "targets: [onnxruntime]\nquant_scheme: [int4-weight-only]\n"},
+         "runs on none of its targets"),
         (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
          {"s.yaml": "lr: {low: 0.1, high: 0.01}\n"}, "low 0.1 is above high 0.01"),
         (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],

@@ -25,6 +25,19 @@ def test_rungs_rewrite_the_recipe_in_order():
     assert rung(Recipe((long, r.steps[1]), "openvino"), "distill", max_drop=0.5) is None
 
 
+def test_rungs_that_do_not_apply_to_the_scheme_are_skipped_not_failed():
+    """A pruned + int8-dynamic trial below the floor failed on the QAT rung (int8-static only)."""
+    prune = config_from_dict({"type": "prune", "data": {"ratio": 0.5, "recover_epochs": 1}})
+    dyn = config_from_dict({"type": "quantize", "data": {"scheme": "int8-dynamic", "target": "onnxruntime"}})
+    r = Recipe((prune, dyn), "onnxruntime")
+    assert rung(r, "mixed", max_drop=0.5).steps[1].max_drop == 0.5
+    assert rung(r, "qat", max_drop=0.5) is None
+    distill = rung(r, "distill", max_drop=0.5)  # distillation still applies, with post-training int8-dynamic
+    assert distill.steps[0].recover == "distill" and distill.steps[1].qat_epochs == 0
+    fp16 = config_from_dict({"type": "quantize", "data": {"scheme": "fp16", "target": "openvino"}})
+    assert rung(Recipe((prune, fp16), "openvino"), "mixed", max_drop=0.5) is None
+
+
 def test_climb_stops_at_the_first_rung_that_meets_the_floor():
     seen = []
 

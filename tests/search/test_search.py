@@ -431,3 +431,11 @@ def test_a_space_without_the_float_model_still_has_its_never_slower_reference(tm
         assert any("never reported as best" in n for n in trial.notes) or not trial.meets_constraints
     if report.best == ref.id:
         assert (tmp_path / "best" / "model.onnx").exists()
+
+
+def test_a_point_whose_quantization_the_target_does_not_offer_is_answered_at_once(tmp_path):
+    space = SearchSpace(targets=("torch", "onnxruntime"), fuse=(False,), quant_scheme=("int8-static",))
+    report = optimize("digits-cnn", space=space, trials=2, sampler="grid", out=tmp_path, quick=True, threads=1)
+    failed = report.extra["search"]["trials_failed"]
+    assert len(failed) == 1 and failed[0]["error"].startswith("not run: scheme 'int8-static' is not offered")
+    assert not (tmp_path / "trials" / f"{failed[0]['trial']:04d}").exists()  # nothing was run for it

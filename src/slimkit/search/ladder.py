@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from slimkit.api._common import meets_floor
 from slimkit.core.recipe import Recipe
+from slimkit.errors import UsageError
 
 RUNGS = ("ptq", "mixed", "qat", "distill")
 
@@ -47,6 +48,16 @@ def rung(recipe: Recipe, name: str, *, max_drop: float, qat_epochs: int = 2, rec
     """
     if not any(s.TYPE == "quantize" for s in recipe.steps):
         return None
+    try:
+        return _rung(recipe, name, max_drop=max_drop, qat_epochs=qat_epochs, recover_epochs=recover_epochs)
+    except UsageError:
+        # The rung's rewrite does not apply to this quantization (QAT makes int8-static models, the
+        # float fallback needs an integer scheme on openvino/onnxruntime): a rung skipped, not a
+        # trial failed (pruned + int8-dynamic trials failed on the QAT rung).
+        return None
+
+
+def _rung(recipe: Recipe, name: str, *, max_drop: float, qat_epochs: int, recover_epochs: int) -> Recipe | None:
     if name == "ptq":
         return recipe
     if name == "mixed":

@@ -135,6 +135,12 @@ def _objective_factory(settings: dict[str, Any], say: Callable[[str], None]) -> 
             _set_constraints(trial, twin.user_attrs["constraints"])
             return twin.values[0] if single else tuple(twin.values)
         trial.set_user_attr("recipe", recipe.to_dict())
+        why_not = _not_offered(recipe)
+        if why_not:
+            trial.set_user_attr("error", f"not run: {why_not}")
+            if _native_constraints():
+                trial.set_constraint("metric", 1.0)
+            raise optuna.TrialPruned(why_not)
         workdir = fresh_dir(out / "trials" / f"{trial.number:04d}")
         say(f"trial {trial.number}: {recipe.describe()}")
         try:
@@ -506,6 +512,8 @@ def optimize(
     if space is not None and targets is not None and set(space.targets) != set(targets):
         raise UsageError(f"the targets given ({', '.join(targets)}) differ from the space's "
                          f"({', '.join(space.targets)})", hint="give the targets in one place: the space or --targets")
+    if space is not None and not resume:
+        _check_space_runs_here(space)
     if not isinstance(task, str):
         if workers > 1:
             raise UsageError("a Task object lives in this process only; worker processes load the task by name",
@@ -602,6 +610,43 @@ def optimize(
         _trust_the_retiming(report, report.extra["search"]["retimed"], out_dir)
     report.write(out_dir)
     return report
+
+
+def _check_space_runs_here(space: SearchSpace) -> None:
+    """A space whose targets cannot run here, or a quantization scheme no target of it offers, is a
+    usage error before any work (every such trial failed, and the search ended with no answer)."""
+    from slimkit.api._common import check_targets
+    from slimkit.techniques.quantize import check
+
+    missing = [f"{name} ({why})" for name, why in check_targets(list(space.targets)) if why is not None]
+    if missing:
+        raise UsageError(f"search space: target(s) not available here: {'; '.join(missing)}",
+                         hint="drop them from the space's targets (see `slimkit list`)")
+    for scheme in (s for s in space.quant_scheme if s and s != "none"):
+        why = []
+        for target in space.targets:
+            try:
+                check(scheme, target)
+                break
+            except SlimkitError as err:
+                why.append(err.message)
+        else:
+            raise UsageError(f"search space: quant_scheme {scheme} runs on none of its targets: {'; '.join(why)}",
+                             hint="see `slimkit list` for the scheme x target matrix")
+
+
+def _not_offered(recipe: Recipe) -> str | None:
+    """Why a point's quantization cannot run on its target (the space crosses every scheme with every
+    target, e.g. int8-static with torch); the point is answered at once instead of after its pruning."""
+    from slimkit.techniques.quantize import check
+
+    for step in recipe.steps:
+        if step.TYPE == "quantize":
+            try:
+                check(step.scheme, recipe.target, step.calibration)
+            except SlimkitError as err:
+                return err.message
+    return None
 
 
 def _measure_references(task: Task, space: SearchSpace, out: Path, threads: int, quick: bool,

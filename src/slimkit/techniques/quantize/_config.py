@@ -105,6 +105,9 @@ class QuantizeConfig(StepConfig):
             unused.append(("--smooth-quant", "int8-static on openvino"))
         if not self.bias_correction and not (static and t == "openvino" and not qat):
             unused.append(("--no-bias-correction", "post-training int8-static on openvino"))
-        if self.exclude and s in ("fp16", "bf16"):
-            unused.append(("--exclude", "the integer schemes (fp16/bf16 convert every layer)"))
+        for given, option in ((self.exclude, "--exclude"), (self.max_drop is not None, "--max-drop")):
+            if given and s in ("fp16", "bf16"):
+                unused.append((option, "the integer schemes (fp16/bf16 convert every layer)"))
+            elif given and t == "torch":
+                unused.append((option, "openvino and onnxruntime (per-layer float fallback)"))
         return unused
