@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +34,9 @@ from slimkit.train.engine import TrainConfig, evaluate_torch, fit
 
 
 def _load_module_fn(spec: str) -> object:
-    path_text, name = spec.rsplit(":", 1)
-    path = Path(path_text)
-    if not path.is_file():
-        raise UsageError(f"student file not found: {path}", hint="give path/to/file.py:function")
-    loader = importlib.util.spec_from_file_location(f"slimkit_user_student_{abs(hash(path.resolve()))}", path)
-    if loader is None or loader.loader is None:
-        raise UsageError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(module)
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise UsageError(f"{path} has no function '{name}'")
-    return fn()
+    from slimkit.tasks._loader import call_user_function
+
+    return call_user_function(spec, "student")
 
 
 def resolve_student(student: str | nn.Module | Task, teacher_task: Task, seed: int) -> tuple[nn.Module, Task]:

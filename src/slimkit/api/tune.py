@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from slimkit._optional import require
 from slimkit.api._common import check_threads, claim_out, refusal_leaves_no_folder
@@ -84,6 +85,13 @@ def _range_ends(name: str, spec: Mapping[str, Any]) -> tuple[Any, Any]:
         raise UsageError(f"hyperparameter '{name}': a log range needs low > 0, got {low}")
     if step is not None and (not _is_number(step) or step <= 0):
         raise UsageError(f"hyperparameter '{name}': step must be a number > 0, got {step!r}")
+    if step is not None and spec.get("log"):
+        raise UsageError(f"hyperparameter '{name}': a range is either log-scaled or stepped, not both",
+                         hint="drop log or step")
+    kind = {f.name: f.type for f in dataclasses.fields(TrainConfig)}.get(name, "")
+    if str(kind).startswith("int") and not all(isinstance(v, int) for v in (low, high, step or 1)):
+        raise UsageError(f"hyperparameter '{name}' is a whole number; the range {low}..{high} is not",
+                         hint=f"e.g. {name}: {{low: 1, high: 4}}")
     return low, high
 
 
@@ -97,6 +105,26 @@ def _check_value(name: str, value: Any) -> None:
         raise UsageError(f"hyperparameter '{name}': {value!r} is not a valid value") from None
     except SlimkitError as err:
         raise UsageError(f"hyperparameter '{name}': {err.message}", hint=err.hint) from None
+
+
+def _choices(space: Mapping[str, Any], base: TrainConfig, name: str) -> set[Any]:
+    spec = space.get(name)
+    return set(spec) if isinstance(spec, list) else {getattr(base, name)}
+
+
+def _check_effect(space: Mapping[str, Any], base: TrainConfig, model: nn.Module) -> None:
+    """Hyperparameters that cannot change this training are refused: their trials scored alike and
+    the winner's value was reported as tuned."""
+    why = []
+    if "momentum" in space and "sgd" not in _choices(space, base, "optimizer"):
+        why.append("momentum applies to the sgd optimizer (AdamW is used): add optimizer: [sgd]")
+    if {"gamma", "step_epochs"} & set(space) and "step" not in _choices(space, base, "schedule"):
+        why.append("gamma and step_epochs apply to the step schedule: add schedule: [step]")
+    if "dropout" in space and not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()):
+        why.append("dropout sets the rate of the model's Dropout layers, and this model has none")
+    if why:
+        raise UsageError("hyperparameter(s) with no effect on this training: " + "; ".join(why),
+                         hint="drop them from the space, or add what makes them matter")
 
 
 def _suggest(trial: Any, space: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,6 +181,7 @@ def tune(
         torch.set_num_threads(threads)
     out_dir = claim_out(out, "tune")
     task_obj = load_task(task, seed=seed)
+    _check_effect(space, base or TrainConfig(seed=seed), (task_obj.fresh_model or task_obj.build_model)())
     if not isinstance(task_obj.train_data, Batches):
         raise UsageError(f"task '{task_obj.name}' has no splittable training data (slimkit.Batches)")
     train, val = task_obj.train_data.holdout(0.2)

@@ -90,7 +90,12 @@ def read_mapping(path: str | Path, what: str, hint: str = "") -> Any:
         >>> _ = p.write_text("lr: [0.1, 0.01]")
         >>> read_mapping(p, "space")
         {'lr': [0.1, 0.01]}
+        >>> _ = p.write_text("lr: {low: 1e-4, high: 1e-1}")  # YAML 1.1 read 1e-4 as a string
+        >>> read_mapping(p, "space")
+        {'lr': {'low': 0.0001, 'high': 0.1}}
     """
+    import re
+
     import yaml
 
     from slimkit.errors import UsageError
@@ -99,7 +104,12 @@ def read_mapping(path: str | Path, what: str, hint: str = "") -> Any:
     if not file.is_file():
         raise UsageError(f"{what} file not found: {file}", hint=hint or f"give an existing {what} file")
     try:
-        return yaml.safe_load(file.read_text(encoding="utf-8"))
+        # PyYAML follows YAML 1.1, where a float needs a dot: 1e-4 (as in --lr 1e-4) was a string.
+        loader = type("Loader", (yaml.SafeLoader,), {})
+        loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                     list("-+0123456789"))
+        return yaml.load(file.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError:
         raise UsageError(f"{what} file {file} is not text (not UTF-8)",
                          hint=hint or f"give a YAML or JSON {what} file") from None

@@ -6,6 +6,7 @@ import copy
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,10 +38,22 @@ class Metric:
     extras: Mapping[str, MetricFn] = field(default_factory=dict)
 
     def compute(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        return float(self.fn(outputs, targets))
+        return _one_number(self.name, self.fn(outputs, targets))
 
     def compute_extras(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        return {name: float(fn(outputs, targets)) for name, fn in self.extras.items()}
+        return {name: _one_number(name, fn(outputs, targets)) for name, fn in self.extras.items()}
+
+
+def _one_number(name: str, value: Any) -> float:
+    """A metric's value as a float; anything else (a per-item tensor) is the task's error, said so."""
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        raise TaskError(f"metric '{name}' returned a tensor of shape {list(value.shape)}, not one number",
+                        hint="reduce it over the evaluation set, e.g. (o.argmax(1) == t).float().mean().item()")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TaskError(f"metric '{name}' returned {type(value).__name__}, not a number",
+                        hint="return a float from the metric function") from None
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
@@ -150,8 +163,14 @@ def as_inputs(model: nn.Module, inputs: object) -> Inputs:
 
 def run_model(model: nn.Module, inputs: Inputs) -> torch.Tensor:
     """Call a torch model on named inputs; a shape mismatch becomes a ShapeError."""
+    return primary_output(call_model(model, inputs))
+
+
+def call_model(model: nn.Module, inputs: Inputs) -> Any:
+    """``model(**inputs)``, its whole output; a forward() that does not take the inputs by name
+    becomes a TaskError naming this model, a shape mismatch a ShapeError."""
     try:
-        return primary_output(model(**inputs))
+        return model(**inputs)
     except TypeError as exc:
         # Models are called with the task's named inputs (as the exporters do): a forward() without
         # those parameter names (nn.Sequential's is forward(input)) cannot be run, say how to fix it.

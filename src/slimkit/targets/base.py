@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,6 +44,10 @@ class Deployed(ABC):
         return self._run(inputs)
 
     def check_inputs(self, inputs: Inputs) -> None:
+        if not isinstance(inputs, Mapping):
+            raise ShapeError(f"a batch's inputs are a {type(inputs).__name__}, not named tensors",
+                             hint="each batch is (dict(name=tensor), targets), as slimkit.Batches yields; "
+                                  f"name the inputs {list(self.input_shapes)}")
         for name, expected in self.input_shapes.items():
             if name not in inputs:
                 raise ShapeError(f"input '{name}' is missing (got {list(inputs)})",

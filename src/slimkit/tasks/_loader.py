@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -84,30 +86,53 @@ def load_task(spec: str | Task, seed: int = 0) -> Task:
     return TASKS.get(spec)(seed=seed)
 
 
-def _load_user_task(spec: str, seed: int) -> Task:
+def call_user_function(spec: str, what: str, seed: int | None = None) -> object:
+    """Import ``path/to/file.py`` and call its ``function`` (with ``seed=`` where it takes one);
+    a missing file or function, an import error or an exception in the function is one clear error.
+
+    The file's folder is importable while it loads, as when the file is run as a script (a task
+    file importing a helper module beside it failed).
+    """
     path_text, func_name = spec.rsplit(":", 1)
     path = Path(path_text)
     if not path.is_file():
-        raise UsageError(f"task file not found: {path}", hint="give an existing path/to/file.py:function")
-    module_name = f"slimkit_user_task_{abs(hash(path.resolve()))}"
+        raise UsageError(f"{what} file not found: {path}", hint="give an existing path/to/file.py:function")
+    if not func_name.isidentifier():
+        raise UsageError(f"'{func_name}' in {spec} is not a function name", hint="write it as path/to/file.py:function")
+    module_name = f"slimkit_user_{what}_{abs(hash(path.resolve()))}"
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     if loader_spec is None or loader_spec.loader is None:
         raise UsageError(f"cannot import {path}", hint="give a Python source file")
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[module_name] = module
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
     try:
         loader_spec.loader.exec_module(module)
     except Exception as exc:
         raise TaskError(f"importing {path} failed: {exc.__class__.__name__}: {exc}",
-                        hint="fix the error in the task file") from exc
+                        hint=f"fix the error in the {what} file") from exc
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
     func = getattr(module, func_name, None)
+    if func is None:
+        raise UsageError(f"{path} has no function '{func_name}'", hint=f"define def {func_name}() in {path}")
     if not callable(func):
-        raise UsageError(f"{path} has no function '{func_name}'",
-                         hint=f"define def {func_name}() -> slimkit.Task in {path}")
+        raise UsageError(f"{path}: '{func_name}' is a {type(func).__name__}, not a function",
+                         hint=f"define def {func_name}() in {path}")
     try:
-        task = func(seed=seed) if "seed" in func.__code__.co_varnames else func()
+        takes_seed = seed is not None and "seed" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        takes_seed = False
+    try:
+        return func(seed=seed) if takes_seed else func()
     except Exception as exc:
-        raise TaskError(f"{spec} raised {exc.__class__.__name__}: {exc}", hint="fix the task function") from exc
+        raise TaskError(f"{spec} raised {exc.__class__.__name__}: {exc}", hint=f"fix the {what} function") from exc
+
+
+def _load_user_task(spec: str, seed: int) -> Task:
+    task = call_user_function(spec, "task", seed)
     if not isinstance(task, Task):
         raise TaskError(f"{spec} returned {type(task).__name__}, not a slimkit.Task",
                         hint="return slimkit.Task(...) from the function")

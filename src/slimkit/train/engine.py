@@ -100,6 +100,16 @@ class TrainConfig:
             raise UsageError(f"unknown precision '{self.precision}'", hint="use auto, fp32, bf16 or fp16")
         if self.resume and not self.checkpoint_dir:
             raise UsageError("resume needs a checkpoint folder", hint="set checkpoint_dir (the CLI uses --out)")
+        # Checked here, not when training reaches them (a tuning range's end failed a later trial).
+        for name, low, high in (("dropout", 0.0, 1.0), ("label_smoothing", 0.0, 1.0), ("momentum", 0.0, 1.0)):
+            value = getattr(self, name)
+            if value is not None and not low <= value < high:
+                raise UsageError(f"{name} must be in [{low:g}, {high:g}), got {value}")
+        for name in ("weight_decay", "l1", "l2", "warmup_epochs", "step_epochs"):
+            if not getattr(self, name) >= 0:
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.gamma > 0 or (self.grad_clip is not None and not self.grad_clip > 0):
+            raise UsageError(f"gamma and grad_clip must be > 0, got {self.gamma} and {self.grad_clip}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from slimkit.core.data import Batches, Inputs, primary_output
+from slimkit.core.task import call_model
 from slimkit.techniques.distill._config import DistillConfig
 from slimkit.techniques.distill._features import Adapter, Recorder, auto_pairs, layer_shapes
 from slimkit.train.losses import attention_loss, feature_loss, hard_loss, kd_loss
@@ -79,7 +80,7 @@ class Distiller(nn.Module):
 
     def forward(self, **inputs: torch.Tensor) -> Any:
         s_in, t_in, index = _split(inputs)
-        out = self.student(**s_in)
+        out = call_model(self.student, s_in)  # an error names the student and its inputs, not this wrapper's
         if not self.training:
             return out
         if self.cache is not None and index is not None and not self.cfg.needs_features:
