@@ -71,6 +71,18 @@ OPT = ["optimize", "--task", "digits-cnn", "--out", "run"]
          {"s.yaml": "lr: {low: 0.1, high: 0.01}\n"}, "low 0.1 is above high 0.01"),
         (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
          {"s.yaml": "epochs: {low: -3, high: -1}\n"}, "-3 trains nothing"),
+        # each was an Optuna or engine traceback, or a trial failing after others had finished
+        (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
+         {"s.yaml": "lr: {low: 1e-3, high: 1e-1, log: true, step: 1e-2}\n"}, "either log-scaled or stepped"),
+        (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
+         {"s.yaml": "epochs: {low: 1, high: 2.5}\n"}, "is a whole number"),
+        (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
+         {"s.yaml": "label_smoothing: {low: 0.0, high: 1.5}\n"}, "label_smoothing must be in [0, 1)"),
+        # spent trials that scored alike and reported the value as tuned
+        (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
+         {"s.yaml": "momentum: [0.0, 0.99]\n"}, "momentum applies to the sgd optimizer"),
+        (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
+         {"s.yaml": "gamma: [0.1, 0.9]\n"}, "apply to the step schedule"),
         (["quantize", "--task", "digits-cnn", "--target", "onnxruntime", "--lr", "0.1", "--out", "run"], {},
          "add --qat"),  # was: silently unused
         (["prune", "--task", "digits-cnn", "--unstructured", "--ratio", "0.3", "--head-ratio", "0.5",
@@ -93,7 +105,7 @@ def test_bad_values_are_usage_errors_before_any_work_and_leave_no_folder(argv, f
     for name, content in files.items():
         (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
@@ -226,3 +238,38 @@ def test_a_rerun_keeps_only_its_own_artifacts(tmp_path):
     assert [c.id for c in first.candidates] == ["onnxruntime"]  # a repeated target gave two rows, one folder
     slimkit.benchmark("digits-cnn", ["torch"], out=out, threads=1, quick=True)
     assert sorted(p.name for p in (out / "artifacts").iterdir()) == ["torch"]  # onnxruntime's was left behind
+
+
+def test_user_code_errors_are_one_line_each(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "helper.py").write_text("WIDTH = 64\n")
+    (tmp_path / "mine.py").write_text(
+        "import torch\nfrom torch import nn\nfrom helper import WIDTH  # a module beside the task file\n"
+        "def raises():\n    raise RuntimeError('boom in user code')\n"
+        "def student():\n    return nn.Sequential(nn.Linear(WIDTH, 10))\n")
+    argv = ["distill", "--task", "digits-cnn", "--epochs", "1", "--quick", "--threads", "1"]
+    assert main([*argv, "--student", "mine.py:raises", "--out", "a"]) == 1
+    err = capsys.readouterr().err
+    assert "mine.py:raises raised RuntimeError: boom in user code" in " ".join(err.split()) and "Traceback" not in err
+    assert main([*argv, "--student", "mine.py:student", "--out", "b"]) in (1, 2)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Sequential.forward() does not take" in err and "index" not in err  # named the internal Distiller
+
+
+def test_a_metric_must_give_one_number_and_batches_named_inputs():
+    import torch
+
+    from slimkit.core.task import Metric
+    from slimkit.errors import ShapeError, TaskError
+    from slimkit.targets.base import Deployed
+
+    per_item = Metric("acc", lambda o, t: (o.argmax(1) == t).float())
+    with pytest.raises(TaskError, match="returned a tensor of shape \\[2\\], not one number"):
+        per_item.compute(torch.eye(2), torch.tensor([0, 1]))
+    class Echo(Deployed):
+        def _run(self, inputs):
+            return inputs["x"]
+
+    deployed = Echo("torch", None, {"x": [None, 4]})
+    with pytest.raises(ShapeError, match="not named tensors"):  # was: Tensor.__contains__ traceback
+        deployed.check_inputs(torch.zeros(1, 4))
