@@ -147,6 +147,35 @@ def test_bad_config_is_a_usage_error():
         PruneConfig(layer_ratios=("no-ratio",))
     with pytest.raises(UsageError):
         PruneConfig(mode="structured", pattern="2:4")
+    # each was accepted, recorded in recipe.json and changed nothing
+    with pytest.raises(UsageError, match="recover distill, lr 0.5 set the recovery, which is off"):
+        PruneConfig(ratio=0.3, recover="distill", lr=0.5)
+    with pytest.raises(UsageError, match="hidden_weight weighs hidden-state matching"):
+        PruneConfig(ratio=0.3, recover_epochs=1, hidden_weight=3.0)
+    with pytest.raises(UsageError, match="ratio 0 removes nothing"):
+        PruneConfig(ratio=0.0)
+    PruneConfig(ratio=0.0, target_macs=2.0)  # the MAC target sets the ratios
+
+
+def test_bn_scale_needs_batchnorm_and_a_missed_mac_target_is_said():
+    from slimkit.errors import UsageError
+
+    task = _task("mlp")
+    with pytest.raises(UsageError, match="has no BatchNorm layer"):  # pruned nothing, reported success
+        prune_model(task.build_model(), task, PruneConfig(ratio=0.5, criterion="bn_scale"))
+    cnn = _task("cnn")
+    _, result = prune_model(cnn.build_model(), cnn, PruneConfig(target_macs=500.0))
+    assert result.macs[0] / result.macs[1] < 450 and "short of the 500x asked" in result.note
+
+
+def test_prune_reports_the_unpruned_model_on_each_runtime(tmp_path):
+    """The runtime's own speed-up over torch eager read as pruning's."""
+    import slimkit
+
+    report = slimkit.prune(_task("cnn"), ratio=0.5, targets=["torch", "onnxruntime"], out=tmp_path, quick=True,
+                           threads=1)
+    pruned, ref = report.entry("pruned-onnxruntime"), report.entry("unpruned-onnxruntime")
+    assert pruned.float_reference == ref.id and ref.params > pruned.params and ref.recipe == []
 
 
 @pytest.mark.parametrize("mode", ["structured", "unstructured"])

@@ -93,6 +93,10 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
     if unknown:
         raise UsageError(f"prune config names layer(s) the model does not have: {', '.join(unknown)}",
                          hint="use names from model.named_modules() (--ignore, --layer-ratio)")
+    if cfg.criterion == "bn_scale" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise UsageError("the bn_scale criterion ranks channels by their BatchNorm scale, and this model has no "
+                         "BatchNorm layer", hint="use --criterion l2 (or l1, taylor)")
+    target_macs = cfg.target_macs
     teacher = model.eval()
     student = copy.deepcopy(model).eval()
     inputs = task.example_inputs
@@ -160,7 +164,26 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
         result.sparsity = round(overall_sparsity(student), 4)
     result.macs.append(count_macs(student, inputs))
     result.params.append(count_params(student))
+    if cfg.mode == "structured":
+        _note_shortfall(result, model, target_macs)
     return student.eval(), result
+
+
+def _note_shortfall(result: PruneResult, model: nn.Module, target_macs: float | None) -> None:
+    """Say when structured pruning removed nothing, or fewer MACs than --target-macs asked: both
+    were reported as a success without a word."""
+    before, after = result.macs[0], result.macs[-1]
+    notes = []
+    if after >= before:
+        kinds = sorted({type(m).__name__ for m in model.modules() if not list(m.children())
+                        and any(p.dim() > 1 for p in m.parameters(recurse=False))})
+        notes.append("structured pruning removed nothing: no channel group of this model could be pruned "
+                     f"(its weighted layers: {', '.join(kinds) or 'none'}); try unstructured pruning")
+    elif target_macs is not None and before / max(after, 1) < 0.9 * target_macs:
+        notes.append(f"reached {before / max(after, 1):.2f}x fewer MACs, short of the {target_macs:g}x asked: "
+                     "the prunable layers could not give more (each keeps at least one channel)")
+    if notes:
+        result.note = "; ".join([n for n in (result.note, *notes) if n])
 
 
 def _masks(model: nn.Module, cfg: PruneConfig, sparsity: float) -> dict:

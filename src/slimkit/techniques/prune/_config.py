@@ -103,6 +103,20 @@ class PruneConfig(StepConfig):
                              "(structured pruning of transformers)", hint="drop them, or use mode='structured'")
         if self.pattern == "2:4" and self.mode != "unstructured":
             raise UsageError("prune config: the 2:4 pattern is unstructured", hint="use mode='unstructured'")
+        # Recovery settings with recovery off, or a ratio that removes nothing, changed nothing while
+        # recipe.json recorded them.
+        recovery = [f"{name} {value}" for name, value, default in (
+            ("recover", self.recover, "finetune"), ("lr", self.lr, 1e-3), ("hidden_weight", self.hidden_weight, 1.0))
+            if value != default]
+        if recovery and not self.recover_epochs:
+            raise UsageError(f"prune config: {', '.join(recovery)} set the recovery, which is off (recover_epochs 0)",
+                             hint="add --recover-epochs N, or drop them")
+        if self.hidden_weight != 1.0 and self.recover != "distill":
+            raise UsageError("prune config: hidden_weight weighs hidden-state matching in distillation recovery",
+                             hint="add --recover distill, or drop --hidden-weight")
+        heads = any(r for r in (self.head_ratio, self.ffn_ratio))
+        if not self.ratio and self.target_macs is None and not self.layer_ratios and not heads:
+            raise UsageError("prune config: ratio 0 removes nothing", hint="give a ratio in (0, 1), e.g. 0.3")
         self.parsed_layer_ratios()
 
     def parsed_layer_ratios(self) -> dict[str, float]:
