@@ -213,18 +213,21 @@ def test_round_to_keeps_multiples():
 
 def test_round_to_rounds_to_the_nearest_multiple_and_says_so():
     """Torch-Pruning rounds kept channels down (30% of 32 at round_to=8 removed 50%); slimkit rounds
-    to the nearest multiple and notes groups whose removal rounding moved by over 10% of their channels."""
+    to the nearest multiple and notes every group whose removal rounding moved."""
     net = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2))
     inputs = {"input": torch.randn(1, 4)}
-    assert prune_structured(net, inputs, PruneConfig(ratio=0.3, round_to=8)).note == ""
+    note = prune_structured(net, inputs, PruneConfig(ratio=0.3, round_to=8)).note
     assert (net[0].out_features, net[2].out_features) == (24, 48)  # 22 -> 24, 45 -> 48 (down: 16, 40)
+    assert "moved the removal of 2 of 2 channel groups" in note  # small moves were not said (10% threshold)
     net = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2))
     result = prune_structured(net, inputs, PruneConfig(ratio=0.3, round_to=16))
     assert (net[0].out_features, net[2].out_features) == (16, 48)
-    assert "round_to=16 moved the removal of 1 of 2 channel groups (32 channels: 10 asked, 16 removed)" in result.note
+    assert "round_to=16 moved the removal of 2 of 2 channel groups" in result.note
+    assert "32 channels: 10 asked, 16 removed" in result.note
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))  # fewer channels than the multiple
-    prune_structured(net, {"input": torch.randn(1, 4)}, PruneConfig(ratio=0.5, round_to=16))
+    note = prune_structured(net, {"input": torch.randn(1, 4)}, PruneConfig(ratio=0.5, round_to=16)).note
     assert net[0].out_features == 4  # kept as asked, not rounded to zero
+    assert "1 group(s) narrower than round_to=16 keep an unrounded width" in note
 
 
 def test_layer_ratios_and_global_scope():

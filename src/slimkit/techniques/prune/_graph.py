@@ -143,20 +143,24 @@ class Rounding:
         self.groups.append((current, n_pruned, done))
         return done
 
-    def note(self, multiple: int, tolerance: float = 0.1) -> str:
+    def note(self, multiple: int, tolerance: float = 0.0) -> str:
         """A sentence when rounding moved a group's removal by more than ``tolerance`` of its
-        channels (empty otherwise), e.g. "round_to=8 moved 2 of 3 groups: 32 channels: 10 asked, 8
-        removed; ..."."""
+        channels, or found groups narrower than ``multiple`` (left unrounded); empty otherwise, e.g.
+        "round_to=8 moved 2 of 3 groups: 32 channels: 10 asked, 8 removed; ..."."""
+        narrow = sum(c < multiple for c, _, _ in self.groups)
+        narrow_note = (f"{narrow} group(s) narrower than round_to={multiple} keep an unrounded width"
+                       if narrow else "")
         moved = [(c, a, d) for c, a, d in self.groups if abs(d - a) > tolerance * c]
         if not moved:
-            return ""
+            return narrow_note
         asked, done = sum(a for _, a, _ in self.groups), sum(d for _, _, d in self.groups)
         total = sum(c for c, _, _ in self.groups)
         shown = "; ".join(f"{c} channels: {a} asked, {d} removed" for c, a, d in moved[:4])
         more = f"; {len(moved) - 4} more" if len(moved) > 4 else ""
         return (f"round_to={multiple} moved the removal of {len(moved)} of {len(self.groups)} channel groups "
                 f"({shown}{more}): {done} of {total} channels removed where {asked} were asked "
-                f"({done / max(total, 1):.0%} instead of {asked / max(total, 1):.0%})")
+                f"({done / max(total, 1):.0%} instead of {asked / max(total, 1):.0%})"
+                + (f"; {narrow_note}" if narrow_note else ""))
 
 
 def group_root(group, names: dict[nn.Module, str]) -> str:  # noqa: ANN001
