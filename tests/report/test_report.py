@@ -94,3 +94,15 @@ def test_more_threads_than_cores_is_flagged():
     report.environment = {**ENV, "threads": 64}
     assert "64 threads on 2 cores" in to_markdown(report) and "64 threads on 2 cores" in to_html(report)
     assert "threads on" not in to_markdown(_report({}))
+
+
+def test_a_best_within_timing_noise_of_the_baseline_says_so():
+    """A model identical to the baseline was "best" at 1.01x with overlapping intervals, without a word."""
+    from slimkit.api._common import finalize
+
+    report = _report({}, [_entry("same", 9.9, 99.0), _entry("fast", 2.0, 99.0, target="onnxruntime")])
+    finalize(report, max_drop=1.0)
+    assert report.best == "fast" and not any("noise" in n for n in report.entry("fast").notes)
+    report = _report({}, [_entry("same", 9.9, 99.0)])
+    finalize(report, max_drop=1.0)
+    assert report.best == "same" and "within timing noise of baseline" in report.entry("same").notes[0]

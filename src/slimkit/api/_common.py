@@ -131,7 +131,23 @@ def finalize(report: Report, max_drop: float, latency_budget: float | None = Non
         if c.meets_constraints and not too_slow:
             eligible.append(c)
     report.best = min(eligible, key=lambda c: c.latency_ms).id if eligible else None
+    if report.best:
+        best = by_id[report.best]
+        ref = by_id.get(best.float_reference) if best.float_reference else None
+        for r in [x for x in (base, ref) if x is not None and x is not best]:
+            # Picked on the medians; where the 95% intervals overlap the gain may be noise (a model
+            # identical to the baseline was "best" at 1.01x): say so instead of implying a speed-up.
+            if best.measurement.latency.ci95[0] <= r.measurement.latency.ci95[1]:
+                note = (f"within timing noise of {r.id}: the 95% intervals of the medians overlap "
+                        f"({_ci(best)} vs {_ci(r)})")
+                if note not in best.notes:
+                    best.notes.append(note)
     return report
+
+
+def _ci(e: Entry) -> str:
+    low, high = e.measurement.latency.ci95
+    return f"{low:.3f}-{high:.3f} ms"
 
 
 # Files that say which command made a run folder: slimkit's own mark, written when a command
