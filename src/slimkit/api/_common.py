@@ -137,7 +137,7 @@ def finalize(report: Report, max_drop: float, latency_budget: float | None = Non
         for r in [x for x in (base, ref) if x is not None and x is not best]:
             # Picked on the medians; where the 95% intervals overlap the gain may be noise (a model
             # identical to the baseline was "best" at 1.01x): say so instead of implying a speed-up.
-            if best.measurement.latency.ci95[0] <= r.measurement.latency.ci95[1]:
+            if best.measurement.latency.ci95[1] >= r.measurement.latency.ci95[0]:
                 note = (f"within timing noise of {r.id}: the 95% intervals of the medians overlap "
                         f"({_ci(best)} vs {_ci(r)})")
                 if note not in best.notes:
