@@ -273,3 +273,12 @@ def test_a_metric_must_give_one_number_and_batches_named_inputs():
     deployed = Echo("torch", None, {"x": [None, 4]})
     with pytest.raises(ShapeError, match="not named tensors"):  # was: Tensor.__contains__ traceback
         deployed.check_inputs(torch.zeros(1, 4))
+
+
+def test_a_task_functions_own_slimkit_error_passes_through_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.py").write_text("from slimkit.errors import TaskError\n"
+                                   "def make():\n    raise TaskError('no data here', hint='add data.npz')\n")
+    assert main(["bench", "--task", "t.py:make", "--out", "run"]) == 1
+    err = capsys.readouterr().err
+    assert "error: no data here" in err and err.count("hint:") == 1  # it was wrapped: two hints

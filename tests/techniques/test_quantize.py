@@ -119,6 +119,12 @@ def test_an_option_the_scheme_does_not_use_is_refused(scheme, target, options, o
         QuantizeConfig(scheme, target, **options)
 
 
+def test_a_misspelled_target_gets_a_suggestion() -> None:
+    with pytest.raises(UsageError) as err:
+        check("int8-static", "ONNXRuntime")
+    assert err.value.message == "unknown target 'ONNXRuntime'" and "did you mean 'onnxruntime'" in err.value.hint
+
+
 def test_options_where_they_apply_are_accepted() -> None:
     QuantizeConfig("int8-static", "openvino", per_channel=False, samples=5, smooth_quant=True, bias_correction=False)
     QuantizeConfig("int8-dynamic", "onnxruntime", per_channel=False, exclude=("fc",))

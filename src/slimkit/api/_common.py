@@ -124,8 +124,9 @@ def finalize(report: Report, max_drop: float, latency_budget: float | None = Non
         too_slow = [r for r in slower_than if c.latency_ms >= r.latency_ms]
         for r in too_slow:
             what = "the baseline" if r is base else f"the unmodified model on {r.target} ({r.id})"
-            note = (f"slower than {what} ({c.latency_ms:.3f} ms vs {r.latency_ms:.3f} ms): "
-                    "never reported as best")
+            digits = next((d for d in (3, 4, 5, 6) if f"{c.latency_ms:.{d}f}" != f"{r.latency_ms:.{d}f}"), 6)
+            note = (f"{'slower than' if c.latency_ms > r.latency_ms else 'no faster than'} {what} "
+                    f"({c.latency_ms:.{digits}f} ms vs {r.latency_ms:.{digits}f} ms): never reported as best")
             if note not in c.notes:
                 c.notes.append(note)
         if c.meets_constraints and not too_slow:

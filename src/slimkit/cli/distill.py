@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-fraction", type=float, default=1.0, help="share of training labels the student sees")
     p.add_argument("--no-cache", action="store_true", help="run the teacher every step instead of caching logits")
     p.add_argument("--no-alone", action="store_true", help="skip training the student without the teacher")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32",
+                   help="training precision (default: fp32; auto times them on this machine)")
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--max-drop", type=float, default=None)
     p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")

@@ -69,12 +69,14 @@ def run(args: argparse.Namespace) -> int:
         max_drop=args.max_drop, seed=args.seed,
     )
     targets = split_list(args.targets)
+    from slimkit.report._format import fmt_bytes, fmt_count
+
     report = prune(args.task, config=cfg, targets=targets, out=args.out, threads=args.threads,
                    max_drop=args.max_drop, quick=args.quick, seed=args.seed, progress=progress)
     print_report(report, args.out)
     p = report.extra["pruning"]
     macs = p["macs_before_after"]
     extra = f", sparsity {p['sparsity']:.1%}" if p.get("sparsity") is not None else ""
-    progress(f"MACs {macs[0] / 1e6:.1f}M -> {macs[1] / 1e6:.1f}M ({p['macs_reduction']:.2f}x fewer){extra}; "
-             f"pruned model: {args.out}/{p['artifact']} ({p['artifact_bytes'] / 1e6:.2f} MB)")
+    progress(f"MACs {fmt_count(macs[0])} -> {fmt_count(macs[1])} ({p['macs_reduction']:.2f}x fewer){extra}; "
+             f"pruned model: {args.out}/{p['artifact']} ({fmt_bytes(p['artifact_bytes'])})")
     return 0

@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", required=True, help="YAML file: TrainConfig field -> choices or {low, high, log}")
     p.add_argument("--trials", type=positive_int, default=10, help="number of trials (default 10)")
     p.add_argument("--sampler", choices=("grid", "random", "tpe", "gp"), default="tpe")
-    p.add_argument("--pruner", choices=("none", "median", "hyperband"), default="median")
+    p.add_argument("--pruner", choices=("none", "median", "hyperband"), default="median",
+                   help="stops trials whose validation lags (default: median)")
     p.add_argument("--out", required=True, help="folder for tune.json and best_params.yaml")
     p.set_defaults(run=run)
 

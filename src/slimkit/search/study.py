@@ -815,7 +815,9 @@ def _what_missed(entry: Entry, settings: dict[str, Any]) -> str:
     if settings["latency_budget"] and m.latency.median > settings["latency_budget"]:
         missed.append(f"latency {m.latency.median:.3f} ms over the budget {settings['latency_budget']} ms")
     if settings["size_budget"] and m.size_bytes > settings["size_budget"]:
-        missed.append(f"size {m.size_bytes} bytes over the budget {settings['size_budget']}")
+        from slimkit.report._format import fmt_bytes
+
+        missed.append(f"size {fmt_bytes(m.size_bytes)} over the budget {fmt_bytes(settings['size_budget'])}")
     if missed:
         return "; ".join(missed)
     if len(entry.recipe) == 1 and entry.target == "torch":  # only the target step: the baseline itself

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from slimkit.core.registry import Registry
 from slimkit.core.task import Task
-from slimkit.errors import TaskError, UsageError
+from slimkit.errors import SlimkitError, TaskError, UsageError
 
 TASKS: Registry[Callable[..., Task]] = Registry("task")
 
@@ -127,6 +127,8 @@ def call_user_function(spec: str, what: str, seed: int | None = None) -> object:
         takes_seed = False
     try:
         return func(seed=seed) if takes_seed else func()
+    except SlimkitError:
+        raise  # already says what is wrong and what to do (wrapping it printed two hints)
     except Exception as exc:
         raise TaskError(f"{spec} raised {exc.__class__.__name__}: {exc}", hint=f"fix the {what} function") from exc
 

@@ -70,7 +70,8 @@ class QuantizeConfig(StepConfig):
         if self.samples < 1:
             raise UsageError(f"samples must be >= 1, got {self.samples}")
         if self.group_size < 1 and self.group_size != -1:
-            raise UsageError(f"group_size must be >= 1 (or -1 for per-channel), got {self.group_size}")
+            raise UsageError(f"--group-size must be >= 1 (or -1 for one group per output channel), got "
+                             f"{self.group_size}", hint="e.g. --group-size 32, 64 or 128")
         if self.max_drop is not None and not 0 <= self.max_drop < math.inf:  # also NaN
             raise UsageError(f"--max-drop must be a number >= 0, got {self.max_drop}",
                              hint="the largest metric drop accepted, e.g. 0.5 (points) or 0.005 (cosine)")

@@ -92,6 +92,14 @@ def hardware_gap(scheme: str, target: str) -> str | None:
 
 def check(scheme: str, target: str, calibration: str | None = None, qat: bool = False) -> Support:
     """Raise UsageError (what is wrong, what would work) unless the combination runs here."""
+    from slimkit.targets import TARGETS
+
+    if target not in TARGETS.names():
+        import difflib
+
+        near = difflib.get_close_matches(target.lower(), TARGETS.names(), n=1, cutoff=0.6)
+        raise UsageError(f"unknown target '{target}'", hint=(f"did you mean '{near[0]}'? " if near else "")
+                         + f"targets: {', '.join(TARGETS.names())}")
     s = support(scheme, target)
     gap = hardware_gap(scheme, target) if s.ok else None
     if gap:
