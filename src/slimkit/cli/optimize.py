@@ -20,7 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated targets (default: torch,onnxruntime,openvino, those available)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--trials", type=positive_int, default=None, help="number of trials (default 20)")
-    budget.add_argument("--time-budget", type=float, default=None, metavar="MINUTES", help="stop after this long")
+    budget.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                        help="start no trial after this long (trials running then finish, and the best is "
+                             "re-timed: the run ends later by about one trial)")
     p.add_argument("--sampler", choices=SAMPLERS, default=None, help="default tpe (on --resume: the stored one)")
     p.add_argument("--pruner", choices=PRUNERS, default=None,
                    help="stop trials whose pruning recovery lags the others' (single-objective study; "
