@@ -444,16 +444,17 @@ def test_a_point_whose_quantization_the_target_does_not_offer_is_answered_at_onc
 
 def test_a_search_on_a_task_file_resumes_from_another_folder(tmp_path, monkeypatch):
     """The task string was stored as typed: `--task ../t.py:make --resume` from a subfolder was refused."""
-    from slimkit.search.study import _check_resume_matches, _task_key
+    from slimkit.search.study import _check_resume_matches
+    from slimkit.tasks._loader import task_key
 
     (tmp_path / "t.py").write_text("")
     monkeypatch.chdir(tmp_path)
-    key = _task_key("t.py:make")
-    assert key == f"{tmp_path.resolve() / 't.py'}:make" and _task_key("digits-cnn") == "digits-cnn"
+    key = task_key("t.py:make")
+    assert key == f"{tmp_path.resolve() / 't.py'}:make" and task_key("digits-cnn") == "digits-cnn"
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
     settings = {"task": key, "max_drop": 1.0, "latency_budget": None, "size_budget": None,
                 "space": {"targets": ["torch"]}, "sampler": "tpe", "pruner": "none", "out": "run"}
-    _check_resume_matches(settings, task=_task_key("../t.py:make"))
+    _check_resume_matches(settings, task=task_key("../t.py:make"))
     with pytest.raises(UsageError, match="differ: task"):
         _check_resume_matches(settings, task="digits-cnn")

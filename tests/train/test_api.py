@@ -38,6 +38,8 @@ def test_fit_task_writes_metrics_precision_and_resumes(tmp_path) -> None:
     # A resumed run keeps its settings: a different one was ignored while train.json recorded it.
     with pytest.raises(UsageError, match="lr 0.5 \\(stored: 0.05\\); precision 'bf16'"):
         fit_task(make_tiny_task("mlp"), out=tmp_path, epochs=4, lr=0.5, precision="bf16", resume=True)
+    with pytest.raises(UsageError, match="holds a training run of task tiny-mlp, not tiny-cnn"):  # dumped weight names
+        fit_task(make_tiny_task("cnn"), out=tmp_path, resume=True)
     with pytest.raises(UsageError, match="already holds a training run"):  # overwrote metrics and model
         fit_task(make_tiny_task("mlp"), out=tmp_path, epochs=1)
     assert (tmp_path / "model.safetensors").stat().st_mode & 0o044  # readable like the run's other files

@@ -20,6 +20,7 @@ from slimkit.core.files import atomic_path, atomic_write_json, atomic_write_text
 from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError
 from slimkit.tasks import load_task
+from slimkit.tasks._loader import task_key
 from slimkit.train import checkpoint as ckpt
 from slimkit.train import distributed as D
 from slimkit.train.engine import TrainConfig, TrainResult, fit
@@ -121,7 +122,13 @@ def fit_task(
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
         raise UsageError(f"epochs must be a whole number >= 1, got {epochs!r}")
     settings = {"lr": lr, "precision": precision, "batch_size": batch_size}
+    key = task_key(task) if isinstance(task, str) else task.name
     if resume and launcher:
+        stored_task = _stored(out).get("task")
+        if stored_task is not None and stored_task != key:
+            # The checkpoint was loaded into the other task's model: a wall of mismatched weight names.
+            raise UsageError(f"{out} holds a training run of task {stored_task}, not {key}",
+                             hint=f"resume with --task {stored_task}, or train {key} into another --out")
         settings = _resumed_settings(out, settings)
         epochs = epochs or _stored(out).get("epochs")
     epochs = epochs or 10
@@ -131,7 +138,7 @@ def fit_task(
     out.mkdir(parents=True, exist_ok=True)
     if launcher:  # epochs as last asked: a later plain --resume finishes the run it extended
         atomic_write_json(out / "settings.json", {"lr": lr, "precision": precision, "batch_size": batch_size,
-                                                  "epochs": epochs})
+                                                  "epochs": epochs, "task": key})
     if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _launch(nproc, task, out, dict(epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
                                               resume=resume, scratch=scratch, seed=seed, progress=progress))

@@ -45,6 +45,7 @@ from slimkit.report.schema import Entry, Report
 from slimkit.search._trial import evaluate_recipe, time_recipe
 from slimkit.search.space import SearchSpace
 from slimkit.tasks import load_task
+from slimkit.tasks._loader import task_key
 
 SAMPLERS = ("grid", "random", "tpe", "gp", "nsga2")
 PRUNERS = ("none", "median", "hyperband")
@@ -532,7 +533,7 @@ def optimize(
                          hint="pass --resume to continue it, or choose another --out")
     if resume:  # before the task's code runs: a search is resumed for the task it was started for
         _check_resume_matches(json.loads(settings_file.read_text()),
-                              task=_task_key(task) if isinstance(task, str) else getattr(task, "name", task),
+                              task=task_key(task) if isinstance(task, str) else getattr(task, "name", task),
                               max_drop=max_drop, latency_budget=latency_budget,
                               size_budget=int(size_budget_mb * 2**20) if size_budget_mb else None,
                               targets=targets, space=space, sampler=given_sampler, pruner=given_pruner)
@@ -562,7 +563,7 @@ def optimize(
         _measure_references(task_obj, space, out_dir, threads, quick, say)
         drop = task_obj.tolerance if max_drop is None else max_drop
         settings = {
-            "task": _task_key(task) if isinstance(task, str) else task_obj.name, "task_name": task_obj.name,
+            "task": task_key(task) if isinstance(task, str) else task_obj.name, "task_name": task_obj.name,
             "seed": seed, "threads": threads,
             "quick": quick, "space": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(space).items()},
             "sampler": sampler, "pruner": pruner, "workers": workers, "trials": trials,
@@ -669,15 +670,6 @@ def _measure_references(task: Task, space: SearchSpace, out: Path, threads: int,
     atomic_write_json(out / "references.json", refs)
 
 
-def _task_key(task: str) -> str:
-    """A task file as an absolute path: workers, and a --resume from another folder, find the same
-    file (a relative path stored as given was refused, or not found, from anywhere else)."""
-    head, sep, func = task.rpartition(":")
-    if sep and head.endswith(".py") and Path(head).is_file():
-        return f"{Path(head).resolve()}:{func}"
-    return task
-
-
 def _check_resume_matches(settings: dict[str, Any], **given: Any) -> None:
     """--resume continues the stored search as it was defined; a different task, budget, target list or
     space given with it is an error, not silently ignored (the finished trials were judged by the old ones)."""
@@ -686,7 +678,7 @@ def _check_resume_matches(settings: dict[str, Any], **given: Any) -> None:
               "size_budget": settings["size_budget"], "targets": list(stored_space.targets), "space": stored_space,
               "sampler": settings["sampler"], "pruner": settings["pruner"]}
     changed = []
-    stored["task"] = _task_key(stored["task"])  # a search stored before task files were made absolute
+    stored["task"] = task_key(stored["task"])  # a search stored before task files were made absolute
     for name, value in given.items():
         if value is None:
             continue

@@ -86,6 +86,20 @@ def load_task(spec: str | Task, seed: int = 0) -> Task:
     return TASKS.get(spec)(seed=seed)
 
 
+def task_key(task: str) -> str:
+    """A task as run folders record it: a built-in name as given, a task file by absolute path (so a
+    worker, or a --resume from another folder, finds the same file).
+
+    Example:
+        >>> task_key("digits-cnn")
+        'digits-cnn'
+    """
+    head, sep, func = task.rpartition(":")
+    if sep and head.endswith(".py") and Path(head).is_file():
+        return f"{Path(head).resolve()}:{func}"
+    return task
+
+
 def call_user_function(spec: str, what: str, seed: int | None = None) -> object:
     """Import ``path/to/file.py`` and call its ``function`` (with ``seed=`` where it takes one);
     a missing file or function, an import error or an exception in the function is one clear error.
