@@ -60,15 +60,17 @@ def run(args: argparse.Namespace) -> int:
         quick=args.quick, seed=args.seed, progress=progress)
     rows = report.extra.get("sensitivity", [])
     if rows:
-        _print_sensitivity(rows, out)
+        items = report.extra.get("quantization", {}).get("details", {}).get("sensitivity_items")
+        _print_sensitivity(rows, out, items=items)
     print_report(report, args.out)
     return 0
 
 
-def _print_sensitivity(rows: list[dict], out: object, top: int = 15) -> None:
+def _print_sensitivity(rows: list[dict], out: object, top: int = 15, items: int | None = None) -> None:
     from rich.table import Table
 
-    table = Table(title=f"per-layer sensitivity (metric drop with only that layer quantized; top {top})",
+    on = f" on the first {items} evaluation items" if items else ""
+    table = Table(title=f"per-layer sensitivity (metric{on}, drop with only that layer quantized; top {top})",
                   title_justify="left")
     for col in ("layer", "from", "metric", "drop", "1-cos"):
         table.add_column(col, justify="left" if col in ("layer", "from") else "right")

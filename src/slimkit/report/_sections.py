@@ -39,7 +39,8 @@ def sections(extra: dict[str, Any]) -> list[Section]:
     if extra.get("quantization"):
         out.append(_quantization(extra["quantization"]))
     if extra.get("sensitivity"):
-        out.append(_sensitivity(extra["sensitivity"]))
+        items = ((extra.get("quantization") or {}).get("details") or {}).get("sensitivity_items")
+        out.append(_sensitivity(extra["sensitivity"], items))
     return out
 
 
@@ -149,8 +150,9 @@ def _quantization(q: dict[str, Any]) -> Section:
     return sec
 
 
-def _sensitivity(rows: list[dict[str, Any]]) -> Section:
-    sec = Section("Per-layer sensitivity", ["Metric with only that layer quantized (most sensitive first); "
+def _sensitivity(rows: list[dict[str, Any]], items: int | None = None) -> Section:
+    on = f" on the first {items} evaluation items (not the whole set the table above uses)" if items else ""
+    sec = Section("Per-layer sensitivity", [f"Metric{on} with only that layer quantized (most sensitive first); "
                                             "1-cos is the output's cosine distance to the float model."],
                   ["layer", "metric", "drop", "1-cos"])
     ranked = sorted(rows, key=lambda r: (-(r.get("drop") or 0.0), -(r.get("output_error") or 0.0)))

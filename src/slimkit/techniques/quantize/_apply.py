@@ -89,7 +89,10 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
     if with_sensitivity or cfg.max_drop is not None:
         from slimkit.techniques.quantize._sensitivity import eval_subset, sensitivity
 
-        rows = sensitivity(backend, eval_subset(task, SENSITIVITY_ITEMS), say)
+        subset = eval_subset(task, SENSITIVITY_ITEMS)
+        rows = sensitivity(backend, subset, say)
+        # The table's metrics are on this subset, not the whole evaluation set the report's rows use.
+        details["sensitivity_items"] = getattr(subset.eval_data, "num_items", None)
     if cfg.max_drop is not None:
         from slimkit.techniques.quantize._accuracy_aware import keep_sensitive_in_float
 
