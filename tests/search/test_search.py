@@ -458,3 +458,14 @@ def test_a_search_on_a_task_file_resumes_from_another_folder(tmp_path, monkeypat
     _check_resume_matches(settings, task=task_key("../t.py:make"))
     with pytest.raises(UsageError, match="differ: task"):
         _check_resume_matches(settings, task="digits-cnn")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_unmodified_model_is_measured_when_the_budget_did_not_draw_it(tmp_path, seed):
+    """The space held the float point but one trial drew only int8, 3x slower, and it was named best."""
+    space = SearchSpace(targets=("onnxruntime",), fuse=(False,), quant_scheme=("none", "int8-dynamic"))
+    report = optimize("digits-cnn", space=space, trials=1, sampler="grid", out=tmp_path, quick=True, threads=1,
+                      seed=seed)
+    floats = [c for c in report.candidates if len(c.recipe) == 1 and c.target == "onnxruntime"]
+    assert len(floats) == 1
+    assert all(c.float_reference == floats[0].id for c in report.candidates)

@@ -602,7 +602,10 @@ def optimize(
             p.start()
         for p in procs:
             p.join()
-    report = build_report(settings, _load_study(settings, create=False), baseline, time.time() - started)
+    final = _load_study(settings, create=False)
+    _measure_references(task_obj, SearchSpace.from_dict(settings["space"]), out_dir, settings["threads"],
+                        settings["quick"], say, measured=_identity_measured(final))
+    report = build_report(settings, final, baseline, time.time() - started)
     if report.best:
         from slimkit.search._retime import retime_best
 
@@ -652,22 +655,36 @@ def _not_offered(recipe: Recipe) -> str | None:
 
 
 def _measure_references(task: Task, space: SearchSpace, out: Path, threads: int, quick: bool,
-                        say: Callable[[str], None]) -> None:
-    """The unmodified model on each target whose unmodified model the space cannot draw (e.g. a space
-    of int8 only): without it a quantized model three times slower than float on its own target was
-    named best. Written to ``references.json``; the report lists them beside the trials."""
-    refs = []
+                        say: Callable[[str], None], measured: set[str] | None = None) -> None:
+    """The unmodified model on each target where no trial measured it: without it a quantized model
+    three times slower than float on its own target was named best. Called at the start for targets
+    whose unmodified model the space cannot draw (e.g. int8 only), and again after the trials for
+    targets whose identity point the budget did not reach (``measured``: targets that have one).
+    Kept in ``references.json``; the report lists them beside the trials."""
+    path = out / "references.json"
+    refs = json.loads(path.read_text()) if path.exists() else []
+    have = {r["target"] for r in refs} | (measured or set())
     for target in space.targets:
-        if target == "torch" or _identity_params(space, target) is not None:
-            continue  # torch eager is the baseline; an identity point in the space is measured as a trial
-        say(f"measuring the unmodified model on {target} (the never-slower reference; not in the space)")
+        if target == "torch" or target in have or (measured is None and _identity_params(space, target) is not None):
+            continue  # torch eager is the baseline; an identity point in the space may still be drawn
+        say(f"measuring the unmodified model on {target} (the never-slower reference; no trial measured it)")
         entry = evaluate_recipe(task, Recipe((), target), fresh_dir(out / "references" / target), threads,
                                 entry_id=f"ref:float@{target}", quick=quick, out=out)
         entry.recipe = [*entry.recipe, {"type": "target", "version": 1, "data": {"name": target}}]
         entry.notes.append("the unmodified model on this target, measured as the never-slower reference "
-                           "(the search space does not contain it)")
+                           "(no trial of the search measured it)")
         refs.append(entry.to_dict())
-    atomic_write_json(out / "references.json", refs)
+    atomic_write_json(path, refs)
+
+
+def _identity_measured(study: Any) -> set[str]:
+    """Targets whose unmodified model a finished trial measured (its recipe is the target step alone)."""
+    found = set()
+    for t in study.trials:
+        entry = t.user_attrs.get("entry") if t.state.name == "COMPLETE" else None
+        if entry and len(entry.get("recipe", [])) == 1:
+            found.add(entry["target"])
+    return found
 
 
 def _check_resume_matches(settings: dict[str, Any], **given: Any) -> None:
