@@ -80,7 +80,9 @@ OPT = ["optimize", "--task", "digits-cnn", "--out", "run"]
          {"s.yaml": "label_smoothing: {low: 0.0, high: 1.5}\n"}, "label_smoothing must be in [0, 1)"),
         # spent trials that scored alike and reported the value as tuned
         (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
-         {"s.yaml": "momentum: [0.0, 0.99]\n"}, "momentum applies to the sgd optimizer"),
+         {"s.yaml": "momentum: [0.0, 0.99]\n"}, "add optimizer: [sgd]"),  # rich ate "[sgd]"
+        (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
+         {"s.yaml": "batch_size: [64.0]\n"}, "is a whole number, got 64.0"),  # an engine traceback
         (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
          {"s.yaml": "gamma: [0.1, 0.9]\n"}, "apply to the step schedule"),
         (["quantize", "--task", "digits-cnn", "--target", "onnxruntime", "--lr", "0.1", "--out", "run"], {},

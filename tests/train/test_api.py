@@ -32,6 +32,8 @@ def test_fit_task_writes_metrics_precision_and_resumes(tmp_path) -> None:
     assert info["notes"] and "learning-rate schedule" in info["notes"][0]  # 2 epochs planned, 3 run
     # A plain --resume takes the epochs last asked for (it took 10, and trained 7 more).
     assert len(fit_task(make_tiny_task("mlp"), out=tmp_path, resume=True).history) == 3
+    with pytest.raises(UsageError, match="--epochs 2 is fewer than the 3 epoch"):  # stored 2, noted a bogus lr
+        fit_task(make_tiny_task("mlp"), out=tmp_path, epochs=2, resume=True)
     with pytest.raises(UsageError, match="nothing to resume"):  # never a silent fresh start
         fit_task(make_tiny_task("mlp"), out=tmp_path / "empty", epochs=1, resume=True)
     assert not (tmp_path / "empty").exists()

@@ -130,6 +130,12 @@ def fit_task(
             raise UsageError(f"{out} holds a training run of task {stored_task}, not {key}",
                              hint=f"resume with --task {stored_task}, or train {key} into another --out")
         settings = _resumed_settings(out, settings)
+        latest = ckpt.latest(out / "checkpoints")
+        done = int(latest.name.split("-")[1]) if latest is not None else 0
+        if epochs is not None and epochs < done:
+            # It printed "nothing to train", a bogus schedule note, and stored the smaller count.
+            raise UsageError(f"--epochs {epochs} is fewer than the {done} epoch(s) this run has trained",
+                             hint=f"resume with --epochs {done} or more, or leave --epochs out")
         epochs = epochs or _stored(out).get("epochs")
     epochs = epochs or 10
     lr = 1e-3 if settings["lr"] is None else settings["lr"]

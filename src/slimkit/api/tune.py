@@ -97,6 +97,11 @@ def _range_ends(name: str, spec: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def _check_value(name: str, value: Any) -> None:
     """A value the training engine accepts for ``name`` (checked now, not as a failed trial later)."""
+    kind = {f.name: f.type for f in dataclasses.fields(TrainConfig)}.get(name, "")
+    if str(kind).startswith("int") and value is not None and not (isinstance(value, int)
+                                                                   and not isinstance(value, bool)):
+        raise UsageError(f"hyperparameter '{name}' is a whole number, got {value!r}",
+                         hint=f"write it without a decimal point, e.g. {name}: [1, 2]")
     if name == "epochs" and _is_number(value) and value < 1:
         raise UsageError(f"hyperparameter 'epochs': {value} trains nothing", hint="tune epochs of 1 or more")
     try:

@@ -103,9 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shutil.rmtree(out, ignore_errors=True)
             raise
     except SlimkitError as err:
-        console.print(f"[bold red]error:[/] {err.message}")
+        from rich.markup import escape
+
+        # Messages quote user values and YAML ("add optimizer: [sgd]"): not rich markup to swallow.
+        console.print(f"[bold red]error:[/] {escape(err.message)}")
         if err.hint:
-            console.print(f"  [yellow]hint:[/] {err.hint}")
+            console.print(f"  [yellow]hint:[/] {escape(err.hint)}")
         return err.exit_code
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
