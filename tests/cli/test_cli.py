@@ -67,6 +67,9 @@ OPT = ["optimize", "--task", "digits-cnn", "--out", "run"]
         # every trial failed, then "best: none" with exit 0
         ([*OPT, "--space", "s.yaml"], {"s.yaml": "targets: [onnxruntime]\nquant_scheme: [int4-weight-only]\n"},
          "runs on none of its targets"),
+        ([*OPT, "--space", "s.yaml"],
+         {"s.yaml": "targets: [openvino]\nquant_scheme: [int8-static]\ncalibration: [entropy]\n"},
+         "calibration entropy is offered on none of its targets"),
         (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],
          {"s.yaml": "lr: {low: 0.1, high: 0.01}\n"}, "low 0.1 is above high 0.01"),
         (["tune", "--task", "digits-cnn", "--space", "s.yaml", "--out", "run"],

@@ -469,3 +469,12 @@ def test_the_unmodified_model_is_measured_when_the_budget_did_not_draw_it(tmp_pa
     floats = [c for c in report.candidates if len(c.recipe) == 1 and c.target == "onnxruntime"]
     assert len(floats) == 1
     assert all(c.float_reference == floats[0].id for c in report.candidates)
+
+
+def test_a_calibration_dimension_applies_to_the_static_points_only():
+    """int8-dynamic points of a space with a calibration dimension failed with a bare "fail"."""
+    space = SearchSpace(targets=("onnxruntime",), quant_scheme=("int8-dynamic", "int8-static"),
+                        calibration=("minmax",))
+    dyn = space.recipe({"target": "onnxruntime", "quant_scheme": "int8-dynamic", "calibration": "minmax"})
+    static = space.recipe({"target": "onnxruntime", "quant_scheme": "int8-static", "calibration": "minmax"})
+    assert dyn.steps[-1].calibration is None and static.steps[-1].calibration == "minmax"

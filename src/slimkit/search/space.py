@@ -128,7 +128,7 @@ class SearchSpace:
         scheme = params.get("quant_scheme", "none")
         if scheme and scheme != "none":
             qdata: dict[str, Any] = {"scheme": scheme, "target": target}
-            if "calibration" in params:
+            if "calibration" in params and scheme == "int8-static":  # the only scheme that calibrates
                 qdata["calibration"] = params["calibration"]
             steps.append(config_from_dict({"type": "quantize", "data": qdata}))
         return Recipe(tuple(steps), target)

@@ -638,6 +638,18 @@ def _check_space_runs_here(space: SearchSpace) -> None:
         else:
             raise UsageError(f"search space: quant_scheme {scheme} runs on none of its targets: {'; '.join(why)}",
                              hint="see `slimkit list` for the scheme x target matrix")
+    if "int8-static" in space.quant_scheme:
+        for calibration in space.calibration:
+            why = []
+            for target in space.targets:
+                try:
+                    check("int8-static", target, calibration)
+                    break
+                except SlimkitError as err:
+                    why.append(err.message)
+            else:
+                raise UsageError(f"search space: calibration {calibration} is offered on none of its targets: "
+                                 f"{'; '.join(why)}", hint="see `slimkit list` for what each runtime offers")
 
 
 def _not_offered(recipe: Recipe) -> str | None:
