@@ -66,6 +66,11 @@ def check_space(raw: Any) -> dict[str, Any]:
     return dict(raw)
 
 
+def _whole_number(name: str) -> bool:
+    """Whether TrainConfig's field ``name`` is an int (epochs, batch_size, accumulate, ...)."""
+    return str({f.name: f.type for f in dataclasses.fields(TrainConfig)}.get(name, "")).startswith("int")
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -88,8 +93,7 @@ def _range_ends(name: str, spec: Mapping[str, Any]) -> tuple[Any, Any]:
     if step is not None and spec.get("log"):
         raise UsageError(f"hyperparameter '{name}': a range is either log-scaled or stepped, not both",
                          hint="drop log or step")
-    kind = {f.name: f.type for f in dataclasses.fields(TrainConfig)}.get(name, "")
-    if str(kind).startswith("int") and not all(isinstance(v, int) for v in (low, high, step or 1)):
+    if _whole_number(name) and not all(isinstance(v, int) for v in (low, high, step or 1)):
         raise UsageError(f"hyperparameter '{name}' is a whole number; the range {low}..{high} is not",
                          hint=f"e.g. {name}: {{low: 1, high: 4}}")
     return low, high
@@ -97,9 +101,7 @@ def _range_ends(name: str, spec: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def _check_value(name: str, value: Any) -> None:
     """A value the training engine accepts for ``name`` (checked now, not as a failed trial later)."""
-    kind = {f.name: f.type for f in dataclasses.fields(TrainConfig)}.get(name, "")
-    if str(kind).startswith("int") and value is not None and not (isinstance(value, int)
-                                                                   and not isinstance(value, bool)):
+    if _whole_number(name) and value is not None and not (isinstance(value, int) and not isinstance(value, bool)):
         raise UsageError(f"hyperparameter '{name}' is a whole number, got {value!r}",
                          hint=f"write it without a decimal point, e.g. {name}: [1, 2]")
     if name == "epochs" and _is_number(value) and value < 1:

@@ -621,35 +621,35 @@ def _check_space_runs_here(space: SearchSpace) -> None:
     """A space whose targets cannot run here, or a quantization scheme no target of it offers, is a
     usage error before any work (every such trial failed, and the search ended with no answer)."""
     from slimkit.api._common import check_targets
-    from slimkit.techniques.quantize import check
 
     missing = [f"{name} ({why})" for name, why in check_targets(list(space.targets)) if why is not None]
     if missing:
         raise UsageError(f"search space: target(s) not available here: {'; '.join(missing)}",
                          hint="drop them from the space's targets (see `slimkit list`)")
     for scheme in (s for s in space.quant_scheme if s and s != "none"):
-        why = []
-        for target in space.targets:
-            try:
-                check(scheme, target)
-                break
-            except SlimkitError as err:
-                why.append(err.message)
-        else:
-            raise UsageError(f"search space: quant_scheme {scheme} runs on none of its targets: {'; '.join(why)}",
+        why = _offered_nowhere(space.targets, scheme, None)
+        if why:
+            raise UsageError(f"search space: quant_scheme {scheme} runs on none of its targets: {why}",
                              hint="see `slimkit list` for the scheme x target matrix")
-    if "int8-static" in space.quant_scheme:
-        for calibration in space.calibration:
-            why = []
-            for target in space.targets:
-                try:
-                    check("int8-static", target, calibration)
-                    break
-                except SlimkitError as err:
-                    why.append(err.message)
-            else:
-                raise UsageError(f"search space: calibration {calibration} is offered on none of its targets: "
-                                 f"{'; '.join(why)}", hint="see `slimkit list` for what each runtime offers")
+    for calibration in space.calibration if "int8-static" in space.quant_scheme else ():
+        why = _offered_nowhere(space.targets, "int8-static", calibration)
+        if why:
+            raise UsageError(f"search space: calibration {calibration} is offered on none of its targets: {why}",
+                             hint="see `slimkit list` for what each runtime offers")
+
+
+def _offered_nowhere(targets: tuple[str, ...], scheme: str, calibration: str | None) -> str | None:
+    """Why ``scheme`` (with ``calibration``) runs on none of ``targets``; None when one offers it."""
+    from slimkit.techniques.quantize import check
+
+    why = []
+    for target in targets:
+        try:
+            check(scheme, target, calibration)
+            return None
+        except SlimkitError as err:
+            why.append(err.message)
+    return "; ".join(why)
 
 
 def _not_offered(recipe: Recipe) -> str | None:
