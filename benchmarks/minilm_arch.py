@@ -25,9 +25,9 @@ import torch
 from prune import ab_latency  # benchmarks/prune.py: the same interleaved timing
 
 from search import nncf_int8_alone  # benchmarks/search.py: the same "NNCF int8 alone"
-from slimkit.api._common import default_threads, fresh_dir
 from slimkit.core.task import run_model
 from slimkit.measure.env import cpu_info, int8_dot_saturates
+from slimkit.pipeline import default_threads, fresh_dir
 from slimkit.tasks import load_task
 from slimkit.techniques.prune import PruneConfig
 from slimkit.techniques.prune._apply import prune_model

@@ -34,9 +34,9 @@ from pathlib import Path
 import torch
 
 import slimkit
-from slimkit.api._common import default_threads, measure_entry
 from slimkit.core.task import run_model
 from slimkit.measure.latency import interleaved
+from slimkit.pipeline import default_threads, measure_entry
 from slimkit.report.schema import Entry, Report, load_report
 from slimkit.targets.openvino import OpenVino
 from slimkit.techniques.prune import PruneConfig, load_pruned

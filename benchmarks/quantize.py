@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from slimkit.api._common import default_threads, fresh_dir, measure_entry, measure_model
+from slimkit.pipeline import default_threads, fresh_dir, measure_entry, measure_model
 from slimkit.report.schema import Entry
 from slimkit.tasks import load_task
 from slimkit.techniques.quantize import QuantizeConfig, quantize_for_target

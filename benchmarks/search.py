@@ -37,8 +37,8 @@ import torch
 from prune import ab_latency  # benchmarks/prune.py: the same interleaved timing
 
 import slimkit
-from slimkit.api._common import default_threads, fresh_dir, measure_entry
 from slimkit.core.task import Task, run_model
+from slimkit.pipeline import default_threads, fresh_dir, measure_entry
 from slimkit.search import SearchSpace
 from slimkit.tasks import load_task
 
@@ -89,13 +89,16 @@ def nncf_int8_alone(task: Task, model: torch.nn.Module, folder: Path, threads: i
 
 def load_best(report: dict, out: Path, threads: int):  # noqa: ANN201
     """The search's best artifact, loaded on its target in the precision the search measured it in."""
-    from slimkit.targets import load_artifact
+    from slimkit.targets import get_target, load_artifact, manifest_for
 
     best = next(c for c in report["candidates"] if c["id"] == report["best"])
-    deployed = load_artifact(best["target"], out / best["artifact"], threads,
-                             best["details"].get("inference_precision"))
-    if deployed is None:
+    path = out / best["artifact"]
+    if best["target"] not in ("onnxruntime", "openvino"):
         raise SystemExit(f"best target {best['target']} is not re-timed by this script")
+    if manifest_for(path) is not None:
+        deployed = get_target(best["target"]).load(path.parent, threads)
+    else:  # a search run before artifacts had manifests: report.json says the precision
+        deployed = load_artifact(best["target"], path, threads, best["details"].get("inference_precision"))
     return best, deployed
 
 

@@ -12,11 +12,13 @@ from slimkit.api.benchmark import benchmark
 from slimkit.api.distill import distill
 from slimkit.api.prune import prune
 from slimkit.api.quantize import quantize
+from slimkit.api.run import run
 from slimkit.api.train import fit_task
 from slimkit.api.tune import tune
 from slimkit.core.data import Batches
 from slimkit.core.task import Metric, Task, accuracy, as_inputs
 from slimkit.errors import SlimkitError
+from slimkit.pipeline import Recipe, RunRecipe
 from slimkit.search import SearchSpace, optimize
 from slimkit.targets import get_target
 from slimkit.tasks import list_tasks, load_task
@@ -26,6 +28,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Batches",
     "Metric",
+    "Recipe",
+    "RunRecipe",
     "SearchSpace",
     "SlimkitError",
     "Task",
@@ -43,5 +47,6 @@ __all__ = [
     "optimize",
     "quantize",
     "report",
+    "run",
     "tune",
 ]

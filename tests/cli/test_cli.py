@@ -132,7 +132,7 @@ def test_bench_writes_report(tmp_path, capsys):
         lat = c["latency_ms"]
         assert lat["batch"] == 1 and lat["ci95"][0] <= lat["median"] <= lat["ci95"][1]
     assert any(s["target"] == "tensorrt" for s in report["skipped"])
-    assert (out / "report.md").exists() and (out / "recipe.json").exists()
+    assert (out / "report.md").exists() and (out / "recipe.yaml").exists()
     assert "<svg" in (out / "report.html").read_text()
     from slimkit.report.schema import load_report
 
@@ -215,13 +215,13 @@ def test_a_folder_with_files_slimkit_did_not_write_is_refused_and_kept(tmp_path,
 
 
 def test_a_failure_before_any_output_leaves_no_empty_folder(tmp_path, monkeypatch, capsys):
-    from slimkit.api import benchmark as bench_api
     from slimkit.errors import TaskError
+    from slimkit.pipeline import skeleton
 
     def broken(*_a, **_k):
         raise TaskError("the task could not be built")
 
-    monkeypatch.setattr(bench_api, "load_task", broken)
+    monkeypatch.setattr(skeleton, "load_task", broken)
     assert main(["bench", "--task", "digits-cnn", "--targets", "torch", "--out", str(tmp_path / "run")]) == 1
     assert not (tmp_path / "run").exists()
 

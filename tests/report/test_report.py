@@ -98,7 +98,7 @@ def test_more_threads_than_cores_is_flagged():
 
 def test_a_best_within_timing_noise_of_the_baseline_says_so():
     """A model identical to the baseline was "best" at 1.01x with overlapping intervals, without a word."""
-    from slimkit.api._common import finalize
+    from slimkit.pipeline import finalize
 
     report = _report({}, [_entry("same", 9.9, 99.0), _entry("fast", 2.0, 99.0, target="onnxruntime")])
     finalize(report, max_drop=1.0)

@@ -180,8 +180,8 @@ def test_trials_sharing_model_steps_reuse_them(tmp_path):
 
 def test_time_recipe_times_the_float_twin_without_scoring_it(tmp_path, monkeypatch):
     """The ladder's float reference: the cached model steps, one deployment, batch-1 timing only."""
-    from slimkit.core.recipe import Recipe
     from slimkit.measure import measure
+    from slimkit.pipeline.recipe import Recipe
     from slimkit.search import _trial
     from slimkit.tasks import load_task
     from slimkit.techniques.prune import PruneConfig
@@ -208,10 +208,10 @@ def test_space_carries_pruning_settings_into_the_recipe():
 
 
 def test_pruning_progress_reaches_the_search_log(tmp_path, monkeypatch):
-    from slimkit.search import SearchSpace, study
+    from slimkit.search import SearchSpace, _workers
 
     lines: list[str] = []
-    monkeypatch.setattr(study, "_log", lines.append)  # the trials' console log
+    monkeypatch.setattr(_workers, "_log", lines.append)  # the trials' console log
     space = SearchSpace(targets=("torch",), fuse=(False,), prune_ratio=(0.5,), recover_epochs=1)
     optimize("digits-cnn", space=space, trials=1, sampler="grid", out=tmp_path, quick=True, threads=1,
              progress=lambda _m: None)
@@ -281,7 +281,7 @@ def test_retiming_flags_a_table_whose_baseline_was_timed_on_a_busier_machine(tmp
 
 def test_a_steps_note_reaches_the_trials_notes(tmp_path):
     """Pruning's own note (here: round_to moved the asked removal) was kept in details only."""
-    from slimkit.core.recipe import Recipe
+    from slimkit.pipeline.recipe import Recipe
     from slimkit.search._trial import evaluate_recipe
     from slimkit.tasks import load_task
     from slimkit.techniques.prune import PruneConfig
@@ -294,7 +294,7 @@ def test_a_steps_note_reaches_the_trials_notes(tmp_path):
 
 def test_pruning_recovery_reports_each_epoch_and_the_pruner_can_stop_it(tmp_path):
     """--pruner used to change the objective only: no trial ever reported an intermediate value."""
-    from slimkit.core.recipe import Recipe
+    from slimkit.pipeline.recipe import Recipe
     from slimkit.search._trial import evaluate_recipe
     from slimkit.search.study import _early_stop
     from slimkit.tasks import load_task
@@ -370,7 +370,7 @@ def test_a_point_another_worker_is_measuring_is_waited_for_not_measured_twice():
 def _grid_settings(tmp_path, workers=2):
     space = SearchSpace(targets=("torch", "onnxruntime"), fuse=(False, True), quant_scheme=("none", "int8-static"),
                         prune_ratio=(0.0, 0.3, 0.5), recover_epochs=1)
-    return space, {"space": {k: list(v) if isinstance(v, tuple) else v for k, v in space.__dict__.items()},
+    return space, {"space": space.to_dict(),
                    "sampler": "grid", "pruner": "none", "seed": 0, "workers": workers,
                    "storage": f"sqlite:///{tmp_path / 'study.db'}"}
 

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimkit.core.config import config_from_dict
 from slimkit.core.data import Batches
 from slimkit.errors import UsageError
+from slimkit.plugins import config_from_dict
 from slimkit.techniques.distill import (
     Adapter,
     DistillConfig,

@@ -9,11 +9,11 @@ import torch
 from tests.conftest import TinyBert
 from torch import nn
 
-from slimkit.core.config import config_from_dict
 from slimkit.core.data import Batches
 from slimkit.core.task import Metric, Task, accuracy, run_model
 from slimkit.errors import UsageError
 from slimkit.measure.flops import count_macs, count_params
+from slimkit.plugins import config_from_dict
 from slimkit.techniques.prune import (
     PruneConfig,
     PruneError,

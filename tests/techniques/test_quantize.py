@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from tests.conftest import FAMILIES, make_tiny_task
 
-from slimkit.core.config import config_from_dict
 from slimkit.core.data import batch_of
 from slimkit.core.task import run_model
 from slimkit.errors import UsageError
 from slimkit.export.parity import compare
 from slimkit.measure.measure import evaluate_deployed
+from slimkit.plugins import config_from_dict
 from slimkit.techniques.quantize import SCHEMES, QuantizeConfig, check, matrix_rows, quantize_for_target, support
 
 MIN_COSINE = {"int8-dynamic": 0.98, "int8-static": 0.95, "int8-weight-only": 0.99, "int4-weight-only": 0.8,
@@ -401,9 +402,9 @@ def test_qat_per_tensor_deploys_per_tensor_weights(target: str, tmp_path: Path) 
 
 
 def test_never_slower_guard_uses_the_float_model_on_the_same_target() -> None:
-    from slimkit.api._common import finalize
     from slimkit.measure.latency import Latency
     from slimkit.measure.measure import Measurement
+    from slimkit.pipeline import finalize
     from slimkit.report.schema import Entry, Report
 
     def entry(eid: str, target: str, ms: float, ref: str | None = None) -> Entry:
@@ -436,8 +437,9 @@ def test_cli_quantize_writes_artifact_recipe_and_report(tmp_path: Path) -> None:
     assert q["size_bytes"] < 0.5 * report["candidates"][0]["size_bytes"]
     assert report["quantization"]["scheme"] == "int8-dynamic"
     assert (out / q["artifact"]).exists()
-    recipe = json.loads((out / "recipe.json").read_text())
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
     assert config_from_dict(recipe["steps"][0]) == QuantizeConfig("int8-dynamic", "onnxruntime")
+    assert recipe["targets"] == ["onnxruntime"] and recipe["command"] == "quantize"
 
 
 def test_cli_unsupported_combination_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -450,13 +452,12 @@ def test_cli_unsupported_combination_exits_2(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_recipe_step_quantizes_for_the_recipe_target(tmp_path: Path) -> None:
-    from slimkit.core.recipe import Recipe, RecipeState, run_recipe
-    from slimkit.techniques import import_all
+    from slimkit.core.technique import StepState
+    from slimkit.pipeline import Recipe, apply_steps
 
-    import_all()  # registers the step runners (slimkit.techniques._steps)
     task = make_tiny_task("mlp")
     step = config_from_dict({"type": "quantize", "data": {"scheme": "int8-static", "samples": 8}})
-    state = run_recipe(RecipeState(task, task.build_model(), "onnxruntime", tmp_path, 1),
+    state = apply_steps(StepState(task, task.build_model(), "onnxruntime", tmp_path, 1),
                        Recipe((step,), "onnxruntime"))
     assert state.deployed.target == "onnxruntime" and state.info["quantize"]["scheme"] == "int8-static"
 

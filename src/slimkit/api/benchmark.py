@@ -7,26 +7,18 @@ from pathlib import Path
 
 from torch import nn
 
-from slimkit.api._common import (
+from slimkit.core.task import Task
+from slimkit.pipeline import (
     Progress,
+    Recipe,
     check_budgets,
     check_targets,
     check_threads,
-    claim_out,
-    command_line,
-    default_threads,
-    drop_stale_artifacts,
-    finalize,
-    fresh_dir,
-    measure_model,
     refusal_leaves_no_folder,
     target_names,
 )
-from slimkit.core.files import atomic_write_json
-from slimkit.core.task import Task
-from slimkit.measure.env import environment
+from slimkit.pipeline.skeleton import Run
 from slimkit.report.schema import Report
-from slimkit.tasks import load_task
 
 DEFAULT_TARGETS = ("torch", "onnxruntime", "openvino")
 
@@ -46,7 +38,7 @@ def benchmark(
 ) -> Report:
     """Measure a task's model on each target; the baseline is always torch eager.
 
-    Writes ``out/report.json``, ``out/report.md`` and each target's artifact under
+    Writes ``out/report.json``, ``out/report.md``, ``out/recipe.yaml`` and each target's artifact under
     ``out/artifacts/<target>/``. Unavailable targets are skipped and listed in the report.
 
     Example:
@@ -57,35 +49,8 @@ def benchmark(
     """
     check_threads(threads)
     targets = target_names(targets)
-    threads = threads or default_threads()
-    say = progress or (lambda _msg: None)
-    status = check_targets(targets)  # unknown names fail here, before any work
+    check_targets(targets)  # unknown names fail here, before any work
     check_budgets(max_drop=max_drop)
-    out_dir = claim_out(out, "bench")
-    task_obj = load_task(task, seed=seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    base_model = model if model is not None else task_obj.build_model()
-    max_drop = task_obj.tolerance if max_drop is None else max_drop
-
-    say(f"measuring the baseline (torch eager, {threads} threads)")
-    baseline = measure_model(base_model, task_obj, "torch", fresh_dir(out_dir / "artifacts" / "torch"),
-                             threads, entry_id="baseline", recipe=[], quick=quick, out=out_dir)
-    report = Report(task_obj.name, command_line("benchmark"), environment(threads), baseline)
-    for name, why_not in status:
-        if name == "torch":
-            continue
-        if why_not is not None:
-            say(f"skipping {name}: {why_not}")
-            report.skipped.append({"target": name, "reason": why_not})
-            continue
-        say(f"exporting and measuring on {name}")
-        report.candidates.append(measure_model(
-            base_model, task_obj, name, fresh_dir(out_dir / "artifacts" / name), threads,
-            entry_id=name, recipe=[], quick=quick, out=out_dir))
-    finalize(report, max_drop)
-    atomic_write_json(out_dir / "recipe.json", {"command": "bench", "task": task_obj.name,
-                                                "targets": list(targets), "threads": threads,
-                                                "max_drop": max_drop, "seed": seed, "steps": []})
-    drop_stale_artifacts(report, out_dir)
-    report.write(out_dir)
-    return report
+    run = Run.open("bench", task, out, threads=threads, quick=quick, seed=seed, progress=progress)
+    run.recipe(Recipe(), targets, model=model)
+    return run.finish(run.task.tolerance if max_drop is None else max_drop)

@@ -9,24 +9,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit.api._common import (
-    Progress,
-    check_threads,
-    claim_out,
-    command_line,
-    default_threads,
-    drop_stale_artifacts,
-    finalize,
-    fresh_dir,
-    measure_model,
-    refusal_leaves_no_folder,
-)
 from slimkit.api.train import fresh_model
 from slimkit.core.data import Batches
 from slimkit.core.files import atomic_path, atomic_write_json
 from slimkit.core.task import Task
 from slimkit.errors import TaskError, UsageError
-from slimkit.measure.env import environment
+from slimkit.pipeline import (
+    Progress,
+    Run,
+    check_threads,
+    refusal_leaves_no_folder,
+)
 from slimkit.report.schema import Report
 from slimkit.tasks import load_task
 from slimkit.techniques.distill import DistillConfig, distill_model
@@ -96,12 +89,9 @@ def distill(
         raise UsageError(f"label fraction {label_fraction} has no effect with alpha 1 (soft targets only) and no "
                          "student-alone run", hint="lower alpha so the labels count, or keep the alone run")
     check_threads(threads)
-    threads = threads or default_threads()
-    torch.set_num_threads(threads)
-    say = progress or (lambda _msg: None)
-    out_dir = claim_out(out, "distill")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    teacher_task = load_task(task, seed=seed)
+    run = Run.open("distill", task, out, threads=threads, quick=quick, seed=seed, progress=progress)
+    torch.set_num_threads(run.threads)
+    say, out_dir, teacher_task = run.say, run.out, run.task
     teacher = teacher_task.build_model()
     student_model, student_task = resolve_student(student, teacher_task, seed)
     init = copy.deepcopy(student_model.state_dict())
@@ -140,17 +130,14 @@ def distill(
 
         save_file({k: v.detach().contiguous() for k, v in result.student.state_dict().items()}, str(tmp))
     atomic_write_json(out_dir / "distill.json", summary)
-    say(f"measuring the teacher (torch eager, {threads} threads)")
-    baseline = measure_model(teacher, teacher_task, "torch", fresh_dir(out_dir / "artifacts" / "teacher"), threads,
-                             entry_id="baseline", recipe=[], quick=quick, out=out_dir)
-    report = Report(teacher_task.name, command_line("distill"), environment(threads), baseline)
+    run.measure_baseline(teacher, folder="teacher")
     for name, model in models.items():
         say(f"measuring the {name} student")
         recipe = [cfg.to_dict()] if name == "distilled" else [{"type": "train", "version": 1,
                                                               "data": {"labelled": labelled}}]
-        report.candidates.append(measure_model(model, student_task, "torch", fresh_dir(out_dir / "artifacts" / name),
-                                               threads, entry_id=name, recipe=recipe, quick=quick, out=out_dir))
-    finalize(report, teacher_task.tolerance if max_drop is None else max_drop)
-    drop_stale_artifacts(report, out_dir)
-    report.write(out_dir)
-    return report
+        run.measure(model, "torch", name, recipe, task=student_task)
+    run.steps, run.targets = [cfg.to_dict()], ["torch"]
+    student_name = student if isinstance(student, str) else None
+    return run.finish(teacher_task.tolerance if max_drop is None else max_drop,
+                      record={"student": student_name, "label_fraction": label_fraction, "alone": alone,
+                              "precision": precision})

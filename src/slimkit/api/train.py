@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit.api._common import claim_out, refusal_leaves_no_folder
 from slimkit.core.files import atomic_path, atomic_write_json, atomic_write_text
 from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError
+from slimkit.pipeline import claim_out, refusal_leaves_no_folder
 from slimkit.tasks import load_task
 from slimkit.tasks._loader import task_key
 from slimkit.train import checkpoint as ckpt
@@ -224,7 +224,7 @@ def _launch(nproc: int, task: str | Task, out: Path, kwargs: dict[str, Any]) -> 
                          hint="each process loads the task itself; a Task object cannot be passed to it")
     spec = json.dumps({"task": task, "out": str(out), **kwargs})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "slimkit.train._worker", spec]
+           "-m", "slimkit.api._train_worker", spec]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     # A session of its own: a terminal's Ctrl-C reaches only this process (no traceback from every
     # rank), and stopping this process for any reason (Ctrl-C, SIGTERM) stops torchrun and its

@@ -26,11 +26,11 @@ import torch
 from torch import nn
 
 from slimkit._optional import require
-from slimkit.api._common import check_threads, claim_out, refusal_leaves_no_folder
 from slimkit.core.data import Batches
 from slimkit.core.files import atomic_write_json, atomic_write_text, read_mapping
 from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError
+from slimkit.pipeline import check_threads, claim_out, refusal_leaves_no_folder
 from slimkit.search.study import PRUNERS, SAMPLERS, _pruner
 from slimkit.tasks import load_task
 from slimkit.train.engine import TrainConfig, evaluate_torch, fit

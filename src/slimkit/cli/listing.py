@@ -11,11 +11,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
+    from slimkit.plugins import availability, broken
+    from slimkit.plugins import techniques as registered
     from slimkit.targets import TARGETS
     from slimkit.tasks import list_tasks
-    from slimkit.techniques import list_techniques
     from slimkit.ui import out
 
     tasks = Table(title="tasks", title_justify="left")
@@ -29,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
     techniques = Table(title="techniques", title_justify="left")
     for col in ("name", "available", "description"):
         techniques.add_column(col)
-    for name, ok, desc in list_techniques():
-        techniques.add_row(name, "[green]yes[/]" if ok is True else f"[red]no[/]: {ok}", desc)
+    for name, tech in registered().items():
+        why_not = availability(tech)
+        techniques.add_row(name, "[green]yes[/]" if why_not is None else f"[red]no[/]: {why_not}", tech.description)
     out.print(techniques)
 
     _print_quantization_matrix(out)
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         status = f"[green]yes[/] ({avail.reason})" if avail.ok else f"[red]no[/]: {avail.reason}"
         targets.add_row(name, status, target.description)
     out.print(targets)
+    for name, why in broken().items():
+        out.print(f"[red]plug-in {escape(name)} could not be loaded[/]: {escape(why)}")
     return 0
 
 

@@ -1,8 +1,8 @@
 """Technique configs as data: frozen dataclasses with a versioned JSON form.
 
-Every technique's config subclasses :class:`StepConfig`, sets ``TYPE`` and ``VERSION``,
-and registers itself with :func:`register_config`. A recipe step is then
-``{"type": ..., "version": ..., "data": {...}}`` and :func:`config_from_dict` reads any of them.
+Every technique's config subclasses :class:`StepConfig` and sets ``TYPE`` and ``VERSION``. A recipe
+step is then ``{"type": ..., "version": ..., "data": {...}}``; ``slimkit.plugins.config_from_dict``
+reads any registered technique's (the core does not know which techniques exist).
 """
 
 from __future__ import annotations
@@ -16,15 +16,6 @@ from typing import Any, ClassVar, TypeVar
 from slimkit.errors import UsageError
 
 C = TypeVar("C", bound="StepConfig")
-_CONFIGS: dict[str, type[StepConfig]] = {}
-
-
-def register_config(cls: type[C]) -> type[C]:
-    """Class decorator: make ``cls`` readable by :func:`config_from_dict`."""
-    if cls.TYPE in _CONFIGS and _CONFIGS[cls.TYPE] is not cls:
-        raise ValueError(f"config type '{cls.TYPE}' registered twice")
-    _CONFIGS[cls.TYPE] = cls
-    return cls
 
 
 def _check_type(owner: str, name: str, value: Any, annotation: Any) -> None:
@@ -62,14 +53,13 @@ class StepConfig:
     """Base of every technique config.
 
     Example:
-        >>> @register_config
-        ... @dataclasses.dataclass(frozen=True)
+        >>> @dataclasses.dataclass(frozen=True)
         ... class Demo(StepConfig):
         ...     TYPE: ClassVar[str] = "demo"
         ...     ratio: float = 0.5
         >>> Demo(ratio=0.3).to_dict()
         {'type': 'demo', 'version': 1, 'data': {'ratio': 0.3}}
-        >>> config_from_dict({"type": "demo", "version": 1, "data": {"ratio": 0.3}})
+        >>> Demo.from_dict({"type": "demo", "version": 1, "data": {"ratio": 0.3}})
         Demo(ratio=0.3)
     """
 
@@ -108,16 +98,3 @@ class StepConfig:
             raise UsageError(f"{cls.TYPE} config: unknown field(s) {', '.join(unknown)}",
                              hint=f"known fields: {', '.join(sorted(known))}")
         return cls(**dict(data))
-
-
-def config_from_dict(raw: Mapping[str, Any]) -> StepConfig:
-    """Read any registered step config from its JSON form."""
-    kind = raw.get("type") if isinstance(raw, Mapping) else None
-    if kind not in _CONFIGS:
-        # Technique packages register their configs on import; load them before giving up.
-        from slimkit.techniques import import_all
-
-        import_all()
-    if kind not in _CONFIGS:
-        raise UsageError(f"unknown recipe step type {kind!r}", hint=f"known: {', '.join(sorted(_CONFIGS))}")
-    return _CONFIGS[kind].from_dict(raw)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -12,7 +12,9 @@ from slimkit.core.task import Task
 from slimkit.measure.latency import Latency, time_callable
 from slimkit.measure.load import OtherLoad
 from slimkit.measure.memory import PeakMemory
-from slimkit.targets.base import Deployed
+
+if TYPE_CHECKING:  # measure is below targets: a target's loader times itself with measure.latency
+    from slimkit.targets.base import Deployed
 
 
 @dataclass

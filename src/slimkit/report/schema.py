@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slimkit.core.files import atomic_write_json, atomic_write_text
 from slimkit.measure.measure import Measurement
 
 SCHEMA_VERSION = 1
@@ -125,18 +124,6 @@ class Report:
         return cls(d["task"], d["command"], d["environment"], Entry.from_dict(d["baseline"]),
                    [Entry.from_dict(c) for c in d.get("candidates", [])], d.get("best"), d.get("constraints", {}),
                    d.get("skipped", []), {k: v for k, v in d.items() if k not in known}, d.get("created", ""))
-
-    def write(self, out: str | Path) -> Path:
-        """Write report.json, report.md and report.html into ``out`` (each atomically)."""
-        from slimkit.report.html import to_html
-        from slimkit.report.markdown import to_markdown
-
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "report.json", self.to_dict())
-        atomic_write_text(out / "report.md", to_markdown(self))
-        atomic_write_text(out / "report.html", to_html(self))
-        return out / "report.json"
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

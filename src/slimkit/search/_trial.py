@@ -12,31 +12,24 @@ from typing import Any
 
 from torch import nn
 
-from slimkit.api._common import measure_entry, measure_model
-from slimkit.core.recipe import Recipe, RecipeState, run_recipe
 from slimkit.core.task import Task
+from slimkit.core.technique import StepState
 from slimkit.measure.measure import batch1_latency
+from slimkit.pipeline import Recipe, apply_steps, measure_entry, measure_model
+from slimkit.pipeline.skeleton import note_steps
 from slimkit.report.schema import Entry
 from slimkit.targets import get_target
 
-# Steps that only change the torch model. Trials that share them (pruned float vs pruned + int8,
-# or the ladder's rungs after one pruning) reuse the result instead of pruning and recovering
-# again: for MiniLM that recovery is the most expensive part of a trial.
-_MODEL_STEPS = ("fuse", "prune", "distill")
+# Steps that only change the torch model (Technique.changes_model): trials that share them (pruned
+# float vs pruned + int8, or the ladder's rungs after one pruning) reuse the result instead of
+# pruning and recovering again: for MiniLM that recovery is the most expensive part of a trial.
 _CACHE_SIZE = 4
 # key -> (the task the result belongs to, model, step info); the task is held weakly and checked on
 # a hit, so two tasks of the same name (another seed, another user file) never share a result.
 _prefix_cache: OrderedDict[str, tuple[weakref.ref, nn.Module, dict[str, Any]]] = OrderedDict()
 
 
-def _prefix(recipe: Recipe) -> tuple[Recipe, Recipe]:
-    n = 0
-    while n < len(recipe.steps) and recipe.steps[n].TYPE in _MODEL_STEPS:
-        n += 1
-    return Recipe(recipe.steps[:n], recipe.target), Recipe(recipe.steps[n:], recipe.target)
-
-
-def _model_steps(state: RecipeState, prefix: Recipe, key: str) -> RecipeState:
+def _model_steps(state: StepState, prefix: Recipe, key: str) -> StepState:
     """Run the model-changing steps, or take their result from this process's cache."""
     if not prefix.steps:
         return state
@@ -47,7 +40,7 @@ def _model_steps(state: RecipeState, prefix: Recipe, key: str) -> RecipeState:
         state.info.update(copy.deepcopy(hit[2]))
         state.info["reused_model_steps"] = True
         return state
-    state = run_recipe(state, prefix)
+    state = apply_steps(state, prefix)
     _prefix_cache[key] = (weakref.ref(state.task), copy.deepcopy(state.model), copy.deepcopy(state.info))
     while len(_prefix_cache) > _CACHE_SIZE:
         _prefix_cache.popitem(last=False)
@@ -56,15 +49,15 @@ def _model_steps(state: RecipeState, prefix: Recipe, key: str) -> RecipeState:
 
 def _run(task: Task, recipe: Recipe, workdir: Path, threads: int, metric_floor: float | None,
          progress: Callable[[str], None] | None,
-         on_validation: Callable[[int, float, float], None] | None = None) -> RecipeState:
-    state = RecipeState(task, task.build_model(), recipe.target, workdir, threads, progress=progress,
-                        on_validation=on_validation)
+         on_validation: Callable[[int, float, float], None] | None = None) -> StepState:
+    state = StepState(task, task.build_model(), recipe.target, workdir, threads, progress=progress,
+                      on_validation=on_validation)
     if metric_floor is not None:
         state.info["metric_floor"] = metric_floor
-    prefix, rest = _prefix(recipe)
+    prefix, rest = recipe.split()
     key = json.dumps([task.name, id(task), metric_floor, prefix.to_dict()["steps"]], sort_keys=True, default=str)
     state = _model_steps(state, prefix, key)
-    return run_recipe(state, rest)
+    return apply_steps(state, rest)
 
 
 def time_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, quick: bool = False,
@@ -89,7 +82,7 @@ def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, 
 
     ``metric_floor`` lets recovery steps stop once the metric is back within budget;
     ``progress`` receives the long steps' progress lines (e.g. pruning recovery epochs);
-    ``on_validation`` each recovery epoch's score (see ``RecipeState.on_validation``).
+    ``on_validation`` each recovery epoch's score (see ``StepState.on_validation``).
     """
     state = _run(task, recipe, workdir, threads, metric_floor, progress, on_validation)
     steps = recipe.to_dict()["steps"]
@@ -99,10 +92,5 @@ def evaluate_recipe(task: Task, recipe: Recipe, workdir: Path, threads: int, *, 
     else:
         entry = measure_entry(state.deployed, task, state.model, entry_id=entry_id, recipe=steps,
                               quick=quick, out=out)
-    steps_info = {k: v for k, v in state.info.items() if k != "metric_floor"}
-    if steps_info:
-        entry.measurement.details["steps"] = steps_info
-    # What a step says about itself (a pruning fallback, rounding that moved the ratio) belongs
-    # beside the trial in every report, not only in its details.
-    entry.notes += [info["note"] for info in steps_info.values() if isinstance(info, dict) and info.get("note")]
+    note_steps(entry, state.info)
     return entry

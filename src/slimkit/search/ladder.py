@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from slimkit.api._common import meets_floor
-from slimkit.core.recipe import Recipe
 from slimkit.errors import UsageError
+from slimkit.pipeline import meets_floor
+from slimkit.pipeline.recipe import Recipe
 
 RUNGS = ("ptq", "mixed", "qat", "distill")
 
@@ -89,7 +89,7 @@ def climb(recipe: Recipe, evaluate: Callable[[Recipe, str], float], floor: float
     and miss the floor again. Without a success, the last rung tried is returned with the history.
 
     Example:
-        >>> from slimkit.core.config import config_from_dict
+        >>> from slimkit.plugins import config_from_dict
         >>> q = config_from_dict({"type": "quantize", "data": {"scheme": "int8-static", "target": "openvino"}})
         >>> asked = {}
         >>> def evaluate(recipe, name):

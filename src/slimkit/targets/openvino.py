@@ -9,28 +9,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from slimkit._optional import available, require
 from slimkit.core.data import Inputs
-from slimkit.errors import ExportError
+from slimkit.errors import ExportError, UsageError
 from slimkit.export.onnx import export_onnx
 from slimkit.export.openvino import onnx_to_openvino, torch_to_openvino
 from slimkit.measure.latency import time_callable
 from slimkit.targets.base import Availability, Deployed, Target
+from slimkit.targets.manifest import describe_if_new
+
+PRECISIONS = ("f32", "bf16", "f16")  # OpenVINO's names for the CPU's inference precisions
 
 
 @dataclass
 class OvDeployed(Deployed):
+    runtime: ClassVar[str | None] = "openvino"
+
     compiled: Any = None
 
     def _run(self, inputs: Inputs) -> torch.Tensor:
         feed = {n: inputs[n].numpy() for n in self.input_shapes}
         result = self.compiled(feed)
         return torch.from_numpy(result[self.compiled.outputs[0]].copy()).float()
+
+    def precision(self) -> str:
+        """The inference precision the IR was compiled for (chosen by measurement, or asked)."""
+        return str(self.details.get("inference_precision", "f32"))
+
+
+def _dtype(port: Any) -> str:
+    try:
+        return str(port.get_element_type().to_dtype().name)
+    except Exception:  # noqa: BLE001 - types numpy lacks (bf16) keep OpenVINO's own name
+        return str(port.get_element_type().get_type_name())
 
 
 def _compile(core: Any, model: Any, precision: str, threads: int) -> Any:
@@ -48,8 +64,13 @@ def _time_ms(compiled: Any, feed: dict[str, Any], runs: int = 30) -> float:
 
 
 def load_ir(xml: Path, threads: int, example_inputs: Inputs | None = None,
-            precisions: tuple[str, ...] | None = None, name: str = "openvino") -> OvDeployed:
-    """Load an IR (float or NNCF-quantized), picking the fastest inference precision measured."""
+            precisions: tuple[str, ...] | None = None, name: str = "openvino", *,
+            describe: bool = True) -> OvDeployed:
+    """Load an IR (float or NNCF-quantized), picking the fastest inference precision measured.
+
+    With ``describe``, a ``model.xml`` that no ``manifest.json`` describes yet gets one, recording
+    the precision chosen (the way a quantizer's artifact is described); loading back passes False.
+    """
     ov = require("openvino", "the openvino target")
     core = ov.Core()
     model = core.read_model(str(xml))
@@ -57,14 +78,24 @@ def load_ir(xml: Path, threads: int, example_inputs: Inputs | None = None,
     supported = tuple(p for p, cap in (("f32", "FP32"), ("bf16", "BF16"), ("f16", "FP16")) if cap in caps)
     # A precision the CPU lacks compiles but runs as f32: never record it as the one used.
     options = tuple(p for p in (precisions or supported) if p in supported) or ("f32",)
-    shapes = {}
+    shapes, dtypes = {}, {}
     for port in model.inputs:
         ps = port.get_partial_shape()
         shapes[port.get_any_name()] = [d.get_length() if d.is_static else None for d in ps]
+        dtypes[port.get_any_name()] = _dtype(port)
     timings: dict[str, float | None] = {}
+    failed: dict[str, str] = {}
     best, best_ms = None, float("inf")
-    for precision in options:
-        compiled = _compile(core, model, precision, threads)
+    for i, precision in enumerate(options):
+        try:
+            compiled = _compile(core, model, precision, threads)
+        except RuntimeError as err:
+            # The CPU plugin can refuse a precision for a graph (an int8 model with float layers
+            # compiled in f16 mixed f16 and f32 inputs of one MatMul): try the next one instead.
+            if i == len(options) - 1 and best is None:
+                raise
+            failed[precision] = str(err).strip().splitlines()[-1][:300]
+            continue
         if example_inputs is None or len(options) == 1:
             best = compiled
             timings[precision] = None  # the only option: not timed
@@ -74,13 +105,19 @@ def load_ir(xml: Path, threads: int, example_inputs: Inputs | None = None,
         if ms < best_ms:
             best, best_ms = compiled, ms
     chosen = min(timings, key=lambda p: timings[p] or 0.0)
-    details = {"threads": threads, "inference_precision": chosen, "precision_timings_ms": timings}
-    return OvDeployed(name, Path(xml), shapes, details, compiled=best)
+    details: dict[str, Any] = {"threads": threads, "inference_precision": chosen, "precision_timings_ms": timings}
+    if failed:
+        details["precision_failed"] = failed
+    deployed = OvDeployed(name, Path(xml), shapes, details, input_dtypes=dtypes, compiled=best)
+    if describe:
+        describe_if_new(deployed)
+    return deployed
 
 
 class OpenVino(Target):
     name = "openvino"
     description = "OpenVINO CPU plugin; inference precision chosen by measurement"
+    formats = (".xml", ".onnx")  # OpenVINO reads ONNX files directly too
 
     def __init__(self, precisions: tuple[str, ...] | None = None) -> None:
         self.precisions = precisions
@@ -100,6 +137,19 @@ class OpenVino(Target):
             export_onnx(model, example_inputs, onnx_path, check=False)
             parity = onnx_to_openvino(onnx_path, xml, model, example_inputs)
             route = "torch->onnx->openvino"
-        deployed = load_ir(xml, threads, example_inputs, self.precisions, self.name)
+        # deploy() writes the manifest, with the precision chosen here.
+        deployed = load_ir(xml, threads, example_inputs, self.precisions, self.name, describe=False)
         deployed.details.update({"export_route": route, "export_parity": parity.to_dict() if parity else None})
         return deployed
+
+    def _load(self, path: Path, manifest: dict[str, Any], threads: int, precision: str | None) -> Deployed:
+        """In ``precision``, else the manifest's (an ONNX Runtime artifact's "fp32" or "int8": f32).
+
+        A precision this CPU lacks runs as f32, and ``details["inference_precision"]`` says so.
+        """
+        if precision is not None and precision not in PRECISIONS:
+            raise UsageError(f"unknown OpenVINO inference precision '{precision}'",
+                             hint=f"choose one of {', '.join(PRECISIONS)}, or leave it unset for the manifest's")
+        recorded = manifest.get("precision")
+        chosen = precision or (recorded if recorded in PRECISIONS else "f32")
+        return load_ir(path, threads, None, (chosen,), self.name, describe=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -14,6 +15,8 @@ from slimkit.targets.torch_eager import TorchDeployed, save_state
 
 
 class _CudaDeployed(TorchDeployed):
+    runtime: ClassVar[str | None] = "torch-tensorrt"
+
     def _run(self, inputs: Inputs) -> torch.Tensor:
         out = super()._run({k: v.cuda() for k, v in inputs.items()})
         return out.cpu()
@@ -22,6 +25,8 @@ class _CudaDeployed(TorchDeployed):
 class TensorRT(Target):
     name = "tensorrt"
     description = "NVIDIA TensorRT through Torch-TensorRT (needs a CUDA GPU)"
+    formats = (".safetensors",)
+    needs_model = True
 
     def availability(self) -> Availability:
         if not torch.cuda.is_available():

@@ -16,6 +16,8 @@ from slimkit.targets.torch_eager import TorchDeployed, save_state
 class TorchCompile(Target):
     name = "torch-compile"
     description = "torch.compile with the Inductor backend (compiles on first run)"
+    formats = (".safetensors",)
+    needs_model = True
 
     def availability(self) -> Availability:
         # Inductor on CPU generates C++; without a compiler it cannot build kernels.

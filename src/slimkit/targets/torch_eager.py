@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -11,17 +12,31 @@ from torch import nn
 from slimkit.core.data import Inputs
 from slimkit.core.files import atomic_path
 from slimkit.core.task import run_model
-from slimkit.targets.base import Availability, Deployed, Target, dynamic_shapes
+from slimkit.targets.base import Availability, Deployed, Target, dtype_name, dynamic_shapes
+
+_PRECISION = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
 
 
 @dataclass
 class TorchDeployed(Deployed):
+    runtime: ClassVar[str | None] = "torch"
+
     model: nn.Module | None = None
 
     @torch.inference_mode()
     def _run(self, inputs: Inputs) -> torch.Tensor:
         assert self.model is not None
         return run_model(self.model, inputs).float()
+
+    def precision(self) -> str:
+        """A quantization scheme where one was applied, else the dtype most weights are in."""
+        if self.details.get("scheme"):
+            return str(self.details["scheme"])
+        counts: dict[torch.dtype, int] = {}
+        for p in self.model.parameters() if self.model is not None else ():
+            counts[p.dtype] = counts.get(p.dtype, 0) + p.numel()
+        dtype = max(counts, key=lambda d: counts[d]) if counts else torch.float32
+        return _PRECISION.get(dtype, dtype_name(dtype))
 
 
 def save_state(model: nn.Module, path: Path) -> Path:
@@ -40,6 +55,8 @@ def save_state(model: nn.Module, path: Path) -> Path:
 class TorchEager(Target):
     name = "torch"
     description = "PyTorch eager mode, fp32 (the baseline)"
+    formats = (".safetensors",)
+    needs_model = True
 
     def availability(self) -> Availability:
         return Availability(True, torch.__version__)

@@ -18,9 +18,11 @@ from slimkit.techniques.distill._config import DistillConfig
 from slimkit.techniques.distill._distiller import Distiller, paired_batches
 from slimkit.techniques.distill._features import Adapter, auto_pairs, candidate_layers
 from slimkit.techniques.distill._run import DistillResult, distill_model
+from slimkit.techniques.distill._step import TECHNIQUE
 from slimkit.train.losses import attention_loss, feature_loss, kd_loss
 
 __all__ = [
+    "TECHNIQUE",
     "Adapter",
     "DistillConfig",
     "DistillResult",

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from slimkit.core.config import StepConfig, register_config
+from slimkit.core.config import StepConfig
 from slimkit.errors import UsageError
 
 
-@register_config
 @dataclass(frozen=True)
 class DistillConfig(StepConfig):
     """Knowledge distillation from a teacher into a student.

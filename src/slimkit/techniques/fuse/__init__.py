@@ -17,9 +17,11 @@ Example:
 from slimkit.techniques.fuse._config import FuseConfig
 from slimkit.techniques.fuse._onnx import OnnxOptResult, optimize_onnx
 from slimkit.techniques.fuse._pairs import Rejected
+from slimkit.techniques.fuse._step import TECHNIQUE
 from slimkit.techniques.fuse._torch import FusedPair, FuseResult, fuse_torch
 
 __all__ = [
+    "TECHNIQUE",
     "FuseConfig",
     "FuseResult",
     "FusedPair",
@@ -29,18 +31,3 @@ __all__ = [
     "optimize_onnx",
 ]
 
-
-def _run_fuse(state, config):  # type: ignore[no-untyped-def]
-    """Recipe step: fold BatchNorms into the torch model (exact, checked)."""
-    state.model, result = fuse_torch(state.model, state.task.example_inputs, config)
-    state.info["fuse"] = {"fused": len(result.fused)}
-    return state
-
-
-def _register() -> None:
-    from slimkit.core.recipe import register_step
-
-    register_step(FuseConfig.TYPE, _run_fuse)
-
-
-_register()

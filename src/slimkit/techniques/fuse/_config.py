@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from slimkit.core.config import StepConfig, register_config
+from slimkit.core.config import StepConfig
 
 
-@register_config
 @dataclass(frozen=True)
 class FuseConfig(StepConfig):
     """Which exact fusions :func:`fuse_torch` applies.

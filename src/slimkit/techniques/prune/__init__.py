@@ -21,11 +21,13 @@ from slimkit.techniques.prune._apply import PruneResult, prune_model
 from slimkit.techniques.prune._config import PruneConfig
 from slimkit.techniques.prune._errors import PruneError
 from slimkit.techniques.prune._sensitivity import Sensitivity, analyse, choose_ratios
+from slimkit.techniques.prune._step import TECHNIQUE
 from slimkit.techniques.prune._storage import load_pruned, read_state, save_pruned
 from slimkit.techniques.prune._structured import StructuredResult, prune_structured
 from slimkit.techniques.prune._unstructured import cubic_sparsity, magnitude_masks, nm_mask, sparsity_table
 
 __all__ = [
+    "TECHNIQUE",
     "PruneConfig",
     "PruneError",
     "PruneResult",

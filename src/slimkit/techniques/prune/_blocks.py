@@ -36,10 +36,10 @@ from torch import nn
 from slimkit.core.data import Batch, Inputs
 from slimkit.core.task import LossFn, run_model
 from slimkit.techniques.prune._config import PruneConfig
+from slimkit.techniques.prune._counts import _counts
 from slimkit.techniques.prune._errors import PruneError
 from slimkit.techniques.prune._graph import ignored_layers
 from slimkit.techniques.prune._importance import accumulate_gradients, row_scores
-from slimkit.techniques.prune._transformer import _counts
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _BATCHNORM: dict[type[nn.Module], type[nn.Module]] = {

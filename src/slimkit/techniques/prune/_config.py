@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from slimkit.core.config import StepConfig, register_config
+from slimkit.core.config import StepConfig
 from slimkit.errors import UsageError
 
 CRITERIA = ("l1", "l2", "taylor", "bn_scale", "activation")
 
 
-@register_config
 @dataclass(frozen=True)
 class PruneConfig(StepConfig):
     """How to prune, and how to recover afterwards.

@@ -16,7 +16,9 @@ from torch import nn
 
 from slimkit.core.data import Batch
 from slimkit.core.task import run_model
+from slimkit.techniques.prune._blocks import shrink_in, shrink_out
 from slimkit.techniques.prune._config import PruneConfig
+from slimkit.techniques.prune._counts import _counts
 from slimkit.techniques.prune._errors import PruneError
 from slimkit.techniques.prune._importance import row_scores
 
@@ -108,42 +110,11 @@ def activation_scores(model: nn.Module, layers: list[tuple[str, nn.Module]], dat
     return heads, ffn
 
 
-def _counts(scores: list[torch.Tensor], ratio: float, scope: str, multiple: int,
-            comparable: bool = False) -> list[int]:
-    """How many units each layer keeps: uniform = the same fraction everywhere, global = one
-    ranking across layers (at least ``multiple`` kept per layer). Global ranks ``comparable``
-    scores as they are, others (weight magnitudes, whose scale differs by layer) as fractions
-    of their layer's total; its counts round down to ``multiple`` so at least ``ratio`` goes."""
-    if scope == "global":
-        normed = scores if comparable else [s / s.sum().clamp(min=1e-12) for s in scores]
-        flat = torch.cat(normed)
-        n_remove = int(round(ratio * flat.numel()))
-        threshold = flat.sort().values[n_remove - 1] if n_remove else -1.0
-        counts = [min(len(s), max(multiple, int((s > threshold).sum()) // multiple * multiple)) for s in normed]
-        # The per-layer minimum can keep more than allowed: take the weakest block of `multiple`.
-        ranked = [s.sort(descending=True).values for s in normed]
-        while sum(counts) > flat.numel() - n_remove:
-            costs = [(float(r[c - multiple:c].sum()), i) for i, (r, c) in enumerate(zip(ranked, counts, strict=True))
-                     if c > multiple]
-            if not costs:
-                break
-            counts[min(costs)[1]] -= multiple
-        return counts
-    counts = [len(s) - int(round(ratio * len(s))) for s in scores]
-    out = []
-    for c, s in zip(counts, scores, strict=True):
-        c = max(multiple, -(-c // multiple) * multiple) if multiple > 1 else max(1, c)
-        out.append(min(c, len(s)))
-    return out
-
-
 def prune_bert(model: nn.Module, cfg: PruneConfig, ratios: dict[str, float] | None = None,
                data: Iterable[Batch] | None = None) -> dict[str, list[int]]:
     """Prune heads and FFN neurons of every BERT layer in place; returns per-layer
     ``[heads before, heads after, ffn before, ffn after]``. The ``activation`` criterion
     reads ``cfg.calibration_batches`` batches of ``data``."""
-    # Imported here: _blocks uses this module's _counts, so a top-level import would be circular.
-    from slimkit.techniques.prune._blocks import shrink_in, shrink_out
 
     layers = bert_layers(model)
     head_ratio = cfg.ratio if cfg.head_ratio is None else cfg.head_ratio

@@ -16,15 +16,18 @@ Example:
 
 from slimkit.techniques.quantize._apply import QuantizeResult, quantize_for_target
 from slimkit.techniques.quantize._config import CALIBRATIONS, SCHEMES, QuantizeConfig
+from slimkit.techniques.quantize._step import TECHNIQUE, describe_engine
 from slimkit.techniques.quantize._support import Support, check, matrix_rows, support
 
 __all__ = [
+    "TECHNIQUE",
     "CALIBRATIONS",
     "SCHEMES",
     "QuantizeConfig",
     "QuantizeResult",
     "Support",
     "check",
+    "describe_engine",
     "matrix_rows",
     "quantize_for_target",
     "support",

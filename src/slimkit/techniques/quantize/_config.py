@@ -6,14 +6,13 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from slimkit.core.config import StepConfig, register_config
+from slimkit.core.config import StepConfig
 from slimkit.errors import UsageError
 
 SCHEMES = ("int8-dynamic", "int8-static", "int8-weight-only", "int4-weight-only", "fp16", "bf16", "fp8")
 CALIBRATIONS = ("minmax", "percentile", "mse", "entropy")
 
 
-@register_config
 @dataclass(frozen=True)
 class QuantizeConfig(StepConfig):
     """How to quantize a model for one target.
@@ -53,6 +52,7 @@ class QuantizeConfig(StepConfig):
     max_drop: float | None = None
     qat_epochs: int = 0
     qat_lr: float = 1e-4
+    sensitivity: bool = False  # also measure each layer's own effect (the report's sensitivity table)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,6 +77,9 @@ class QuantizeConfig(StepConfig):
                              hint="the largest metric drop accepted, e.g. 0.5 (points) or 0.005 (cosine)")
         if self.qat_epochs < 0:
             raise UsageError(f"qat epochs must be >= 0, got {self.qat_epochs}")
+        if self.sensitivity and self.qat_epochs:
+            raise UsageError("the per-layer sensitivity table is computed for post-training quantization, "
+                             "not after quantization-aware training", hint="use --qat or --sensitivity, not both")
         if not 0 < self.qat_lr < math.inf:  # also NaN
             raise UsageError(f"the QAT learning rate must be a finite number > 0, got {self.qat_lr}")
         if self.qat_epochs and self.scheme != "int8-static":

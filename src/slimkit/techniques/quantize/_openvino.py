@@ -14,6 +14,7 @@ from slimkit.core.data import Inputs
 from slimkit.export.openvino import save_ir
 from slimkit.techniques.quantize._config import QuantizeConfig
 from slimkit.techniques.quantize._outliers import THRESHOLD
+from slimkit.techniques.quantize._ov_nodes import _LAYOUT, _constant_behind, _is_constant
 
 # Ops NNCF puts int8 weights on; these are the "layers" of sensitivity and float fallback.
 _LAYER_OPS = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
@@ -57,7 +58,6 @@ def weight_element_types(model: Any) -> dict[str, str]:
     return {name: c.get_element_type().get_type_name() for name, c in _layer_constants(model, _DECOMPRESSION)}
 
 
-_LAYOUT = ("Convert", "Reshape", "Transpose")
 # Weight decompression: Constant(u4/u8) -> Convert -> [Subtract zero point] -> Multiply scale -> [Reshape]
 _DECOMPRESSION = (*_LAYOUT, "Subtract", "Multiply")
 
@@ -74,18 +74,6 @@ def _layer_constants(model: Any, through: tuple[str, ...]) -> list[tuple[str, An
                 found.append((op.get_friendly_name(), node))
                 break
     return found
-
-
-def _constant_behind(node: Any, through: tuple[str, ...] = _LAYOUT) -> Any:
-    while node.get_type_name() in through and node.inputs():
-        node = node.input_value(0).get_node()
-    if node.get_type_name() == "Constant" and len(node.get_output_partial_shape(0)) >= 2:
-        return node
-    return None
-
-
-def _is_constant(node: Any) -> bool:
-    return _constant_behind(node) is not None
 
 
 def _has_constant_input(op: Any) -> bool:

@@ -109,7 +109,7 @@ def matmul_input_scores(xml: Path, calibration: Iterable[Inputs], max_items: int
     added as an output; MatMuls that share an input (query, key, value) share its score.
     """
     ov = require("openvino", "outlier detection on OpenVINO IR")
-    from slimkit.techniques.quantize._openvino import _is_constant
+    from slimkit.techniques.quantize._ov_nodes import _is_constant
 
     core = ov.Core()
     model = core.read_model(str(xml))

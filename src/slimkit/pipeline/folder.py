@@ -1,0 +1,137 @@
+"""Run folders: which command a folder belongs to, claiming it, and keeping it tidy between runs."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from slimkit.core.files import atomic_write_json
+from slimkit.errors import SlimkitError, UsageError
+from slimkit.report.schema import Report
+
+Progress = Callable[[str], None]
+
+
+def command_line(api_name: str) -> str:
+    """The command as the user typed it, or ``slimkit.<api_name>(...)`` when called from Python."""
+    import shlex
+    import sys
+
+    if Path(sys.argv[0]).name == "slimkit":
+        return shlex.join(["slimkit", *sys.argv[1:]])
+    return f"slimkit.{api_name}(...)"
+
+
+
+
+# Files that say which command made a run folder: slimkit's own mark, written when a command
+# claims the folder, and the files runs made before that mark existed.
+_MARK = ".slimkit-run"
+_RUN_MARKERS = (("search.json", "optimize"), ("distill.json", "distill"), ("tune.json", "tune"),
+                ("train.json", "train"), ("settings.json", "train"), ("checkpoints", "train"))
+
+
+def _command_in(path: Path) -> str | None:
+    try:
+        command = json.loads(path.read_text()).get("command")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return command if isinstance(command, str) else None
+
+
+def run_kind(out: Path) -> str | None:
+    """The slimkit command whose run ``out`` holds, if any.
+
+    Example:
+        >>> import tempfile
+        >>> run_kind(Path(tempfile.mkdtemp())) is None
+        True
+    """
+    for name in (_MARK, "recipe.json"):
+        if (out / name).is_file() and (command := _command_in(out / name)):
+            return command
+    return next((command for name, command in _RUN_MARKERS if (out / name).exists()), None)
+
+
+def claim_out(out: str | Path, command: str) -> Path:
+    """``out`` as a Path, created and marked as ``command``'s run folder.
+
+    Refused: an empty path (it meant the current folder), a folder holding another command's run
+    (the two would mix: one report overwritten, the other's artifacts left beside it) and a folder
+    with files slimkit did not write (artifact folders are replaced: a user's file there was
+    deleted). The same command again replaces its own outputs.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "tune.json").write_text("{}")
+        >>> claim_out(folder, "bench")
+        Traceback (most recent call last):
+        slimkit.errors.UsageError: ... holds a `slimkit tune` run; this bench run there would mix the two
+          hint: choose another --out, or delete that folder first
+    """
+    if not str(out).strip():
+        raise UsageError("--out is empty", hint="give the run folder a name, e.g. --out runs/" + command)
+    out = Path(out)
+    if out.is_dir():
+        owner = run_kind(out)
+        if owner is not None and owner != command:
+            raise UsageError(f"{out} holds a `slimkit {owner}` run; this {command} run there would mix the two",
+                             hint="choose another --out, or delete that folder first")
+        if owner is None and any(out.iterdir()):
+            raise UsageError(f"{out} already holds files that are not a slimkit run",
+                             hint="choose a new or empty folder for --out (slimkit replaces what it writes there)")
+    elif out.exists():
+        raise UsageError(f"--out {out} is a file, not a folder", hint="choose a folder path for --out")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / _MARK).exists():
+        atomic_write_json(out / _MARK, {"command": command})
+    return out
+
+
+def refusal_leaves_no_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a command's API function: a run refused for its input (exit code 2) removes the
+    ``out`` folder it created, as the CLI does; a folder that existed before is left as it was."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind_partial(*args, **kwargs)
+        bound.apply_defaults()
+        out = bound.arguments.get("out")
+        new = Path(out) if isinstance(out, (str, Path)) and str(out).strip() and not Path(out).exists() else None
+        try:
+            return fn(*args, **kwargs)
+        except SlimkitError as err:
+            if new is not None and err.exit_code == 2:
+                shutil.rmtree(new, ignore_errors=True)
+            raise
+
+    return wrapper
+
+
+def drop_stale_artifacts(report: Report, out: Path) -> None:
+    """Remove folders under ``out/artifacts`` that no entry of ``report`` points to: what an earlier
+    run of the same command left (other targets, another scheme) beside a report that no longer
+    names it."""
+    folder = out / "artifacts"
+    if not folder.is_dir():
+        return
+    used = {Path(e.artifact).parts[1] for e in report.entries
+            if e.artifact and len(Path(e.artifact).parts) > 2 and Path(e.artifact).parts[0] == "artifacts"}
+    for child in folder.iterdir():
+        if child.is_dir() and child.name not in used:
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+

@@ -1,0 +1,88 @@
+"""``recipe.yaml``: the fully resolved recipe of a run, written beside its report, that re-runs it.
+
+It holds the steps (each ``{type, version, data}`` with every field resolved), the targets, the
+accuracy budget and the seed; the task it ran on is recorded but ``slimkit run --task`` names the
+task to run it on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slimkit.core.files import atomic_write_text, read_mapping
+from slimkit.errors import UsageError
+from slimkit.pipeline.recipe import Recipe
+
+FORMAT = "slimkit-recipe/1"
+
+
+@dataclass(frozen=True)
+class RunRecipe:
+    """What ``slimkit run`` reads: steps applied once, then deployed and measured on each target.
+
+    Example:
+        >>> r = RunRecipe.from_dict({"steps": [{"type": "fuse", "data": {}}], "targets": ["onnxruntime"]})
+        >>> r.recipe.describe(), r.targets
+        ('fuse@torch', ('onnxruntime',))
+    """
+
+    recipe: Recipe
+    targets: tuple[str, ...] = ("torch",)
+    max_drop: float | None = None
+    seed: int = 0
+    task: str | None = None
+    command: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RunRecipe:
+        if not isinstance(raw, Mapping):
+            raise UsageError("a recipe file must be a mapping with 'steps' and 'targets'")
+        fmt = raw.get("format", FORMAT)
+        if fmt != FORMAT:
+            raise UsageError(f"recipe format {fmt!r} is not one this slimkit reads ({FORMAT})",
+                             hint="write the recipe again with this slimkit version")
+        targets = raw.get("targets", [raw.get("target", "torch")])
+        if isinstance(targets, str):
+            targets = [targets]
+        if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+            raise UsageError(f"recipe 'targets' must be a list of target names, got {targets!r}",
+                             hint="e.g. targets: [onnxruntime, openvino]")
+        max_drop = raw.get("max_drop")
+        if max_drop is not None and (isinstance(max_drop, bool) or not isinstance(max_drop, (int, float))):
+            raise UsageError(f"recipe 'max_drop' must be a number, got {max_drop!r}")
+        seed = raw.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise UsageError(f"recipe 'seed' must be a whole number, got {seed!r}")
+        recipe = Recipe.from_dict({"steps": raw.get("steps", []), "target": "torch"})
+        known = {"format", "steps", "targets", "target", "max_drop", "seed", "task", "command"}
+        return cls(recipe, tuple(dict.fromkeys(targets)), max_drop, seed, raw.get("task"), raw.get("command"),
+                   {k: v for k, v in raw.items() if k not in known})
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunRecipe:
+        """Read a recipe file (YAML or JSON, safe loaders only); a search's ``best/`` folder or a run
+        folder is read through the ``recipe.yaml`` inside it."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "recipe.yaml"
+        return cls.from_dict(read_mapping(path, "recipe"))
+
+
+def write_run_recipe(path: Path, *, command: str, task: str, steps: list[dict[str, Any]], targets: list[str],
+                     max_drop: float | None, seed: int, threads: int | None = None,
+                     extra: Mapping[str, Any] | None = None) -> None:
+    """Write the resolved recipe of a run, atomically, with a comment saying how to re-run it."""
+    doc: dict[str, Any] = {"format": FORMAT, "command": command, "task": task, "steps": steps,
+                           "targets": list(targets), "max_drop": max_drop, "seed": seed}
+    if threads is not None:
+        doc["threads"] = threads
+    doc.update(extra or {})
+    header = (f"# slimkit recipe written by `slimkit {command}`; re-run it with\n"
+              f"#   slimkit run {path.name} --task {task} --out DIR\n")
+    atomic_write_text(path, header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))

@@ -1,0 +1,142 @@
+"""The search's report, rebuilt from the study's storage alone, and the choice of its best model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from slimkit.measure.env import environment
+from slimkit.measure.load import NOTICEABLE
+from slimkit.pipeline import command_line, finalize, meets_floor, pareto_ids
+from slimkit.report.schema import Entry, Report
+from slimkit.search._settings import SearchSettings, as_settings
+
+
+def build_report(settings: SearchSettings | Mapping[str, Any], study: Any, baseline: Entry,
+                 elapsed: float) -> Report:
+    """The report from the study's storage alone: every finished trial, constraints, Pareto, best."""
+    settings = as_settings(settings)
+    out = Path(settings.out)
+    report = Report(settings.title, command_line("optimize"), environment(settings.threads), baseline)
+    float_by_target = _add_references(report, out)
+    failed, stopped, interrupted = _add_trials(report, study, float_by_target)
+    for c in report.candidates:
+        c.float_reference = float_by_target.get(c.target)
+    finalize(report, settings.max_drop, settings.latency_budget, settings.size_budget)
+    _size_front(report)
+    closest = None
+    if report.best is None and report.candidates:
+        floor = settings.metric_floor
+        near = max(report.candidates, key=lambda c: (meets_floor(c.measurement.metric, floor), c.measurement.metric,
+                                                     -c.latency_ms))
+        closest = {"id": near.id, "missed": _what_missed(near, settings)}
+    report.extra["search"] = {
+        "sampler": settings.sampler, "pruner": settings.pruner, "workers": settings.workers,
+        "storage": settings.storage, "space": settings.space,
+        "trials_finished": sum(not c.id.startswith("ref:") for c in report.candidates),
+        "trials_failed": failed, "trials_stopped_early": stopped,
+        # Samplers re-propose measured points in small spaces; those trials are answered from the study.
+        "trials_repeated": sum(t.state.name == "COMPLETE" and "duplicate_of" in t.user_attrs for t in study.trials),
+        "trials_interrupted": interrupted, "seconds": round(elapsed, 1), "closest": closest,
+    }
+    _copy_best(report, out)
+    return report
+
+
+def _add_references(report: Report, out: Path) -> dict[str, str]:
+    """The never-slower references (``references.json``) as candidates; returns their ids by target."""
+    float_by_target: dict[str, str] = {}
+    refs = out / "references.json"
+    for raw in json.loads(refs.read_text()) if refs.exists() else []:
+        entry = Entry.from_dict(raw)
+        report.candidates.append(entry)
+        float_by_target[entry.target] = entry.id
+    return float_by_target
+
+
+def _add_trials(report: Report, study: Any,
+                float_by_target: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """Every finished trial as a candidate; returns the failed ones, those stopped early, and how many
+    were interrupted. A trial measuring the unmodified model is its target's reference where none is."""
+    failed: list[dict[str, Any]] = []
+    stopped: list[dict[str, Any]] = []
+    interrupted = 0
+    for t in sorted(study.trials, key=lambda t: t.number):
+        if "entry" in t.user_attrs and t.state.name == "COMPLETE":
+            entry = Entry.from_dict(t.user_attrs["entry"])
+            report.candidates.append(entry)
+            if len(entry.recipe) == 1:  # only the target step: the unmodified model there
+                float_by_target.setdefault(entry.target, entry.id)
+        elif "stopped_early" in t.user_attrs:
+            stopped.append({"trial": t.number, "recipe": t.user_attrs.get("recipe"),
+                            "why": t.user_attrs["stopped_early"]})
+        elif t.user_attrs.get("interrupted"):
+            interrupted += 1
+        elif t.user_attrs.get("over_budget"):
+            continue
+        elif t.state.name in ("FAIL", "PRUNED"):
+            failed.append({"trial": t.number, "recipe": t.user_attrs.get("recipe"),
+                           "error": t.user_attrs.get("error", t.state.name.lower())})
+    return failed, stopped, interrupted
+
+
+def _copy_best(report: Report, out: Path) -> None:
+    """The best trial's artifact folder, copied to ``out/best`` (replacing one copied before)."""
+    if not report.best:
+        return
+    best = report.entry(report.best)
+    if best.id.startswith("ref:"):
+        src = out / "references" / best.target
+    else:
+        src = out / "trials" / best.id.split(":")[0].lstrip("t").zfill(4)
+    if src.is_dir():
+        dest = out / "best"
+        tmp = out / ".best.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+        report.extra["search"]["best_artifact"] = str(dest.relative_to(out))
+
+
+def _trust_the_retiming(report: Report, retimed: dict[str, Any] | None, out: Path) -> None:
+    """If the end-of-run re-timing, on a quiet machine, finds the best no faster than the unmodified
+    model on its target, that unmodified model is the answer: the best must never be slower than it."""
+    if not retimed or retimed.get("vs_reference") is None or retimed["vs_reference"] > 1.0:
+        return
+    if retimed.get("other_load_cores") is not None and retimed["other_load_cores"] >= NOTICEABLE:
+        return  # a busy machine's re-timing is no better evidence than the table's
+    ref = report.entry(retimed["reference"])
+    if not ref.meets_constraints or ref.latency_ms >= report.baseline.latency_ms:
+        return
+    old = report.best
+    report.best = ref.id
+    ref.notes.append(f"re-timed at the end: best instead of {old}, which that re-timing found no faster than "
+                     f"this unmodified model on {ref.target} ({retimed['vs_reference']:.2f}x)")
+    _copy_best(report, out)
+
+
+def _size_front(report: Report) -> None:
+    report.extra["pareto_metric_size"] = pareto_ids(report.entries, lambda e: e.measurement.size_bytes)
+
+
+def _what_missed(entry: Entry, settings: SearchSettings) -> str:
+    m = entry.measurement
+    missed = []
+    if not meets_floor(m.metric, settings.metric_floor):
+        missed.append(f"{m.metric_name} {m.metric:.4g} below the floor {settings.metric_floor:.4g}")
+    if settings.latency_budget and m.latency.median > settings.latency_budget:
+        missed.append(f"latency {m.latency.median:.3f} ms over the budget {settings.latency_budget} ms")
+    if settings.size_budget and m.size_bytes > settings.size_budget:
+        from slimkit.report._format import fmt_bytes
+
+        missed.append(f"size {fmt_bytes(m.size_bytes)} over the budget {fmt_bytes(settings.size_budget)}")
+    if missed:
+        return "; ".join(missed)
+    if len(entry.recipe) == 1 and entry.target == "torch":  # only the target step: the baseline itself
+        return "it meets the constraints but is the unmodified model on torch eager: no faster candidate was found"
+    return "it meets the constraints but is no faster than the unmodified model"
