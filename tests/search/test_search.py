@@ -328,6 +328,7 @@ def test_pruning_recovery_reports_each_epoch_and_the_pruner_can_stop_it(tmp_path
 
 
 def test_a_best_the_retiming_finds_no_faster_than_the_unmodified_model_gives_way_to_it(tmp_path):
+    from slimkit.search._settings import SearchSettings
     from slimkit.search.study import _trust_the_retiming
     from tests.report.test_report import _entry, _report
 
@@ -335,9 +336,10 @@ def test_a_best_the_retiming_finds_no_faster_than_the_unmodified_model_gives_way
                                       _entry("t1:fuse@onnxruntime", 1.98, 98.5, target="onnxruntime")])
     report.best = "t1:fuse@onnxruntime"
     retimed = {"reference": "t0:float@onnxruntime", "vs_reference": 0.99, "other_load_cores": 0.0}
-    _trust_the_retiming(report, {**retimed, "other_load_cores": 1.5}, tmp_path)  # busy: no evidence
+    settings = SearchSettings(task="digits-cnn", out=str(tmp_path))
+    _trust_the_retiming(report, {**retimed, "other_load_cores": 1.5}, tmp_path, settings)  # busy: no evidence
     assert report.best == "t1:fuse@onnxruntime"
-    _trust_the_retiming(report, retimed, tmp_path)
+    _trust_the_retiming(report, retimed, tmp_path, settings)
     assert report.best == "t0:float@onnxruntime"
     assert "found no faster than this unmodified model" in report.entry("t0:float@onnxruntime").notes[0]
 

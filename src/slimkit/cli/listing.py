@@ -29,11 +29,12 @@ def run(args: argparse.Namespace) -> int:
     out.print(tasks)
 
     techniques = Table(title="techniques", title_justify="left")
-    for col in ("name", "available", "description"):
+    for col in ("name", "available", "description", "search dimensions"):
         techniques.add_column(col)
     for name, tech in registered().items():
         why_not = availability(tech)
-        techniques.add_row(name, "[green]yes[/]" if why_not is None else f"[red]no[/]: {why_not}", tech.description)
+        techniques.add_row(name, "[green]yes[/]" if why_not is None else f"[red]no[/]: {escape(why_not)}",
+                           escape(tech.description), ", ".join(d.name for d in tech.dimensions))
     out.print(techniques)
 
     _print_quantization_matrix(out)

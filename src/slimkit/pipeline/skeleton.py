@@ -125,7 +125,10 @@ class Run:
         self.steps = recipe.to_dict()["steps"]
         self.targets = list(targets)
         prefix, rest = recipe.split()
-        state = StepState(self.task, copy.deepcopy(base), "torch", self.out, self.threads, teacher=base,
+        # The teacher of distillation-based recovery is a copy: a step may put it in eval mode or
+        # freeze it, and ``base`` is still to be measured on every target.
+        teacher = copy.deepcopy(base)
+        state = StepState(self.task, copy.deepcopy(base), "torch", self.out, self.threads, teacher=teacher,
                           progress=self.say)
         if max_drop is not None:
             state.info["metric_floor"] = baseline.measurement.metric - max_drop
@@ -142,11 +145,16 @@ class Run:
                     self.say(f"exporting and measuring on {target}")
                     self.measure(base, target, naming.candidate(target), [])
                 continue
-            self._candidate(base, modified, target, rest, baseline, naming, torch_deployed, info)
+            self._candidate(base, modified, target, rest, baseline, naming, torch_deployed, info,
+                            unchanged=not prefix.steps)
         return self.report
 
     def _candidate(self, base: nn.Module, modified: nn.Module, target: str, rest: Recipe, baseline: Entry,
-                   naming: Naming, torch_deployed: Deployed | None, info: dict[str, Any]) -> Entry:
+                   naming: Naming, torch_deployed: Deployed | None, info: dict[str, Any], *,
+                   unchanged: bool) -> Entry:
+        """The model after the recipe's steps on ``target``, beside the unmodified model there.
+        ``unchanged``: no step changed the torch model, so a deploying step may reuse the
+        reference's export and compare against its metric."""
         reference = baseline
         if target != "torch":
             # The unmodified model on the same runtime: without it the runtime's own speed-up over
@@ -155,9 +163,8 @@ class Run:
             reference = self.measure(base, target, naming.reference(target), [])
         entry_id = naming.candidate(target)
         if rest.steps:
-            unchanged = modified is base or not info
             state = StepState(self.task, copy.deepcopy(modified), target, self.folder(entry_id), self.threads,
-                              teacher=base, progress=self.say, info=copy.deepcopy(info),
+                              teacher=copy.deepcopy(base), progress=self.say, info=copy.deepcopy(info),
                               float_artifact=_artifact(reference, self.out) if unchanged else None,
                               reference_metric=reference.measurement.metric if unchanged else None)
             with PeakMemory() as mem:

@@ -11,7 +11,7 @@ from typing import Any
 
 from slimkit.measure.env import environment
 from slimkit.measure.load import NOTICEABLE
-from slimkit.pipeline import command_line, finalize, meets_floor, pareto_ids
+from slimkit.pipeline import command_line, finalize, meets_floor, pareto_ids, write_run_recipe
 from slimkit.report.schema import Entry, Report
 from slimkit.search._settings import SearchSettings, as_settings
 
@@ -43,7 +43,7 @@ def build_report(settings: SearchSettings | Mapping[str, Any], study: Any, basel
         "trials_repeated": sum(t.state.name == "COMPLETE" and "duplicate_of" in t.user_attrs for t in study.trials),
         "trials_interrupted": interrupted, "seconds": round(elapsed, 1), "closest": closest,
     }
-    _copy_best(report, out)
+    _copy_best(report, out, settings)
     return report
 
 
@@ -84,8 +84,9 @@ def _add_trials(report: Report, study: Any,
     return failed, stopped, interrupted
 
 
-def _copy_best(report: Report, out: Path) -> None:
-    """The best trial's artifact folder, copied to ``out/best`` (replacing one copied before)."""
+def _copy_best(report: Report, out: Path, settings: SearchSettings) -> None:
+    """The best trial's artifact folder, copied to ``out/best`` (replacing one copied before), with
+    the best's resolved ``recipe.yaml``: ``slimkit run best/ --task ...`` measures it again."""
     if not report.best:
         return
     best = report.entry(report.best)
@@ -98,12 +99,18 @@ def _copy_best(report: Report, out: Path) -> None:
         tmp = out / ".best.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp)
+        # A search entry's recipe ends with its target as a pseudo-step; the recipe file lists targets apart.
+        steps = [step for step in best.recipe if step.get("type") != "target"]
+        write_run_recipe(tmp / "recipe.yaml", command="optimize", task=settings.title, steps=steps,
+                         targets=[best.target], max_drop=settings.max_drop, seed=settings.seed,
+                         threads=settings.threads)
         shutil.rmtree(dest, ignore_errors=True)
         os.replace(tmp, dest)
         report.extra["search"]["best_artifact"] = str(dest.relative_to(out))
 
 
-def _trust_the_retiming(report: Report, retimed: dict[str, Any] | None, out: Path) -> None:
+def _trust_the_retiming(report: Report, retimed: dict[str, Any] | None, out: Path,
+                        settings: SearchSettings) -> None:
     """If the end-of-run re-timing, on a quiet machine, finds the best no faster than the unmodified
     model on its target, that unmodified model is the answer: the best must never be slower than it."""
     if not retimed or retimed.get("vs_reference") is None or retimed["vs_reference"] > 1.0:
@@ -117,7 +124,7 @@ def _trust_the_retiming(report: Report, retimed: dict[str, Any] | None, out: Pat
     report.best = ref.id
     ref.notes.append(f"re-timed at the end: best instead of {old}, which that re-timing found no faster than "
                      f"this unmodified model on {ref.target} ({retimed['vs_reference']:.2f}x)")
-    _copy_best(report, out)
+    _copy_best(report, out, settings)
 
 
 def _size_front(report: Report) -> None:

@@ -277,6 +277,6 @@ def _finish(settings: SearchSettings, task_obj: Task, baseline: Entry, out_dir: 
         say("re-timing the best model in turns with the baseline")
         report.extra["search"]["retimed"] = retime_best(report, task_obj, out_dir, settings.threads,
                                                         quick=settings.quick)
-        _trust_the_retiming(report, report.extra["search"]["retimed"], out_dir)
+        _trust_the_retiming(report, report.extra["search"]["retimed"], out_dir, settings)
     write_report(report, out_dir)
     return report

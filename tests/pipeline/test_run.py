@@ -1,0 +1,79 @@
+"""Recipes are what users keep: every run writes its resolved recipe.yaml, and `slimkit run` repeats it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import slimkit
+from slimkit.cli.main import main
+from slimkit.errors import UsageError
+from slimkit.pipeline import RunRecipe
+
+
+def test_a_search_best_and_its_trials_rerun_to_the_same_metric(tmp_path: Path) -> None:
+    from slimkit.search import SearchSpace, optimize
+
+    space = SearchSpace(targets=("onnxruntime",), fuse=(False,), prune_ratio=(0.3,), recover_epochs=1,
+                        quant_scheme=("none", "int8-static"))
+    report = optimize("digits-cnn", space=space, trials=2, sampler="grid", out=tmp_path / "s", quick=True,
+                      threads=1, max_drop=2.0, seed=3)
+    def steps(entry):  # a search entry's recipe ends with its target as a pseudo-step
+        return [s for s in entry.recipe if s["type"] != "target"]
+
+    best = report.entry(report.best)
+    written = yaml.safe_load((tmp_path / "s" / "best" / "recipe.yaml").read_text())
+    assert written["steps"] == steps(best) and written["targets"] == [best.target] and written["seed"] == 3
+    again = slimkit.run(tmp_path / "s" / "best", "digits-cnn", out=tmp_path / "again", quick=True, threads=1)
+    rerun = [c for c in again.candidates if c.target == best.target and c.recipe == steps(best)]
+    assert rerun and rerun[0].measurement.metric == best.measurement.metric
+    # Every trial's recipe, not only the best's: pruning + recovery + int8 comes out the same.
+    trial = next(c for c in report.candidates if [s["type"] for s in steps(c)] == ["prune", "quantize"])
+    plan = {"steps": steps(trial), "targets": [trial.target], "max_drop": 2.0, "seed": 3}
+    same = slimkit.run(plan, "digits-cnn", out=tmp_path / "trial", quick=True, threads=1)
+    assert same.entry("prune+quantize-onnxruntime").measurement.metric == trial.measurement.metric
+
+
+def test_slimkit_run_repeats_a_quantize_run_from_its_recipe(tmp_path: Path) -> None:
+    assert main(["quantize", "--task", "digits-cnn", "--scheme", "int8-dynamic", "--target", "onnxruntime",
+                 "--quick", "--threads", "1", "--out", str(tmp_path / "q")]) == 0
+    first = slimkit.report.schema.Report.from_dict(yaml.safe_load((tmp_path / "q" / "report.json").read_text()))
+    assert main(["run", str(tmp_path / "q" / "recipe.yaml"), "--quick", "--threads", "1",
+                 "--out", str(tmp_path / "r")]) == 0
+    second = slimkit.report.schema.Report.from_dict(yaml.safe_load((tmp_path / "r" / "report.json").read_text()))
+    assert (second.entry("quantize-onnxruntime").measurement.metric
+            == first.entry("onnxruntime-int8-dynamic").measurement.metric)
+    assert yaml.safe_load((tmp_path / "r" / "recipe.yaml").read_text())["command"] == "run"
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"format": "slimkit-recipe/9", "steps": []}, "format"),
+    ({"steps": [], "targets": "onnxruntime,openvino,"}, None),  # one name: refused later as unknown
+    ({"steps": [], "targets": []}, "targets"),
+    ({"steps": [{"type": "sharpen", "data": {}}]}, "unknown recipe step type 'sharpen'"),
+    ({"steps": [{"type": "prune", "data": {"ratio": "half"}}]}, "ratio"),
+    ({"steps": "prune"}, "steps"),
+    ({"steps": [], "seed": 1.5}, "seed"),
+    ({"steps": [], "max_drop": "1"}, "max_drop"),
+])
+def test_bad_recipes_are_refused_with_what_is_wrong(raw: dict, message: str | None) -> None:
+    if message is None:
+        assert RunRecipe.from_dict(raw).targets == ("onnxruntime,openvino,",)
+        return
+    with pytest.raises(UsageError, match=message):
+        RunRecipe.from_dict(raw)
+
+
+def test_run_refusals_leave_nothing_behind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "r.yaml").write_text("steps: []\ntargets: [torch]\n")
+    assert main(["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "out")]) == 2
+    assert "names no task" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main(["run", str(tmp_path / "missing.yaml"), "--task", "digits-cnn", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "bad.yaml").write_text("steps: [\n")
+    assert main(["run", str(tmp_path / "bad.yaml"), "--task", "digits-cnn", "--out", str(tmp_path / "o")]) == 2
+    assert main(["run", str(tmp_path / "r.yaml"), "--task", "digits-cnn", "--targets", "torch,nope",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "unknown target 'nope'" in capsys.readouterr().err and not (tmp_path / "o").exists()
