@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ def reinit(model: nn.Module, seed: int) -> nn.Module:
     """Fresh, seeded weights for every layer that can reset itself (training from scratch)."""
     torch.manual_seed(seed)
     for m in model.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset):
+            reset()
     return model
 
 
@@ -69,6 +71,19 @@ class MetricsLog:
                 if k != "epoch":
                     self.writer.add_scalar(f"train/{k}", v, epoch)
             self.writer.flush()
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The knobs a run keeps across ``--resume`` (settings.json)."""
+
+    epochs: int
+    lr: float
+    precision: str
+    batch_size: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lr": self.lr, "precision": self.precision, "batch_size": self.batch_size, "epochs": self.epochs}
 
 
 @refusal_leaves_no_folder
@@ -112,6 +127,23 @@ def fit_task(
                          hint=f"use --batch-size {nproc} or more, or fewer processes")
     out = claim_out(out, "train")
     launcher = int(os.environ.get("WORLD_SIZE", "1")) == 1  # not one of torchrun's workers
+    _check_checkpoints(out, resume, launcher)
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
+        raise UsageError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    key = task_key(task) if isinstance(task, str) else task.name
+    given: dict[str, Any] = {"lr": lr, "precision": precision, "batch_size": batch_size}
+    settings = _settings(out, key, epochs, given, resumed=resume and launcher)
+    out.mkdir(parents=True, exist_ok=True)
+    if launcher:  # epochs as last asked: a later plain --resume finishes the run it extended
+        atomic_write_json(out / "settings.json", {**settings.to_dict(), "task": key})
+    if nproc > 1 and launcher:
+        return _launch(nproc, task, out, dict(**settings.to_dict(), resume=resume, scratch=scratch, seed=seed,
+                                              progress=progress))
+    return _train_here(task, out, settings, config, resume=resume, scratch=scratch, seed=seed, progress=progress)
+
+
+def _check_checkpoints(out: Path, resume: bool, launcher: bool) -> None:
+    """``resume`` needs a checkpoint in ``out``; a fresh run must not start over an existing one."""
     if resume and ckpt.latest(out / "checkpoints") is None:
         raise UsageError(f"nothing to resume in {out}: no complete checkpoint in {out / 'checkpoints'}",
                          hint="run without --resume to start training there")
@@ -119,17 +151,17 @@ def fit_task(
         # A fresh run there overwrote metrics and model and left the old run's later checkpoints.
         raise UsageError(f"{out} already holds a training run", hint="pass --resume to continue it, or "
                          "choose another --out")
-    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
-        raise UsageError(f"epochs must be a whole number >= 1, got {epochs!r}")
-    settings = {"lr": lr, "precision": precision, "batch_size": batch_size}
-    key = task_key(task) if isinstance(task, str) else task.name
-    if resume and launcher:
+
+
+def _settings(out: Path, key: str, epochs: int | None, given: dict[str, Any], *, resumed: bool) -> _Settings:
+    """The run's settings: as ``given`` with the defaults filled in, or (``resumed``) the stored run's."""
+    if resumed:
         stored_task = _stored(out).get("task")
         if stored_task is not None and stored_task != key:
             # The checkpoint was loaded into the other task's model: a wall of mismatched weight names.
             raise UsageError(f"{out} holds a training run of task {stored_task}, not {key}",
                              hint=f"resume with --task {stored_task}, or train {key} into another --out")
-        settings = _resumed_settings(out, settings)
+        given = _resumed_settings(out, given)
         latest = ckpt.latest(out / "checkpoints")
         done = int(latest.name.split("-")[1]) if latest is not None else 0
         if epochs is not None and epochs < done:
@@ -137,18 +169,15 @@ def fit_task(
             raise UsageError(f"--epochs {epochs} is fewer than the {done} epoch(s) this run has trained",
                              hint=f"resume with --epochs {done} or more, or leave --epochs out")
         epochs = epochs or _stored(out).get("epochs")
-    epochs = epochs or 10
-    lr = 1e-3 if settings["lr"] is None else settings["lr"]
-    precision = settings["precision"] or "auto"
-    batch_size = settings["batch_size"]
-    out.mkdir(parents=True, exist_ok=True)
-    if launcher:  # epochs as last asked: a later plain --resume finishes the run it extended
-        atomic_write_json(out / "settings.json", {"lr": lr, "precision": precision, "batch_size": batch_size,
-                                                  "epochs": epochs, "task": key})
-    if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return _launch(nproc, task, out, dict(epochs=epochs, batch_size=batch_size, lr=lr, precision=precision,
-                                              resume=resume, scratch=scratch, seed=seed, progress=progress))
-    cfg = config or TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, precision=precision, seed=seed)
+    return _Settings(epochs=epochs or 10, lr=1e-3 if given["lr"] is None else given["lr"],
+                     precision=given["precision"] or "auto", batch_size=given["batch_size"])
+
+
+def _train_here(task: str | Task, out: Path, settings: _Settings, config: TrainConfig | None, *, resume: bool,
+                scratch: bool, seed: int, progress: bool) -> TrainResult:
+    """Train in this process (alone, or as one torchrun worker); rank 0 writes the outputs."""
+    cfg = config or TrainConfig(epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
+                                precision=settings.precision, seed=seed)
     cfg = TrainConfig(**{**cfg.to_dict(), "checkpoint_dir": str(out / "checkpoints"), "resume": resume})
     ctx = D.init_from_env(cfg.device)
     task_obj = load_task(task, seed=seed)

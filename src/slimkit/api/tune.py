@@ -175,13 +175,7 @@ def tune(
     # A failed trial is raised to the caller as one error; Optuna's WARNING log would print its traceback first.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = check_space(space)
-    if sampler not in SAMPLERS or sampler == "nsga2":
-        raise UsageError(f"sampler '{sampler}' cannot tune one objective",
-                         hint=f"choose one of: {', '.join(s for s in SAMPLERS if s != 'nsga2')}")
-    if pruner not in PRUNERS:
-        raise UsageError(f"unknown pruner '{pruner}'", hint=f"choose one of: {', '.join(PRUNERS)}")
-    if trials < 1:
-        raise UsageError("--trials must be >= 1")
+    _check_search(sampler, pruner, trials)
     say = progress or (lambda _m: None)
     check_threads(threads)
     if threads is not None:
@@ -192,9 +186,40 @@ def tune(
     if not isinstance(task_obj.train_data, Batches):
         raise UsageError(f"task '{task_obj.name}' has no splittable training data (slimkit.Batches)")
     train, val = task_obj.train_data.holdout(0.2)
-    make = task_obj.fresh_model or task_obj.build_model
     base = base or TrainConfig(seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
+    chosen_sampler = _sampler(optuna, sampler, space, seed)
+    trials = _grid_trials(sampler, space, trials, say)
+    study = optuna.create_study(direction="maximize", sampler=chosen_sampler, pruner=_pruner(pruner))
+    study.optimize(_objective(optuna, task_obj, space, base, train, val, seed, say), n_trials=trials)
+    if not any(t.state.name == "COMPLETE" for t in study.trials):
+        raise UsageError("every trial was pruned or failed", hint="widen the space or use --pruner none")
+    result = {"task": task_obj.name, "metric": task_obj.metric.name, "sampler": sampler, "pruner": pruner,
+              "best_params": study.best_params, "best_validation": study.best_value,
+              "eval_metric_of_best": _retrain_best(task_obj, dataclasses.replace(base, **study.best_params),
+                                                   train, seed),
+              "trials": _trial_rows(study)}
+    atomic_write_json(out_dir / "tune.json", result)
+    atomic_write_text(out_dir / "best_params.yaml", "".join(f"{k}: {json.dumps(v)}\n"
+                                                            for k, v in study.best_params.items()))
+    return result
+
+
+def _check_search(sampler: str, pruner: str, trials: int) -> None:
+    if sampler not in SAMPLERS or sampler == "nsga2":
+        raise UsageError(f"sampler '{sampler}' cannot tune one objective",
+                         hint=f"choose one of: {', '.join(s for s in SAMPLERS if s != 'nsga2')}")
+    if pruner not in PRUNERS:
+        raise UsageError(f"unknown pruner '{pruner}'", hint=f"choose one of: {', '.join(PRUNERS)}")
+    if trials < 1:
+        raise UsageError("--trials must be >= 1")
+
+
+def _objective(optuna: Any, task: Task, space: Mapping[str, Any], base: TrainConfig, train: Batches,
+               val: Batches, seed: int, say: Callable[[str], None]) -> Callable[[Any], float]:
+    """One trial: train a fresh model with the suggested values, scored on the validation split
+    (pruned after an epoch whose score lags the other trials')."""
+    make = task.fresh_model or task.build_model
 
     def objective(trial: Any) -> float:
         params = _suggest(trial, space)
@@ -203,55 +228,59 @@ def tune(
         model = make()
 
         def on_epoch(epoch: int, _row: dict[str, float]) -> None:
-            score = evaluate_torch(model, val, task_obj.metric)
+            score = evaluate_torch(model, val, task.metric)
             model.train()
             trial.report(score, epoch)
             # After the last epoch the trial is done: pruning it then only threw its result away.
             if epoch < cfg.epochs and trial.should_prune():
                 say(f"trial {trial.number}: {params} stopped after epoch {epoch} of {cfg.epochs}: validation "
-                    f"{task_obj.metric.name} {score:.4g} lags the other trials'")
-                raise optuna.TrialPruned(f"validation {task_obj.metric.name} {score:.4g} at epoch {epoch}")
+                    f"{task.metric.name} {score:.4g} lags the other trials'")
+                raise optuna.TrialPruned(f"validation {task.metric.name} {score:.4g} at epoch {epoch}")
 
-        fit(model, train, task_obj.loss, cfg, on_epoch=on_epoch)
-        score = evaluate_torch(model, val, task_obj.metric)
-        say(f"trial {trial.number}: {params} -> validation {task_obj.metric.name} {score:.4g}")
+        fit(model, train, task.loss, cfg, on_epoch=on_epoch)
+        score = evaluate_torch(model, val, task.metric)
+        say(f"trial {trial.number}: {params} -> validation {task.metric.name} {score:.4g}")
         return score
 
-    samplers = {"grid": lambda: optuna.samplers.GridSampler(
-                    {k: v for k, v in space.items() if isinstance(v, list)}, seed=seed),
-                "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-                "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-                "gp": lambda: optuna.samplers.GPSampler(seed=seed)}
-    if sampler == "grid" and not all(isinstance(v, list) for v in space.values()):
+    return objective
+
+
+def _sampler(optuna: Any, name: str, space: Mapping[str, Any], seed: int) -> Any:
+    """The Optuna sampler ``name``; the grid sampler needs a list of choices for every hyperparameter."""
+    if name == "grid" and not all(isinstance(v, list) for v in space.values()):
         ranged = ", ".join(k for k, v in space.items() if not isinstance(v, list))
         raise UsageError(f"the grid sampler needs a list of choices for every hyperparameter ({ranged} is a range)",
                          hint="give those as lists, e.g. lr: [0.001, 0.01], or use --sampler tpe/random/gp")
+    if name == "grid":
+        return optuna.samplers.GridSampler({k: v for k, v in space.items() if isinstance(v, list)}, seed=seed)
+    return {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler,
+            "gp": optuna.samplers.GPSampler}[name](seed=seed)
+
+
+def _grid_trials(sampler: str, space: Mapping[str, Any], trials: int, say: Callable[[str], None]) -> int:
+    """No more trials than the grid has points (a grid sampler stops there anyway)."""
     if sampler == "grid":
         points = math.prod(len(v) for v in space.values())
         if trials > points:
             say(f"the grid has {points} point(s): {points} trials, not {trials}")
-            trials = points
-    study = optuna.create_study(direction="maximize", sampler=samplers[sampler](), pruner=_pruner(pruner))
-    study.optimize(objective, n_trials=trials)
-    if not any(t.state.name == "COMPLETE" for t in study.trials):
-        raise UsageError("every trial was pruned or failed", hint="widen the space or use --pruner none")
+            return points
+    return trials
+
+
+def _retrain_best(task: Task, cfg: TrainConfig, train: Batches, seed: int) -> float:
+    """The winner is retrained once and measured on the held-out evaluation set."""
+    torch.manual_seed(seed)
+    final = (task.fresh_model or task.build_model)()
+    fit(final, train, task.loss, cfg)
+    return evaluate_torch(final, task.eval_data, task.metric)
+
+
+def _trial_rows(study: Any) -> list[dict[str, Any]]:
+    """The trial table of tune.json."""
     # Optuna gives a pruned trial its last intermediate value: a score after fewer epochs, kept apart
     # from the finished trials' scores so the two are not read as alike.
-    rows = [{"trial": t.number, "state": t.state.name.lower(), "params": t.params,
+    return [{"trial": t.number, "state": t.state.name.lower(), "params": t.params,
              "validation": t.value if t.state.name == "COMPLETE" else None,
              "partial_validation": (t.intermediate_values[max(t.intermediate_values)]
                                     if t.state.name == "PRUNED" and t.intermediate_values else None),
              "epochs_run": len(t.intermediate_values)} for t in study.trials]
-    # The winner is retrained once and measured on the held-out evaluation set.
-    best_cfg = dataclasses.replace(base, **study.best_params)
-    torch.manual_seed(seed)
-    final = make()
-    fit(final, train, task_obj.loss, best_cfg)
-    result = {"task": task_obj.name, "metric": task_obj.metric.name, "sampler": sampler, "pruner": pruner,
-              "best_params": study.best_params, "best_validation": study.best_value,
-              "eval_metric_of_best": evaluate_torch(final, task_obj.eval_data, task_obj.metric),
-              "trials": rows}
-    atomic_write_json(out_dir / "tune.json", result)
-    atomic_write_text(out_dir / "best_params.yaml", "".join(f"{k}: {json.dumps(v)}\n"
-                                                            for k, v in study.best_params.items()))
-    return result

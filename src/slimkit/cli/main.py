@@ -10,6 +10,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from slimkit.errors import SlimkitError, UsageError
 
@@ -17,11 +18,14 @@ from slimkit.errors import SlimkitError, UsageError
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing usage and exiting itself."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message, hint=f"run `{self.prog} --help`")
 
-    def parse_args(self, args: Sequence[str] | None = None, namespace: object = None) -> argparse.Namespace:  # type: ignore[override]
-        parsed, extra = self.parse_known_args(args, namespace)  # type: ignore[arg-type]
+    # Narrower than argparse's overloads (no custom namespace class): nothing here passes one.
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extra = self.parse_known_args(args, namespace)
         if extra:  # argparse reports these from the top parser, so its hint named `slimkit --help`
             command = getattr(parsed, "command", None)
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}",
@@ -92,14 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        out = getattr(args, "out", None)
+        out: str | None = getattr(args, "out", None)
         created = _make_out(out) if out else False
         try:
             return int(args.run(args) or 0)
         except SlimkitError as err:
             # A run refused for its input (usage errors, inputs the model rejects: exit 2) leaves no
             # folder behind; there is nothing of value in it.
-            if created and (err.exit_code == 2 or _holds_nothing(Path(out))):
+            if out and created and (err.exit_code == 2 or _holds_nothing(Path(out))):
                 shutil.rmtree(out, ignore_errors=True)
             raise
     except SlimkitError as err:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from slimkit.cli._shared import add_task_options, positive_int, print_report, progress, split_list
+
+if TYPE_CHECKING:
+    from slimkit.search.space import SearchSpace
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def load_space(path: str):  # type: ignore[no-untyped-def]
+def load_space(path: str) -> SearchSpace:
     from slimkit.core.files import read_mapping
     from slimkit.errors import UsageError
     from slimkit.search.space import SearchSpace

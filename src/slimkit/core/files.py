@@ -105,11 +105,13 @@ def read_mapping(path: str | Path, what: str, hint: str = "") -> Any:
         raise UsageError(f"{what} file not found: {file}", hint=hint or f"give an existing {what} file")
     try:
         # PyYAML follows YAML 1.1, where a float needs a dot: 1e-4 (as in --lr 1e-4) was a string.
-        loader = type("Loader", (yaml.SafeLoader,), {})
-        loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                                     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-                                     list("-+0123456789"))
-        return yaml.load(file.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a SafeLoader subclass
+        class _Loader(yaml.SafeLoader):
+            pass
+
+        _Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                      re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                      list("-+0123456789"))
+        return yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError:
         raise UsageError(f"{what} file {file} is not text (not UTF-8)",
                          hint=hint or f"give a YAML or JSON {what} file") from None

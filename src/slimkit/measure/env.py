@@ -73,7 +73,7 @@ def environment(threads: int | None = None) -> dict[str, Any]:
         >>> "torch" in environment()["versions"]
         True
     """
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    versions: dict[str, str | None] = {"python": platform.python_version(), "torch": torch.__version__}
     for mod in _OPTIONAL:
         ok, why = available(mod)
         versions[mod] = why if ok else None

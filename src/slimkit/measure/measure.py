@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 
@@ -42,9 +42,18 @@ def evaluate_deployed(deployed: Deployed, task: Task) -> tuple[float, dict[str, 
     return round(task.metric.compute(outputs, targets_all), 6), extras
 
 
+class _Budget(TypedDict, total=False):
+    """Keyword arguments of :func:`time_callable` that bound a timing run."""
+
+    warmup: int
+    min_runs: int
+    min_seconds: float
+    max_seconds: float
+
+
 def batch1_latency(deployed: Deployed, task: Task, *, quick: bool = False) -> Latency:
     """Batch-1 latency of ``deployed`` on the task's example inputs; ``quick`` shortens the runs (tests)."""
-    budget = {"min_runs": 10, "min_seconds": 0.05, "max_seconds": 0.5} if quick else {}
+    budget: _Budget = {"min_runs": 10, "min_seconds": 0.05, "max_seconds": 0.5} if quick else {}
     return time_callable(lambda: deployed.run(task.example_inputs), batch=1, **budget)
 
 
@@ -70,7 +79,7 @@ def measure_deployed(deployed: Deployed, task: Task, *, quick: bool = False,
     with OtherLoad() as load:
         latency = batch1_latency(deployed, task, quick=quick)
     big = batch_of(task.example_inputs, task.throughput_batch)
-    tp_budget = {"min_runs": 3, "min_seconds": 0.02, "max_seconds": 0.3} if quick else {
+    tp_budget: _Budget = {"min_runs": 3, "min_seconds": 0.02, "max_seconds": 0.3} if quick else {
         "min_runs": 10, "min_seconds": 0.5, "max_seconds": 4.0, "warmup": 3}
     tp = time_callable(lambda: deployed.run(big), batch=task.throughput_batch, **tp_budget)
     return Measurement(

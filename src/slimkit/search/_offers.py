@@ -45,10 +45,10 @@ def _offered_nowhere(targets: tuple[str, ...], scheme: str, calibration: str | N
 def _not_offered(recipe: Recipe) -> str | None:
     """Why a point's quantization cannot run on its target (the space crosses every scheme with every
     target, e.g. int8-static with torch); the point is answered at once instead of after its pruning."""
-    from slimkit.techniques.quantize import check
+    from slimkit.techniques.quantize import QuantizeConfig, check
 
     for step in recipe.steps:
-        if step.TYPE == "quantize":
+        if isinstance(step, QuantizeConfig):
             try:
                 check(step.scheme, recipe.target, step.calibration)
             except SlimkitError as err:

@@ -92,7 +92,7 @@ def _check_resume_matches(settings: SearchSettings | Mapping[str, Any], **given:
               "size_budget": settings.size_budget, "targets": list(stored_space.targets), "space": stored_space,
               "sampler": settings.sampler, "pruner": settings.pruner}
     changed = []
-    stored["task"] = task_key(stored["task"])  # a search stored before task files were made absolute
+    stored["task"] = task_key(settings.task)  # a search stored before task files were made absolute
     for name, value in given.items():
         if value is None:
             continue

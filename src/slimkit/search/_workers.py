@@ -34,7 +34,7 @@ def _run_worker(settings: SearchSettings, quiet: bool = True, child: bool = Fals
     say = (lambda _m: None) if quiet else _log
     study = _load_study(settings, create=False)
     objective = _objective_factory(settings, say)
-    trials = settings.trials
+    trials = settings.trials or 0  # 0: no trial budget
 
     def stop_at_budget(study: Any, _trial: Any) -> None:
         if _spent(study) >= trials:

@@ -51,7 +51,7 @@ def _join(state: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def rng_state(gen: torch.Generator) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "augment": gen.get_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "augment": gen.get_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

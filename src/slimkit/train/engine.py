@@ -14,13 +14,14 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from slimkit.core.data import Batch, Inputs
 from slimkit.core.task import Metric, run_model
@@ -197,6 +198,159 @@ def fit(
         (2, 'fp32')
     """
     torch.manual_seed(cfg.seed)
+    loop = _start(model, train_data, loss_fn, cfg, augment)
+    result = loop.result
+    start = time.perf_counter()
+    enabled = progress and loop.ctx.is_main
+    with TrainProgress(loop.micro * cfg.epochs, loop.micro * loop.start_epoch, enabled=enabled) as bar:
+        for epoch in range(loop.start_epoch, cfg.epochs):
+            if result.stopped_early:
+                break
+            row = loop.train_epoch(epoch, bar)
+            if eval_data is not None and metric is not None:
+                loop.evaluate(epoch, row, eval_data, metric, bar)
+            result.history.append(row)
+            loop.checkpoint(epoch + 1)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, row)
+    if loop.best_state is not None and cfg.restore_best:  # the best evaluated weights, not the last ones
+        model.load_state_dict(loop.best_state)
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+@dataclass
+class _Loop:
+    """What one :func:`fit` call carries from step to step and from epoch to epoch."""
+
+    model: nn.Module
+    train_model: nn.Module  # ``model``, or its DDP wrapper under torchrun
+    data: Iterable[Batch]
+    loss_fn: LossFn
+    cfg: TrainConfig
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    precision: str
+    device: torch.device
+    ctx: D.DistContext
+    gen: torch.Generator
+    augment: Callable[[Inputs, torch.Generator], Inputs] | None
+    micro: int  # micro-batches per epoch
+    total: int  # optimizer steps of the whole run
+    result: TrainResult
+    folder: Path | None  # checkpoints
+    start_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    bad: int = 0  # evaluations in a row without a gain
+    shown: str = ""  # the last evaluated epoch's metric, for the bar
+
+    def train_epoch(self, epoch: int, bar: TrainProgress) -> dict[str, float]:
+        """One pass over the data; returns the epoch's history row."""
+        D.set_epoch(self.data, epoch)
+        self.model.train()
+        loss_sum, count = 0.0, 0
+        for i, (inputs, targets) in enumerate(self.data):
+            loss = self._micro_step(i, inputs, targets, epoch)
+            n = targets.shape[0]
+            loss_sum += float(loss.detach()) * n
+            count += n
+            bar.update(epoch + 1, self.cfg.epochs, loss_sum / max(1, count), self.shown)
+        row: dict[str, float] = {"epoch": epoch + 1, "loss": loss_sum / max(1, count),
+                                 "lr": float(self.sched.get_last_lr()[0])}
+        if self.ctx.active:  # report the global mean loss, not rank 0's share
+            t = torch.tensor([loss_sum, float(count)], device=self.device)
+            torch.distributed.all_reduce(t)
+            row["loss"] = float(t[0] / t[1].clamp(min=1))
+        return row
+
+    def _micro_step(self, i: int, inputs: Inputs, targets: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Forward and backward of the ``i``-th micro-batch; the last of each group steps the optimizer."""
+        cfg = self.cfg
+        inputs, targets = _to(inputs, targets, self.device)
+        if self.augment is not None:
+            inputs = self.augment(inputs, self.gen)
+        group = i // cfg.accumulate * cfg.accumulate
+        group_len = min(cfg.accumulate, self.micro - group)
+        last = i + 1 == group + group_len
+        if i == group:
+            self.opt.zero_grad(set_to_none=True)
+        with self._sync(last):
+            with P.autocast(self.precision, self.device):
+                out = run_model(self.train_model, inputs)
+            loss = self.loss_fn(out.float(), targets)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the loss became {loss.item()} in epoch {epoch + 1}: training diverged",
+                                    hint=f"lower the learning rate (it was {cfg.lr:g}), or use precision "
+                                         "fp32 if a lower precision was chosen")
+            extra = penalty(self.model, cfg.l1, cfg.l2)
+            full = loss if extra is None else loss + extra
+            self.scaler.scale(full / group_len if group_len > 1 else full).backward()
+        if last:
+            if cfg.grad_clip:
+                self.scaler.unscale_(self.opt)
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.sched.step()
+        return loss
+
+    def _sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """DDP: only the last micro-batch of a group all-reduces gradients."""
+        if last or not self.ctx.active or not isinstance(self.train_model, DistributedDataParallel):
+            return contextlib.nullcontext()
+        return self.train_model.no_sync()
+
+    def evaluate(self, epoch: int, row: dict[str, float], eval_data: Iterable[Batch], metric: Metric,
+                 bar: TrainProgress) -> None:
+        """Score the epoch into ``row``; keep the best weights and stop once patience runs out."""
+        cfg, result = self.cfg, self.result
+        score = evaluate_torch(self.model, eval_data, metric)
+        row[metric.name] = score
+        # The bar shows the last epoch's score (it showed the best so far, an epoch behind).
+        self.shown = f"  {metric.name} {score:.2f}"
+        bar.update(epoch + 1, cfg.epochs, row["loss"], self.shown, advance=0)
+        if result.best_metric is None or score > result.best_metric + cfg.min_delta:
+            result.best_metric, self.bad = score, 0
+            if cfg.patience is not None and cfg.restore_best:
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.bad += 1
+            if cfg.patience is not None and self.bad >= cfg.patience:
+                result.stopped_early = True
+                row["stopped_early"] = 1.0
+
+    def checkpoint(self, epoch: int) -> None:
+        """Save after ``epoch`` (1-based) when it is due: every ``checkpoint_every``, the last, a stop."""
+        cfg = self.cfg
+        if self.folder is None or not (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs
+                                       or self.result.stopped_early):
+            return
+        if self.ctx.is_main:
+            self._save(self.folder, epoch)
+        if self.ctx.active:
+            torch.distributed.barrier()
+
+    def _save(self, folder: Path, epoch: int) -> None:
+        result = self.result
+        state: dict[str, Any] = {
+            "schedule_steps": self.total,
+            "epoch": epoch, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "history": copy.deepcopy(result.history),
+            "precision": result.precision.to_dict() if result.precision else {},
+            "best_metric": result.best_metric, "bad_evals": self.bad, "rng": ckpt.rng_state(self.gen),
+        }
+        if self.best_state is not None:
+            state["best_weights"] = self.best_state
+        ckpt.save(folder, epoch, self.model, state)
+
+
+def _start(model: nn.Module, train_data: Iterable[Batch], loss_fn: LossFn, cfg: TrainConfig,
+           augment: Callable[[Inputs, torch.Generator], Inputs] | None) -> _Loop:
+    """Everything before the first step: device, data, optimizer and schedule, then either the
+    checkpoint to resume from or a fresh precision choice."""
     gen = torch.Generator().manual_seed(cfg.seed)
     device = torch.device(cfg.device)
     ctx = D.context()
@@ -206,127 +360,45 @@ def fit(
     data = _with_batch_size(train_data, cfg.batch_size)
     if ctx.active:
         data = D.ShardedBatches(data, ctx.rank, ctx.world)
-    micro = max(1, len(data)) if hasattr(data, "__len__") else 1  # type: ignore[arg-type]
+    micro = max(1, len(data)) if isinstance(data, Sized) else 1
     steps_per_epoch = -(-micro // cfg.accumulate)
     total = steps_per_epoch * cfg.epochs
     opt = _optimizer(model, cfg)
     sched = build_scheduler(opt, total, int(cfg.warmup_epochs * steps_per_epoch), cfg.schedule,
                             int(cfg.step_epochs * steps_per_epoch), cfg.gamma)
     result = TrainResult()
-    best_state: dict[str, torch.Tensor] | None = None
-    bad = 0
-    start_epoch = 0
     folder = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     found = ckpt.latest(folder) if cfg.resume and folder else None
+    state: dict[str, Any] = {}
     if found is not None:
-        state = ckpt.load(found, model)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        result.history = state["history"]
-        result.precision = P.PrecisionChoice(**state["precision"])  # keep the run's precision: no re-probe
-        result.best_metric, bad = state["best_metric"], state["bad_evals"]
-        best_state = state.get("best_weights")
-        start_epoch = result.resumed_from = state["epoch"]
-        ckpt.set_rng_state(state["rng"], gen)
-        _follow_new_schedule(opt, sched, state.get("schedule_steps"), total, result)
+        state = _resume(found, model, opt, sched, gen, total, result)
     else:
         result.precision = _choose_precision(model, data, loss_fn, cfg, device, ctx)
-    prec = result.precision.precision
-    scaler = P.make_scaler(prec, device)
-    if found is not None and state.get("scaler"):
+    assert result.precision is not None  # resumed, or chosen just above
+    scaler = P.make_scaler(result.precision.precision, device)
+    if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
-    train_model = D.wrap_ddp(model, device) if ctx.active else model
-    start = time.perf_counter()
-    shown = ""  # the last evaluated epoch's metric, for the bar
-    with TrainProgress(micro * cfg.epochs, micro * start_epoch, enabled=progress and ctx.is_main) as bar:
-        for epoch in range(start_epoch, cfg.epochs):
-            if result.stopped_early:
-                break
-            D.set_epoch(data, epoch)
-            model.train()
-            loss_sum, count = 0.0, 0
-            for i, (inputs, targets) in enumerate(data):
-                inputs, targets = _to(inputs, targets, device)
-                if augment is not None:
-                    inputs = augment(inputs, gen)
-                group = i // cfg.accumulate * cfg.accumulate
-                group_len = min(cfg.accumulate, micro - group)
-                last = i + 1 == group + group_len
-                if i == group:
-                    opt.zero_grad(set_to_none=True)
-                # DDP: only the last micro-batch of a group all-reduces gradients.
-                sync = contextlib.nullcontext() if last or not ctx.active else train_model.no_sync()
-                with sync:
-                    with P.autocast(prec, device):
-                        out = run_model(train_model, inputs)
-                    loss = loss_fn(out.float(), targets)
-                    if not torch.isfinite(loss):
-                        raise TrainingError(f"the loss became {loss.item()} in epoch {epoch + 1}: training diverged",
-                                            hint=f"lower the learning rate (it was {cfg.lr:g}), or use precision "
-                                                 "fp32 if a lower precision was chosen")
-                    extra = penalty(model, cfg.l1, cfg.l2)
-                    full = loss if extra is None else loss + extra
-                    scaler.scale(full / group_len if group_len > 1 else full).backward()
-                if last:
-                    if cfg.grad_clip:
-                        scaler.unscale_(opt)
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    scaler.step(opt)
-                    scaler.update()
-                    sched.step()
-                n = targets.shape[0]
-                loss_sum += float(loss.detach()) * n
-                count += n
-                bar.update(epoch + 1, cfg.epochs, loss_sum / max(1, count), shown)
-            row: dict[str, float] = {"epoch": epoch + 1, "loss": loss_sum / max(1, count), "lr": sched.get_last_lr()[0]}
-            if ctx.active:  # report the global mean loss, not rank 0's share
-                t = torch.tensor([loss_sum, float(count)], device=device)
-                torch.distributed.all_reduce(t)
-                row["loss"] = float(t[0] / t[1].clamp(min=1))
-            if eval_data is not None and metric is not None:
-                score = evaluate_torch(model, eval_data, metric)
-                row[metric.name] = score
-                # The bar shows the last epoch's score (it showed the best so far, an epoch behind).
-                shown = f"  {metric.name} {score:.2f}"
-                bar.update(epoch + 1, cfg.epochs, row["loss"], shown, advance=0)
-                if result.best_metric is None or score > result.best_metric + cfg.min_delta:
-                    result.best_metric, bad = score, 0
-                    if cfg.patience is not None and cfg.restore_best:
-                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                else:
-                    bad += 1
-                    if cfg.patience is not None and bad >= cfg.patience:
-                        result.stopped_early = True
-                        row["stopped_early"] = 1.0
-            result.history.append(row)
-            if folder is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs
-                                       or result.stopped_early):
-                if ctx.is_main:
-                    _save(folder, epoch + 1, model, opt, sched, scaler, result, bad, best_state, gen, total)
-                if ctx.active:
-                    torch.distributed.barrier()
-            if on_epoch is not None:
-                on_epoch(epoch + 1, row)
-    if best_state is not None and cfg.restore_best:  # the best evaluated weights, not the last ones
-        model.load_state_dict(best_state)
-    model.eval()
-    result.seconds = time.perf_counter() - start
-    return result
+    return _Loop(model=model, train_model=D.wrap_ddp(model, device) if ctx.active else model, data=data,
+                 loss_fn=loss_fn, cfg=cfg, opt=opt, sched=sched, scaler=scaler,
+                 precision=result.precision.precision, device=device, ctx=ctx, gen=gen, augment=augment,
+                 micro=micro, total=total, result=result, folder=folder, start_epoch=state.get("epoch", 0),
+                 best_state=state.get("best_weights"), bad=state.get("bad_evals", 0))
 
 
-def _save(folder: Path, epoch: int, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
-          scaler: torch.amp.GradScaler, result: TrainResult, bad: int,
-          best_state: dict[str, torch.Tensor] | None, gen: torch.Generator, total: int) -> None:
-    state: dict[str, Any] = {
-        "schedule_steps": total,
-        "epoch": epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-        "history": copy.deepcopy(result.history), "precision": result.precision.to_dict() if result.precision else {},
-        "best_metric": result.best_metric, "bad_evals": bad, "rng": ckpt.rng_state(gen),
-    }
-    if best_state is not None:
-        state["best_weights"] = best_state
-    ckpt.save(folder, epoch, model, state)
+def _resume(found: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR,
+            gen: torch.Generator, total: int, result: TrainResult) -> dict[str, Any]:
+    """Load the checkpoint ``found`` into the model, optimizer, schedule, random streams and
+    ``result``; returns its training state."""
+    state = ckpt.load(found, model)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    result.history = state["history"]
+    result.precision = P.PrecisionChoice(**state["precision"])  # keep the run's precision: no re-probe
+    result.best_metric = state["best_metric"]
+    result.resumed_from = state["epoch"]
+    ckpt.set_rng_state(state["rng"], gen)
+    _follow_new_schedule(opt, sched, state.get("schedule_steps"), total, result)
+    return state
 
 
 def _follow_new_schedule(opt: torch.optim.Optimizer, sched: Any, stored_steps: int | None, total: int,

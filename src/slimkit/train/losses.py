@@ -63,8 +63,8 @@ def hard_loss(loss_fn, logits: torch.Tensor, targets: torch.Tensor, ignore: int 
     return loss_fn(logits[mask], targets[mask])
 
 
-def _resize_like(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
+def _resize_like(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == size:
         return x
     if x.shape[-1] >= size[-1] and x.shape[-2] >= size[-2]:
         return F.adaptive_avg_pool2d(x, size)
@@ -85,7 +85,7 @@ def attention_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor)
         True
     """
     a_t = attention_map(teacher_feature)
-    a_s = _resize_like(attention_map(student_feature).unsqueeze(1), a_t.shape[-2:]).squeeze(1)
+    a_s = _resize_like(attention_map(student_feature).unsqueeze(1), (a_t.shape[-2], a_t.shape[-1])).squeeze(1)
     a_s, a_t = F.normalize(a_s.flatten(1), dim=1), F.normalize(a_t.flatten(1), dim=1)
     return (a_s - a_t).pow(2).sum(dim=1).mean()
 

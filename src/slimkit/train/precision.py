@@ -144,7 +144,8 @@ def probe(model: nn.Module, make_opt: Callable[[nn.Module], torch.optim.Optimize
     after a round is not timed further (the probe ends once only fp32 is left).
     """
     candidates = candidates or available(device)
-    copies, opts, scalers, times, first, finite = {}, {}, {}, {}, {}, {}
+    copies, opts, scalers, first, finite = {}, {}, {}, {}, {}
+    times: dict[str, list[float]] = {}
     with _quiet_rng():
         for name in candidates:
             copies[name] = copy.deepcopy(model).train()

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class TrainProgress:
@@ -13,7 +21,7 @@ class TrainProgress:
     def __init__(self, total_steps: int, done: int = 0, enabled: bool = True) -> None:
         self.enabled = enabled
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self.total, self.done = total_steps, done
 
     def __enter__(self) -> TrainProgress:
@@ -28,7 +36,7 @@ class TrainProgress:
         return self
 
     def update(self, epoch: int, epochs: int, loss: float, metric: str = "", advance: int = 1) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, advance=advance, description=f"epoch {epoch}/{epochs}",
                              stats=f"loss {loss:.4f}{metric}")
 

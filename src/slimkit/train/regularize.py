@@ -32,7 +32,9 @@ def penalty(model: nn.Module, l1: float = 0.0, l2: float = 0.0) -> torch.Tensor 
     total: torch.Tensor | None = None
     for p in model.parameters():
         if p.requires_grad and p.dim() > 1:
-            term = (l1 * p.abs().sum() if l1 else 0.0) + (l2 * p.pow(2).sum() if l2 else 0.0)
+            term = l1 * p.abs().sum() if l1 else l2 * p.pow(2).sum()
+            if l1 and l2:
+                term = term + l2 * p.pow(2).sum()
             total = term if total is None else total + term
     return total
 

@@ -7,7 +7,6 @@ train mode). Its forward runs both models and leaves what the loss needs in a st
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +15,9 @@ from torch import nn
 
 from slimkit.core.data import Batches, Inputs, primary_output
 from slimkit.core.task import call_model
+from slimkit.kernels.teacher import TeacherStudent
 from slimkit.techniques.distill._config import DistillConfig
-from slimkit.techniques.distill._features import Adapter, Recorder, auto_pairs, layer_shapes
+from slimkit.techniques.distill._features import Adapter, auto_pairs, layer_shapes
 from slimkit.train.losses import attention_loss, feature_loss, hard_loss, kd_loss
 
 TEACHER_PREFIX = "teacher."
@@ -37,37 +37,30 @@ def _split(inputs: Inputs) -> tuple[Inputs, Inputs | None, torch.Tensor | None]:
     return s, (t or None), inputs.get(INDEX)
 
 
-class Distiller(nn.Module):
-    """Student + adapters, with the teacher alongside; ``loss`` is the combined distillation loss."""
+class Distiller(TeacherStudent):
+    """Student + adapters, with the teacher alongside (a frozen copy); ``loss`` is the combined
+    distillation loss. :meth:`remove` takes the feature hooks off the student after training."""
 
     def __init__(self, teacher: nn.Module, student: nn.Module, cfg: DistillConfig,
                  task_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  example: Inputs, teacher_example: Inputs | None = None) -> None:
-        super().__init__()
-        self.student = student
-        frozen = copy.deepcopy(teacher).eval().requires_grad_(False)
-        self._teacher = [frozen]  # a list: not a submodule
+        super().__init__(student, teacher, copy_teacher=True)
+        frozen = self.teacher
         self.cfg, self.task_loss = cfg, task_loss
         self.stash = _Stash()
         self.cache: torch.Tensor | None = None
         t_example = teacher_example if teacher_example is not None else example
-        self.pairs: list[tuple[str, str]] = []
         self.adapters = nn.ModuleDict()
         if cfg.needs_features:
-            self.pairs = ([tuple(p.split("=")) for p in cfg.pairs] if cfg.pairs else  # type: ignore[misc]
-                          auto_pairs(frozen, t_example, student, example, cfg.auto_pairs,
-                                     spatial_only=cfg.attention_weight > 0 and cfg.feature_weight == 0))
-            t_shapes = layer_shapes(frozen, t_example, [t for t, _ in self.pairs])
-            s_shapes = layer_shapes(student, example, [s for _, s in self.pairs])
+            pairs = ([(t, s) for t, s in (p.split("=") for p in cfg.pairs)] if cfg.pairs else
+                     auto_pairs(frozen, t_example, student, example, cfg.auto_pairs,
+                                spatial_only=cfg.attention_weight > 0 and cfg.feature_weight == 0))
+            t_shapes = layer_shapes(frozen, t_example, [t for t, _ in pairs])
+            s_shapes = layer_shapes(student, example, [s for _, s in pairs])
             if cfg.feature_weight > 0:
-                for i, (t, s) in enumerate(self.pairs):
+                for i, (t, s) in enumerate(pairs):
                     self.adapters[str(i)] = Adapter(s_shapes[s], t_shapes[t])
-            self._t_rec = Recorder(frozen, [t for t, _ in self.pairs])
-            self._s_rec = Recorder(student, [s for _, s in self.pairs])
-
-    @property
-    def teacher(self) -> nn.Module:
-        return self._teacher[0]
+            self.record(pairs)
 
     @torch.no_grad()
     def cache_teacher(self, data: Batches) -> None:
@@ -86,13 +79,11 @@ class Distiller(nn.Module):
         if self.cache is not None and index is not None and not self.cfg.needs_features:
             t_logits = self.cache[index.to(self.cache.device)]
         else:
-            with torch.no_grad():
-                self.teacher.to(next(self.student.parameters()).device)
-                t_logits = primary_output(self.teacher(**(t_in if t_in is not None else s_in)))
+            t_logits = primary_output(self.teacher_output(t_in if t_in is not None else s_in))
         self.stash["teacher"] = t_logits
         if self.pairs:
-            self.stash["t_feats"] = [self._t_rec.outputs[t] for t, _ in self.pairs]
-            self.stash["s_feats"] = [self._s_rec.outputs[s] for _, s in self.pairs]
+            self.stash["t_feats"] = self.teacher_features()
+            self.stash["s_feats"] = self.student_features()
         return out
 
     def terms(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:

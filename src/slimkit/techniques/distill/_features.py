@@ -1,9 +1,6 @@
-"""Intermediate features: forward-hook recording, depth-based pairing, learned adapters."""
+"""Intermediate features: depth-based pairing and learned adapters (recording: :mod:`slimkit.kernels.hooks`)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -11,47 +8,9 @@ from torch import nn
 
 from slimkit.core.data import Inputs
 from slimkit.errors import UsageError
+from slimkit.kernels.hooks import Recorder, trace_calls
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
-
-class Recorder:
-    """Keeps the latest output of named submodules through forward hooks."""
-
-    def __init__(self, model: nn.Module, names: list[str]) -> None:
-        modules = dict(model.named_modules())
-        missing = [n for n in names if n not in modules]
-        if missing:
-            raise UsageError(f"no layer named {', '.join(missing)} in {type(model).__name__}",
-                             hint="layer names are those of model.named_modules(), e.g. 'layer2.0.conv1'")
-        self.outputs: dict[str, torch.Tensor] = {}
-        self._handles = [modules[n].register_forward_hook(self._hook(n)) for n in names]
-
-    def _hook(self, name: str):  # noqa: ANN202
-        def hook(_m: nn.Module, _i: object, out: object) -> None:
-            if isinstance(out, torch.Tensor):
-                self.outputs[name] = out
-        return hook
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-
-
-@contextmanager
-def _trace(model: nn.Module) -> Iterator[list[tuple[str, tuple[int, ...]]]]:
-    """Record (name, output shape) of every conv/linear layer in execution order."""
-    order: list[tuple[str, tuple[int, ...]]] = []
-    handles = []
-    for name, m in model.named_modules():
-        if isinstance(m, _LAYERS):
-            handles.append(m.register_forward_hook(
-                lambda _m, _i, out, n=name: order.append((n, tuple(out.shape))) if torch.is_tensor(out) else None))
-    try:
-        yield order
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @torch.no_grad()
@@ -59,9 +18,10 @@ def candidate_layers(model: nn.Module, inputs: Inputs) -> list[tuple[str, tuple[
     """Conv/linear layers run exactly once per forward, in execution order, without the output head."""
     was_training = model.training
     model.eval()
-    with _trace(model) as order:
+    with trace_calls(model, lambda _n, m: isinstance(m, _LAYERS)) as calls:
         model(**inputs)
     model.train(was_training)
+    order = [(c.name, c.shape) for c in calls if c.shape is not None]
     counts: dict[str, int] = {}
     for n, _ in order:
         counts[n] = counts.get(n, 0) + 1
@@ -127,12 +87,11 @@ class Adapter(nn.Module):
 
 @torch.no_grad()
 def layer_shapes(model: nn.Module, inputs: Inputs, names: list[str]) -> dict[str, tuple[int, ...]]:
-    rec = Recorder(model, names)
     was_training = model.training
-    model.eval()
-    try:
-        model(**inputs)
-    finally:
-        rec.remove()
-        model.train(was_training)
+    with Recorder(model, names) as rec:
+        model.eval()
+        try:
+            model(**inputs)
+        finally:
+            model.train(was_training)
     return {n: tuple(t.shape) for n, t in rec.outputs.items()}

@@ -74,5 +74,8 @@ def distill_model(
         probe = P.probe(student, lambda m: torch.optim.AdamW(m.parameters()), inputs, targets,
                         lambda m, i, t: task_loss(m(**i).float(), t), torch.device(tcfg.device))
         tcfg = TrainConfig(**{**tcfg.to_dict(), "precision": probe.precision})
-    result = fit(module, paired, module.loss, tcfg, eval_data=eval_data, metric=metric, progress=progress)
+    try:
+        result = fit(module, paired, module.loss, tcfg, eval_data=eval_data, metric=metric, progress=progress)
+    finally:
+        module.remove()  # the student is returned without the feature hooks
     return DistillResult(student.eval(), result, module.pairs, cfg)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch.fx
 from torch import nn
 
-from slimkit.techniques.fuse._fold import is_batchnorm, is_foldable_layer
+from slimkit.kernels.batchnorm import is_batchnorm, is_foldable_layer
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,17 @@ from torch import nn
 from slimkit.core.data import Inputs
 from slimkit.errors import UsageError
 from slimkit.export.parity import Parity, check_parity
-from slimkit.techniques.fuse._config import FuseConfig
-from slimkit.techniques.fuse._fold import (
+from slimkit.kernels.batchnorm import (
     fold_batchnorm,
     is_batchnorm,
     is_foldable_layer,
     kind_of,
+    replace_module,
+    why_not_at_rank,
     why_not_foldable,
 )
+from slimkit.kernels.hooks import trace_calls
+from slimkit.techniques.fuse._config import FuseConfig
 from slimkit.techniques.fuse._pairs import Candidate, Rejected, find_candidates
 
 # Folding is exact in real arithmetic; in float32 only the rounding order changes, which
@@ -101,22 +104,10 @@ class _Run:
 
 @torch.no_grad()
 def _observe(model: nn.Module, inputs: Inputs) -> _Run:
-    calls: Counter[str] = Counter()
-    ranks: dict[str, int] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if is_foldable_layer(module) or is_batchnorm(module):
-            def hook(_m: nn.Module, _a: object, out: object, name: str = name) -> None:
-                calls[name] += 1
-                if isinstance(out, torch.Tensor):
-                    ranks[name] = out.dim()
-            handles.append(module.register_forward_hook(hook))
-    try:
+    with trace_calls(model, lambda _n, m: is_foldable_layer(m) or is_batchnorm(m)) as seen:
         outputs = _tensors(model(**inputs))
-    finally:
-        for h in handles:
-            h.remove()
-    return _Run(outputs, calls, ranks)
+    ranks = {c.name: len(c.shape) for c in seen if c.shape is not None}
+    return _Run(outputs, Counter(c.name for c in seen), ranks)
 
 
 def _why_not(model: nn.Module, cand: Candidate, run: _Run, hooked: set[str], uses: Counter[int],
@@ -139,15 +130,7 @@ def _why_not(model: nn.Module, cand: Candidate, run: _Run, hooked: set[str], use
         # says how often each module actually ran on the example inputs.
         return (f"on the example inputs the layer ran {run.calls[cand.layer]} time(s) and BatchNorm "
                 f"{run.calls[cand.bn]} time(s), not once each")
-    if isinstance(layer, nn.Linear) and run.ranks.get(cand.layer) != 2:
-        # BatchNorm1d normalizes axis 1; only for 2-D (batch, features) is that Linear's output axis.
-        return "Linear output is not 2-D (batch, features), so BatchNorm1d normalizes another axis"
-    return None
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name), child, new)
+    return why_not_at_rank(layer, run.ranks.get(cand.layer))
 
 
 def _check(reference: list[torch.Tensor], fused: list[torch.Tensor]) -> Parity:
@@ -218,7 +201,7 @@ def fuse_torch(model: nn.Module, example_inputs: Inputs,
             continue
         layer = fused.get_submodule(cand.layer)
         fold_batchnorm(layer, fused.get_submodule(cand.bn))  # type: ignore[arg-type]
-        _replace(fused, cand.bn, nn.Identity())
+        replace_module(fused, cand.bn, nn.Identity())
         done.append(FusedPair(cand.layer, cand.bn, kind_of(layer), cand.found_by))
 
     with torch.no_grad():

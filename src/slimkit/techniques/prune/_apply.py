@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from slimkit.core.task import Task
@@ -88,73 +89,23 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
         [114, 58]
     """
     say = progress or (lambda _m: None)
-    modules = {name for name, _ in model.named_modules()}
-    unknown = [n for n in (*cfg.ignore, *cfg.parsed_layer_ratios()) if n not in modules]
-    if unknown:
-        raise UsageError(f"prune config names layer(s) the model does not have: {', '.join(unknown)}",
-                         hint="use names from model.named_modules() (--ignore, --layer-ratio)")
-    if cfg.criterion == "bn_scale" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        raise UsageError("the bn_scale criterion ranks channels by their BatchNorm scale, and this model has no "
-                         "BatchNorm layer", hint="use --criterion l2 (or l1, taylor)")
-    target_macs = cfg.target_macs
+    _check_config(model, cfg)
     teacher = model.eval()
     student = copy.deepcopy(model).eval()
     inputs = task.example_inputs
     result = PruneResult(cfg, macs=[count_macs(student, inputs)], params=[count_params(student)])
     masks = None
     if cfg.mode == "structured":
-        ratios = None
-        heads_asked = cfg.head_ratio is not None or cfg.ffn_ratio is not None  # before target_macs zeroes them
-        if cfg.target_macs is not None:
-            say(f"sensitivity analysis for a {cfg.target_macs}x MAC reduction")
-            result.sensitivity = analyse(student, task, cfg, progress=say)
-            ratios = ratios_for_macs(student, task, cfg, result.sensitivity, cfg.target_macs)
-            result.ratios = {k: round(v, 4) for k, v in ratios.items()}
-            cfg = dataclasses.replace(cfg, ratio=0.0, head_ratio=0.0, ffn_ratio=0.0)
-        say("pruning channels" if cfg.target_macs is None else f"pruning {len(ratios or {})} layers")
-        pruned = prune_structured(student, inputs, cfg, data=task.calibration_data, loss_fn=task.loss,
-                                  ratios=ratios)
-        if pruned.method != "bert" and heads_asked:
-            raise UsageError("head_ratio/ffn_ratio apply to BERT-family transformers (attention heads, FFN "
-                             "neurons), and this model is not one", hint="drop --head-ratio/--ffn-ratio")
-        result.layers, result.heads = pruned.layers, pruned.heads
-        result.method, result.note = pruned.method, pruned.note
-        if pruned.note:
-            say(pruned.note)
-        if cfg.reconstruct and pruned.method == "bert":
-            say("re-fitting the layers that read pruned heads/neurons (least squares)")
-            # The re-fit sees the recovery's training part only: its validation split stays unseen.
-            result.reconstruction = reconstruct_bert(student, teacher, train_split(task, cfg.recover))
+        _prune_channels(student, teacher, task, cfg, result, say)
     else:
-        if cfg.criterion == "taylor":
-            accumulate_gradients(student, task.calibration_data, task.loss, cfg.calibration_batches)
-        first = cubic_sparsity(1, cfg.recover_epochs, cfg.ratio) if cfg.schedule == "gradual" else cfg.ratio
-        masks = _masks(student, cfg, first)
-        apply_masks(student, masks)
-        student.zero_grad(set_to_none=True)
+        masks = _prune_weights(student, task, cfg)
     result.metric_after_prune = evaluate_torch(student, task.eval_data, task.metric)
     say(f"{task.metric.name} after pruning, before recovery: {result.metric_after_prune:.4f}")
     if cfg.recover_epochs:
         say(f"recovering ({cfg.recover}, up to {cfg.recover_epochs} epochs)")
         left = count_macs(student, inputs) / max(result.macs[0], 1)
         validated = None if on_validation is None else (lambda e, v: on_validation(e, v, left))
-        if masks is None:
-            result.recovery = recover(student, task, epochs=cfg.recover_epochs, lr=cfg.lr, method=cfg.recover,
-                                      teacher=teacher, floor=floor, seed=cfg.seed, hidden_weight=cfg.hidden_weight,
-                                      on_validation=validated, progress=say)
-        else:
-            def raise_sparsity(epoch: int, _row: dict[str, float]) -> None:
-                if cfg.schedule == "gradual":  # the masks are updated in place: the hooks see them
-                    target = cubic_sparsity(epoch + 1, cfg.recover_epochs, cfg.ratio)
-                    for name, keep in _masks(student, cfg, target).items():
-                        masks[name].copy_(keep)
-                    apply_masks(student, masks)
-
-            with hold_masks(student, masks):
-                result.recovery = recover(
-                    student, task, epochs=cfg.recover_epochs, lr=cfg.lr, method=cfg.recover, teacher=teacher,
-                    floor=None if cfg.schedule == "gradual" else floor, seed=cfg.seed,
-                    on_epoch=raise_sparsity, on_validation=validated, progress=say)
+        result.recovery = _recover_pruned(student, teacher, task, cfg, masks, floor, validated, say)
     if result.recovery is not None:
         # Reported, never used to choose: recovery stopped on its validation split.
         result.metric_after_recovery = evaluate_torch(student, task.eval_data, task.metric)
@@ -165,8 +116,83 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
     result.macs.append(count_macs(student, inputs))
     result.params.append(count_params(student))
     if cfg.mode == "structured":
-        _note_shortfall(result, model, target_macs)
+        _note_shortfall(result, model, cfg.target_macs)
     return student.eval(), result
+
+
+def _check_config(model: nn.Module, cfg: PruneConfig) -> None:
+    """Layer names and a criterion the model cannot honour are refused before any work."""
+    modules = {name for name, _ in model.named_modules()}
+    unknown = [n for n in (*cfg.ignore, *cfg.parsed_layer_ratios()) if n not in modules]
+    if unknown:
+        raise UsageError(f"prune config names layer(s) the model does not have: {', '.join(unknown)}",
+                         hint="use names from model.named_modules() (--ignore, --layer-ratio)")
+    if cfg.criterion == "bn_scale" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise UsageError("the bn_scale criterion ranks channels by their BatchNorm scale, and this model has no "
+                         "BatchNorm layer", hint="use --criterion l2 (or l1, taylor)")
+
+
+def _prune_channels(student: nn.Module, teacher: nn.Module, task: Task, cfg: PruneConfig, result: PruneResult,
+                    say: Progress) -> None:
+    """Structured: remove channels (heads, neurons) from ``student`` in place, at the configured
+    ratios or at those the sensitivity analysis picks for ``target_macs``; fills ``result``."""
+    ratios = None
+    heads_asked = cfg.head_ratio is not None or cfg.ffn_ratio is not None  # before target_macs zeroes them
+    if cfg.target_macs is not None:
+        say(f"sensitivity analysis for a {cfg.target_macs}x MAC reduction")
+        result.sensitivity = analyse(student, task, cfg, progress=say)
+        ratios = ratios_for_macs(student, task, cfg, result.sensitivity, cfg.target_macs)
+        result.ratios = {k: round(v, 4) for k, v in ratios.items()}
+        cfg = dataclasses.replace(cfg, ratio=0.0, head_ratio=0.0, ffn_ratio=0.0)
+    say("pruning channels" if cfg.target_macs is None else f"pruning {len(ratios or {})} layers")
+    pruned = prune_structured(student, task.example_inputs, cfg, data=task.calibration_data, loss_fn=task.loss,
+                              ratios=ratios)
+    if pruned.method != "bert" and heads_asked:
+        raise UsageError("head_ratio/ffn_ratio apply to BERT-family transformers (attention heads, FFN "
+                         "neurons), and this model is not one", hint="drop --head-ratio/--ffn-ratio")
+    result.layers, result.heads = pruned.layers, pruned.heads
+    result.method, result.note = pruned.method, pruned.note
+    if pruned.note:
+        say(pruned.note)
+    if cfg.reconstruct and pruned.method == "bert":
+        say("re-fitting the layers that read pruned heads/neurons (least squares)")
+        # The re-fit sees the recovery's training part only: its validation split stays unseen.
+        result.reconstruction = reconstruct_bert(student, teacher, train_split(task, cfg.recover))
+
+
+def _prune_weights(student: nn.Module, task: Task, cfg: PruneConfig) -> dict[str, torch.Tensor]:
+    """Unstructured: zero ``student``'s smallest weights in place (the first step of a gradual
+    schedule); returns the masks recovery holds."""
+    if cfg.criterion == "taylor":
+        accumulate_gradients(student, task.calibration_data, task.loss, cfg.calibration_batches)
+    first = cubic_sparsity(1, cfg.recover_epochs, cfg.ratio) if cfg.schedule == "gradual" else cfg.ratio
+    masks = _masks(student, cfg, first)
+    apply_masks(student, masks)
+    student.zero_grad(set_to_none=True)
+    return masks
+
+
+def _recover_pruned(student: nn.Module, teacher: nn.Module, task: Task, cfg: PruneConfig,
+             masks: dict[str, torch.Tensor] | None, floor: float | None,
+             validated: Callable[[int, float], None] | None, say: Progress) -> RecoveryResult:
+    """Train the pruned ``student`` back; unstructured masks stay applied (and, on a gradual
+    schedule, grow after every epoch)."""
+    if masks is None:
+        return recover(student, task, epochs=cfg.recover_epochs, lr=cfg.lr, method=cfg.recover, teacher=teacher,
+                       floor=floor, seed=cfg.seed, hidden_weight=cfg.hidden_weight, on_validation=validated,
+                       progress=say)
+
+    def raise_sparsity(epoch: int, _row: dict[str, float]) -> None:
+        if cfg.schedule == "gradual":  # the masks are updated in place: the hooks see them
+            target = cubic_sparsity(epoch + 1, cfg.recover_epochs, cfg.ratio)
+            for name, keep in _masks(student, cfg, target).items():
+                masks[name].copy_(keep)
+            apply_masks(student, masks)
+
+    with hold_masks(student, masks):
+        return recover(student, task, epochs=cfg.recover_epochs, lr=cfg.lr, method=cfg.recover, teacher=teacher,
+                       floor=None if cfg.schedule == "gradual" else floor, seed=cfg.seed,
+                       on_epoch=raise_sparsity, on_validation=validated, progress=say)
 
 
 def _note_shortfall(result: PruneResult, model: nn.Module, target_macs: float | None) -> None:
@@ -186,7 +212,7 @@ def _note_shortfall(result: PruneResult, model: nn.Module, target_macs: float | 
         result.note = "; ".join([n for n in (result.note, *notes) if n])
 
 
-def _masks(model: nn.Module, cfg: PruneConfig, sparsity: float) -> dict:
+def _masks(model: nn.Module, cfg: PruneConfig, sparsity: float) -> dict[str, torch.Tensor]:
     return magnitude_masks(model, sparsity, scope=cfg.scope, pattern=cfg.pattern,
                            criterion="l2" if cfg.criterion == "bn_scale" else cfg.criterion,
                            per_layer=cfg.parsed_layer_ratios(), skip=cfg.ignore)

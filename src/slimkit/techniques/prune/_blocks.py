@@ -29,19 +29,22 @@ import copy
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import torch
 from torch import nn
 
 from slimkit.core.data import Batch, Inputs
 from slimkit.core.task import LossFn, run_model
+from slimkit.kernels.hooks import Hooks, trace_calls
 from slimkit.techniques.prune._config import PruneConfig
 from slimkit.techniques.prune._counts import _counts
 from slimkit.techniques.prune._errors import PruneError
 from slimkit.techniques.prune._graph import ignored_layers
 from slimkit.techniques.prune._importance import accumulate_gradients, row_scores
 
-_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_LAYERS = (*_CONVS, nn.Linear)
 _BATCHNORM: dict[type[nn.Module], type[nn.Module]] = {
     nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d, nn.Linear: nn.BatchNorm1d}
 # Parameter-free modules that act on each element alone (exact types: a subclass may override forward).
@@ -78,10 +81,22 @@ class Chain:
 
 
 def _out_width(m: nn.Module) -> int:
-    return int(m.out_features if isinstance(m, nn.Linear) else m.out_channels)
+    if isinstance(m, nn.Linear):
+        return m.out_features
+    if isinstance(m, _CONVS):
+        return m.out_channels
+    raise TypeError(f"{type(m).__name__} is not a Conv/Linear layer")
 
 
-def _plain_sequential(m: nn.Module) -> bool:
+def weight_of(m: nn.Module) -> torch.Tensor:
+    """``m.weight``, typed (a module attribute reads as ``Tensor | Module`` to a type checker)."""
+    weight = m.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(m).__name__}.weight is not a tensor")
+    return weight
+
+
+def _plain_sequential(m: nn.Module) -> TypeGuard[nn.Sequential]:
     """A Sequential whose forward is nn.Sequential's own: it calls its children in order, nothing else."""
     return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
 
@@ -104,7 +119,7 @@ def _is_consumer(m: nn.Module, kind: type[nn.Module], channels: int) -> bool:
         return False
     if isinstance(m, nn.Linear):
         return m.in_features == channels
-    return m.groups == 1 and m.in_channels == channels
+    return isinstance(m, _CONVS) and m.groups == 1 and m.in_channels == channels
 
 
 def _is_member(m: nn.Module, kind: type[nn.Module], channels: int) -> bool:
@@ -112,15 +127,24 @@ def _is_member(m: nn.Module, kind: type[nn.Module], channels: int) -> bool:
     if type(m) in _ELEMENTWISE or (type(m) is nn.PReLU and m.num_parameters == 1):
         return True
     if type(m) is _BATCHNORM[kind]:
-        return m.num_features == channels
-    if type(m) is kind and kind is not nn.Linear:  # depthwise: one filter per channel
+        return isinstance(m, nn.modules.batchnorm._BatchNorm) and m.num_features == channels
+    if type(m) is kind and isinstance(m, _CONVS):  # depthwise: one filter per channel
         return m.groups == m.in_channels == m.out_channels == channels
-    return _is_se(m) and kind is nn.Conv2d and m.fc1.in_channels == channels and m.fc2.out_channels == channels
+    se = _se_convs(m)
+    return se is not None and kind is nn.Conv2d and se[0].in_channels == channels and se[1].out_channels == channels
 
 
 def _is_se(m: nn.Module) -> bool:
     se = _squeeze_excitation()
     return se is not None and type(m) is se
+
+
+def _se_convs(m: nn.Module) -> tuple[nn.Conv2d, nn.Conv2d] | None:
+    """The squeeze (``fc1``) and excitation (``fc2``) convs of a torchvision SqueezeExcitation, else None."""
+    if not _is_se(m):
+        return None
+    fc1, fc2 = m.fc1, m.fc2
+    return (fc1, fc2) if isinstance(fc1, nn.Conv2d) and isinstance(fc2, nn.Conv2d) else None
 
 
 def _reads_across(m: nn.Module) -> bool:
@@ -167,14 +191,10 @@ def _usable(model: nn.Module, inputs: Inputs, cfg: PruneConfig, chains: list[Cha
     seen: dict[int, int] = {}
     for _, m in model.named_modules(remove_duplicate=False):
         seen[id(m)] = seen.get(id(m), 0) + 1
-    ran: set[int] = set()
-    hooks = [c.modules[0][1].register_forward_hook(lambda m, _i, _o: ran.add(id(m))) for c in chains]
-    try:
-        with torch.no_grad():
-            run_model(model, inputs)
-    finally:
-        for h in hooks:
-            h.remove()
+    firsts = {id(c.modules[0][1]) for c in chains}
+    with trace_calls(model, lambda _n, m: id(m) in firsts) as calls, torch.no_grad():
+        run_model(model, inputs)
+    ran = {id(c.module) for c in calls}
     return [c for c in chains
             if id(c.modules[0][1]) in ran and id(c.modules[0][1]) not in frozen
             and not any(id(m) in untouchable or seen[id(m)] > 1 for _, m in c.modules)]
@@ -186,12 +206,13 @@ def _scores(chain: Chain, criterion: str) -> torch.Tensor:
     bns = [m for _, m in chain.modules[1:-1] if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine]
     if criterion == "bn_scale" and bns:
         return sum(m.weight.detach().abs() for m in bns)  # type: ignore[return-value]
-    parts: list[tuple[torch.Tensor, int]] = [(chain.modules[0][1].weight, 0), (chain.modules[-1][1].weight, 1)]
+    parts = [(weight_of(chain.modules[0][1]), 0), (weight_of(chain.modules[-1][1]), 1)]
     for _, m in chain.modules[1:-1]:
+        se = _se_convs(m)
         if isinstance(m, _LAYERS):
             parts.append((m.weight, 0))
-        elif _is_se(m):
-            parts += [(m.fc1.weight, 1), (m.fc2.weight, 0)]
+        elif se is not None:
+            parts += [(se[0].weight, 1), (se[1].weight, 0)]
     return row_scores(parts, criterion)
 
 
@@ -225,8 +246,10 @@ def shrink_out(m: nn.Module, keep: torch.Tensor) -> None:
     _take(m, "bias", keep, 0)
     if isinstance(m, nn.Linear):
         m.out_features = len(keep)
-    else:
+    elif isinstance(m, nn.modules.conv._ConvNd):
         m.out_channels = len(keep)
+    else:
+        raise TypeError(f"{type(m).__name__} is not a Conv/Linear layer")
 
 
 def shrink_in(m: nn.Module, keep: torch.Tensor) -> None:
@@ -234,8 +257,10 @@ def shrink_in(m: nn.Module, keep: torch.Tensor) -> None:
     _take(m, "weight", keep, 1)
     if isinstance(m, nn.Linear):
         m.in_features = len(keep)
-    else:
+    elif isinstance(m, nn.modules.conv._ConvNd):
         m.in_channels = len(keep)
+    else:
+        raise TypeError(f"{type(m).__name__} is not a Conv/Linear layer")
 
 
 def _shrink_member(m: nn.Module, keep: torch.Tensor) -> None:
@@ -243,12 +268,12 @@ def _shrink_member(m: nn.Module, keep: torch.Tensor) -> None:
         for name in ("weight", "bias", "running_mean", "running_var"):
             _take(m, name, keep, 0)
         m.num_features = len(keep)
-    elif isinstance(m, _LAYERS):  # depthwise
+    elif isinstance(m, _CONVS):  # depthwise
         shrink_out(m, keep)
         m.in_channels = m.groups = len(keep)
-    elif _is_se(m):  # squeeze-and-excitation: squeeze reads, excitation writes the channels
-        shrink_in(m.fc1, keep)
-        shrink_out(m.fc2, keep)
+    elif (se := _se_convs(m)) is not None:  # squeeze-and-excitation: squeeze reads, excitation writes the channels
+        shrink_in(se[0], keep)
+        shrink_out(se[1], keep)
 
 
 def apply(chain: Chain) -> None:
@@ -272,14 +297,13 @@ def _zero_hook(removed: torch.Tensor, axis: int) -> Callable[..., tuple]:
 
 def masked_output(model: nn.Module, inputs: Inputs, chains: list[Chain]) -> torch.Tensor:
     """The unpruned model's output with each chain's removed channels zeroed wherever they are read."""
-    hooks = [m.register_forward_pre_hook(_zero_hook(c.removed(), c.axis))
-             for c in chains for _, m in c.modules[1:] if _reads_across(m)]
-    try:
+    with Hooks() as hooks:
+        for c in chains:
+            for _, m in c.modules[1:]:
+                if _reads_across(m):
+                    hooks.pre(m, _zero_hook(c.removed(), c.axis))
         with torch.no_grad():
             return run_model(model.eval(), inputs)
-    finally:
-        for h in hooks:
-            h.remove()
 
 
 def _mismatch(reference: torch.Tensor, model: nn.Module, inputs: Inputs) -> str | None:

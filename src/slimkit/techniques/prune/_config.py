@@ -67,6 +67,12 @@ class PruneConfig(StepConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._check_values()
+        self._check_combinations()
+        self.parsed_layer_ratios()
+
+    def _check_values(self) -> None:
+        """Each setting on its own (and the criterion against the mode)."""
         for name in ("ratio", "head_ratio", "ffn_ratio"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -83,6 +89,9 @@ class PruneConfig(StepConfig):
             raise UsageError(f"prune config: hidden_weight must be >= 0, got {self.hidden_weight}")
         if self.recover_epochs < 0:
             raise UsageError(f"prune config: recover_epochs must be >= 0, got {self.recover_epochs}")
+
+    def _check_combinations(self) -> None:
+        """Settings that only apply with others."""
         if self.schedule == "gradual" and (self.mode != "unstructured" or self.recover_epochs < 1):
             raise UsageError("prune config: the gradual schedule is for unstructured pruning during recovery",
                              hint="use mode='unstructured' with recover_epochs >= 1")
@@ -116,7 +125,6 @@ class PruneConfig(StepConfig):
         heads = any(r for r in (self.head_ratio, self.ffn_ratio))
         if not self.ratio and self.target_macs is None and not self.layer_ratios and not heads:
             raise UsageError("prune config: ratio 0 removes nothing", hint="give a ratio in (0, 1), e.g. 0.3")
-        self.parsed_layer_ratios()
 
     def parsed_layer_ratios(self) -> dict[str, float]:
         """``layer_ratios`` as ``{module name: ratio}``."""

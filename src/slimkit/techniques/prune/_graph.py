@@ -9,6 +9,7 @@ from torch import nn
 
 from slimkit.core.data import Inputs
 from slimkit.core.task import run_model
+from slimkit.kernels.hooks import trace_calls
 from slimkit.techniques.prune._config import PruneConfig
 from slimkit.techniques.prune._errors import PruneError, TraceError
 from slimkit.techniques.prune._importance import tp_importance
@@ -45,18 +46,11 @@ def output_layers(model: nn.Module, inputs: Inputs) -> list[nn.Module]:
     Found by running the model: the last conv/linear executed whose output has as many
     channels as the model's output has on axis 1 (or the last axis for sequences).
     """
-    order: list[tuple[nn.Module, torch.Size]] = []
-    hooks = [m.register_forward_hook(lambda mod, _i, out: order.append((mod, out.shape)))
-             for m in model.modules() if isinstance(m, _LAYERS)]
-    try:
-        with torch.no_grad():
-            out = run_model(model, inputs)
-    finally:
-        for h in hooks:
-            h.remove()
+    with trace_calls(model, lambda _n, m: isinstance(m, _LAYERS)) as calls, torch.no_grad():
+        out = run_model(model, inputs)
     wanted = {out.shape[1] if out.dim() > 1 else out.shape[0], out.shape[-1]}
     found = []
-    for mod, shape in reversed(order):
+    for mod, shape in reversed([(c.module, c.shape) for c in calls if c.shape is not None]):
         channels = shape[-1] if isinstance(mod, nn.Linear) else shape[1]
         if channels in wanted:
             found.append(mod)

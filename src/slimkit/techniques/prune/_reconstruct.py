@@ -25,6 +25,7 @@ from torch import nn
 
 from slimkit.core.data import Batch
 from slimkit.core.task import run_model
+from slimkit.kernels.hooks import Hooks
 from slimkit.techniques.prune._transformer import bert_layers
 
 MAX_TOKENS = 24_000  # enough for a 769-column regression per output (MiniLM FFN at 1/2)
@@ -65,15 +66,12 @@ def _teacher_sums(teacher: nn.Module, batches: list[Batch], norms: list[str]) ->
     modules = dict(teacher.named_modules())
     found: dict[str, list[torch.Tensor]] = {n: [] for n in norms}
     mask: list[torch.Tensor | None] = [None]
-    handles = [modules[n].register_forward_pre_hook(
-        lambda _m, args, n=n: found[n].append(_real_tokens(args[0].float(), mask[0]))) for n in norms]
-    try:
+    with Hooks() as hooks:
+        for n in norms:
+            hooks.pre(modules[n], lambda _m, args, n=n: found[n].append(_real_tokens(args[0].float(), mask[0])))
         for inputs, _ in batches:
             mask[0] = inputs.get("attention_mask")
             run_model(teacher, inputs)
-    finally:
-        for h in handles:
-            h.remove()
     return {n: torch.cat(v) for n, v in found.items()}
 
 
@@ -90,14 +88,12 @@ def _student_inputs(student: nn.Module, batches: list[Batch], site: str) -> tupl
         rs.append(_real_tokens(values[1].float(), mask[0]))
         raise _Captured
 
-    handle = module.register_forward_pre_hook(grab, with_kwargs=True)
-    try:
+    with Hooks() as hooks:
+        hooks.pre(module, grab, with_kwargs=True)
         for inputs, _ in batches:
             mask[0] = inputs.get("attention_mask")
             with contextlib.suppress(_Captured):  # the hook stops the pass once the layer is seen
                 run_model(student, inputs)
-    finally:
-        handle.remove()
     return torch.cat(xs), torch.cat(rs)
 
 

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from slimkit.core.data import Batch, Batches
+from slimkit.core.data import Batch, Batches, primary_output
 from slimkit.core.task import Task, run_model
+from slimkit.kernels.hooks import Recorder
+from slimkit.kernels.teacher import TeacherStudent
 from slimkit.train.engine import TrainConfig, evaluate_torch, fit
 from slimkit.train.losses import distill_loss, hidden_state_loss
 from slimkit.train.modes import frozen_embeddings, no_dropout
@@ -34,7 +36,7 @@ class RecoveryResult:
                 "early_stopping_on": self.selection, "hidden_layers": self.hidden_layers}
 
 
-class Distilled(nn.Module):
+class Distilled(TeacherStudent):
     """The student trained against the unpruned teacher, run live on every batch.
 
     The loss is the output loss (KL on softened logits for classifiers, else the task's own
@@ -42,33 +44,21 @@ class Distilled(nn.Module):
     with the same output shape (structured pruning keeps module names; BERT layers keep their
     width), the relative squared error between the two layers' outputs over real tokens.
     Matching every layer's hidden state gives the pruned student a signal at each depth, not
-    only at the end: on MiniLM (1/3 of heads, 1/2 of FFN neurons removed) the final-output
-    loss alone plateaued at cosine 0.85.
+    only at the end: on a MiniLM with a third of its heads and half its FFN neurons removed,
+    the final-output loss alone plateaued far short of the original.
+    The teacher is frozen in place (not copied) and stays on its device.
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module, out_loss: Callable[[torch.Tensor, torch.Tensor],
                  torch.Tensor], hidden: list[str], hidden_weight: float) -> None:
-        super().__init__()
-        self.student = student
-        self._teacher = [teacher.eval().requires_grad_(False)]  # a list: not a submodule, never optimized
+        super().__init__(student, teacher)
         self.out_loss, self.hidden_weight = out_loss, hidden_weight
         self.hidden = hidden if hidden_weight > 0 else []
         self._stash: dict[str, object] = {}
-        self._handles = []
-        for tag, model in (("s", student), ("t", teacher)):
-            modules = dict(model.named_modules())
-            for name in self.hidden:
-                self._handles.append(modules[name].register_forward_hook(self._hook(tag, name)))
-
-    def _hook(self, tag: str, name: str):  # noqa: ANN202
-        def hook(_m: nn.Module, _i: object, out: object) -> None:
-            if isinstance(out, torch.Tensor):
-                self._stash[f"{tag}:{name}"] = out
-        return hook
+        self.record([(name, name) for name in self.hidden])
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            self._stash["teacher"] = run_model(self._teacher[0], inputs).float()
+        self._stash["teacher"] = primary_output(self.teacher_output(inputs)).float()
         self._stash["mask"] = inputs.get("attention_mask")
         return run_model(self.student, inputs)
 
@@ -77,13 +67,9 @@ class Distilled(nn.Module):
         if not self.hidden:
             return total
         mask = self._stash.get("mask")
-        terms = [hidden_state_loss(self._stash[f"s:{n}"], self._stash[f"t:{n}"],  # type: ignore[arg-type]
-                                   mask if isinstance(mask, torch.Tensor) else None) for n in self.hidden]
+        terms = [hidden_state_loss(s, t, mask if isinstance(mask, torch.Tensor) else None)
+                 for s, t in zip(self.student_features(), self.teacher_features(), strict=True)]
         return total + self.hidden_weight * torch.stack(terms).mean()
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
 
 
 def hidden_layers(student: nn.Module, teacher: nn.Module, inputs: dict[str, torch.Tensor]) -> list[str]:
@@ -94,19 +80,10 @@ def hidden_layers(student: nn.Module, teacher: nn.Module, inputs: dict[str, torc
     names = [f"{n}.output.LayerNorm" for n, _ in bert_layers(student)]
     s_mods, t_mods = dict(student.named_modules()), dict(teacher.named_modules())
     names = [n for n in names if n in s_mods and n in t_mods]
-    shapes: dict[str, dict[str, tuple[int, ...]]] = {"s": {}, "t": {}}
-    handles = []
-    for tag, mods in (("s", s_mods), ("t", t_mods)):
-        for n in names:
-            handles.append(mods[n].register_forward_hook(
-                lambda _m, _i, out, tag=tag, n=n: shapes[tag].__setitem__(n, tuple(out.shape))))
-    try:
-        with torch.no_grad():
-            run_model(student.eval(), inputs)
-            run_model(teacher.eval(), inputs)
-    finally:
-        for h in handles:
-            h.remove()
+    with Recorder(student, names) as s_rec, Recorder(teacher, names) as t_rec, torch.no_grad():
+        run_model(student.eval(), inputs)
+        run_model(teacher.eval(), inputs)
+    shapes = {tag: {n: tuple(out.shape) for n, out in rec.outputs.items()} for tag, rec in (("s", s_rec), ("t", t_rec))}
     return [n for n in names if n in shapes["s"] and shapes["s"][n] == shapes["t"].get(n)]
 
 
@@ -153,31 +130,64 @@ def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str
     if method == "distill" and teacher is None:
         raise ValueError("distillation needs the unpruned teacher")
     train, val = _split(_source(task, method))
-    val_floor = None
-    if floor is not None:
-        if val is None:
-            result.selection = "evaluation set (the training data cannot be split)"
-            val, val_floor = task.eval_data, floor
-        else:
-            result.selection = "validation split (10% of the training data)"
-            if teacher is not None:
-                allowed = evaluate_torch(teacher, task.eval_data, task.metric) - floor
-                val_floor = evaluate_torch(teacher, val, task.metric) - allowed
-                if method == "distill" and task.transfer_data is not None:
-                    # A transfer set is other inputs than the evaluation set, so validation on it
-                    # can read above the evaluation metric (MiniLM: validation 0.970 with evaluation
-                    # 0.966 in one recipe; 0.9689 with 0.9707 in another). Stopping right at the
-                    # floor stopped short of it, so distillation waits for half the budget more.
-                    val_floor += max(allowed, 0.0) / 2
-                    result.selection = "validation split (10% of the transfer set), floor + half the allowed drop"
-    module: nn.Module = model
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = task.loss
-    if method == "distill":
-        assert teacher is not None
-        hidden = hidden_layers(model, teacher, task.example_inputs) if hidden_weight > 0 else []
-        module = Distilled(model, teacher, distill_loss(task), hidden, hidden_weight)
-        loss = module.loss  # type: ignore[assignment]
-        result.hidden_layers = hidden
+    val, val_floor = _stopping_rule(task, method, teacher, floor, val, result)
+    module, loss = _trained_module(model, teacher, task, method, hidden_weight, result)
+    after_epoch = _after_epoch(model, task, epochs, val, val_floor, result, on_epoch, on_validation, progress)
+    distilling = method == "distill"
+    quiet = no_dropout(model) if distilling else contextlib.nullcontext()
+    fixed = frozen_embeddings(model) if distilling else contextlib.nullcontext()
+    try:
+        with quiet, fixed, contextlib.suppress(_Stop):  # _Stop: after_epoch found the metric back within budget
+            fit(module, train, loss, TrainConfig(epochs=epochs, lr=lr, seed=seed, warmup_epochs=0.0),
+                on_epoch=after_epoch)
+    finally:
+        if isinstance(module, Distilled):
+            module.remove()
+    model.eval()
+    return result
+
+
+def _stopping_rule(task: Task, method: str, teacher: nn.Module | None, floor: float | None,
+                   val: Iterable[Batch] | None, result: RecoveryResult) -> tuple[Iterable[Batch] | None, float | None]:
+    """The data the early-stopping check reads and the metric it must reach there (None: no early stop)."""
+    if floor is None:
+        return val, None
+    if val is None:
+        result.selection = "evaluation set (the training data cannot be split)"
+        return task.eval_data, floor
+    result.selection = "validation split (10% of the training data)"
+    if teacher is None:
+        return val, None
+    allowed = evaluate_torch(teacher, task.eval_data, task.metric) - floor
+    val_floor = evaluate_torch(teacher, val, task.metric) - allowed
+    if method == "distill" and task.transfer_data is not None:
+        # A transfer set is other inputs than the evaluation set, so validation on it can read
+        # above or below the evaluation metric, by different amounts from recipe to recipe.
+        # Stopping right at the floor stopped short of it, so distillation waits for half the budget more.
+        val_floor += max(allowed, 0.0) / 2
+        result.selection = "validation split (10% of the transfer set), floor + half the allowed drop"
+    return val, val_floor
+
+
+def _trained_module(model: nn.Module, teacher: nn.Module | None, task: Task, method: str, hidden_weight: float,
+                    result: RecoveryResult) -> tuple[nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """What the engine trains and its loss: the model on the task loss, or (distillation) the
+    model wrapped with the live teacher."""
+    if method != "distill":
+        return model, task.loss
+    assert teacher is not None  # recover() refuses distillation without one
+    hidden = hidden_layers(model, teacher, task.example_inputs) if hidden_weight > 0 else []
+    distilled = Distilled(model, teacher, distill_loss(task), hidden, hidden_weight)
+    result.hidden_layers = hidden
+    return distilled, distilled.loss
+
+
+def _after_epoch(model: nn.Module, task: Task, epochs: int, val: Iterable[Batch] | None, val_floor: float | None,
+                 result: RecoveryResult, on_epoch: Callable[[int, dict[str, float]], None] | None,
+                 on_validation: Callable[[int, float], None] | None,
+                 progress: Callable[[str], None] | None) -> Callable[[int, dict[str, float]], None]:
+    """The engine's epoch callback: score the validation data, record the epoch, report it, and
+    raise :class:`_Stop` once the metric is back within budget before the last epoch."""
 
     def after_epoch(epoch: int, row: dict[str, float]) -> None:
         if on_epoch is not None:
@@ -196,15 +206,4 @@ def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str
             result.stopped_early = True
             raise _Stop
 
-    distilling = method == "distill"
-    quiet = no_dropout(model) if distilling else contextlib.nullcontext()
-    fixed = frozen_embeddings(model) if distilling else contextlib.nullcontext()
-    try:
-        with quiet, fixed, contextlib.suppress(_Stop):  # _Stop: after_epoch found the metric back within budget
-            fit(module, train, loss, TrainConfig(epochs=epochs, lr=lr, seed=seed, warmup_epochs=0.0),
-                on_epoch=after_epoch)
-    finally:
-        if isinstance(module, Distilled):
-            module.remove()
-    model.eval()
-    return result
+    return after_epoch

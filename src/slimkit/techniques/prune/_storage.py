@@ -29,7 +29,7 @@ _SPARSE_MIN = 1.0 / 32.0 + 0.05
 def structure(model: nn.Module) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     for name, m in model.named_modules():
-        attrs = {a: (list(v) if isinstance(v, tuple) else v) for a in _ATTRS
+        attrs: dict[str, object] = {a: (list(v) if isinstance(v, tuple) else v) for a in _ATTRS
                  if isinstance(v := getattr(m, a, None), (int, tuple)) and not isinstance(v, bool)}
         if attrs:
             out[name] = attrs

@@ -10,13 +10,15 @@ attention module's ``num_attention_heads``/``all_head_size``; the head size neve
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from slimkit.core.data import Batch
 from slimkit.core.task import run_model
-from slimkit.techniques.prune._blocks import shrink_in, shrink_out
+from slimkit.kernels.hooks import Hooks
+from slimkit.techniques.prune._blocks import shrink_in, shrink_out, weight_of
 from slimkit.techniques.prune._config import PruneConfig
 from slimkit.techniques.prune._counts import _counts
 from slimkit.techniques.prune._errors import PruneError
@@ -35,17 +37,53 @@ def bert_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return found
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """The submodules of one BERT layer that head and FFN pruning read and shrink."""
+
+    attention: nn.Module  # attention.self: holds the head count and size
+    qkv: tuple[nn.Module, nn.Module, nn.Module]  # attention.self.{query,key,value}
+    attention_out: nn.Module  # attention.output.dense: (hidden, heads * size)
+    intermediate: nn.Module
+    ffn_in: nn.Linear  # intermediate.dense
+    ffn_out: nn.Linear  # output.dense
+
+    @classmethod
+    def of(cls, layer: nn.Module) -> _Parts:
+        att = layer.get_submodule("attention.self")
+        ffn_in, ffn_out = layer.get_submodule("intermediate.dense"), layer.get_submodule("output.dense")
+        assert isinstance(ffn_in, nn.Linear) and isinstance(ffn_out, nn.Linear)  # checked by bert_layers
+        return cls(att, (att.get_submodule("query"), att.get_submodule("key"), att.get_submodule("value")),
+                   layer.get_submodule("attention.output.dense"), layer.get_submodule("intermediate"),
+                   ffn_in, ffn_out)
+
+    @property
+    def heads(self) -> int:
+        return _int_attr(self.attention, "num_attention_heads")
+
+    @property
+    def head_size(self) -> int:
+        return _int_attr(self.attention, "attention_head_size")
+
+
+def _int_attr(module: nn.Module, name: str) -> int:
+    value = getattr(module, name)
+    if not isinstance(value, int):
+        raise PruneError(f"{type(module).__name__}.{name} is {value!r}, not a whole number",
+                         hint="prune only the FFN (head_ratio=0) or ignore the layer")
+    return value
+
+
 def _head_scores(layer: nn.Module, criterion: str) -> torch.Tensor:
-    att = layer.attention.self
-    heads, size = att.num_attention_heads, att.attention_head_size
-    parts = [(getattr(att, n).weight, 0) for n in ("query", "key", "value")]
-    rows = row_scores(parts, criterion)
-    cols = row_scores([(layer.attention.output.dense.weight, 1)], criterion)
-    return (rows + cols).view(heads, size).sum(1)
+    p = _Parts.of(layer)
+    rows = row_scores([(weight_of(m), 0) for m in p.qkv], criterion)
+    cols = row_scores([(weight_of(p.attention_out), 1)], criterion)
+    return (rows + cols).view(p.heads, p.head_size).sum(1)
 
 
 def _ffn_scores(layer: nn.Module, criterion: str) -> torch.Tensor:
-    return row_scores([(layer.intermediate.dense.weight, 0), (layer.output.dense.weight, 1)], criterion)
+    p = _Parts.of(layer)
+    return row_scores([(p.ffn_in.weight, 0), (p.ffn_out.weight, 1)], criterion)
 
 
 @torch.no_grad()
@@ -65,10 +103,11 @@ def activation_scores(model: nn.Module, layers: list[tuple[str, nn.Module]], dat
     FFN neurons, re-fitted: cosine 0.907 uniform, 0.930 global; dividing each score by the
     norm of the residual sum it joins gave 0.918).
     """
-    heads = [torch.zeros(m.attention.self.num_attention_heads) for _, m in layers]
-    ffn = [torch.zeros(m.intermediate.dense.out_features) for _, m in layers]
+    parts = [_Parts.of(m) for _, m in layers]
+    heads = [torch.zeros(p.heads) for p in parts]
+    ffn = [torch.zeros(p.ffn_in.out_features) for p in parts]
     state: dict[str, torch.Tensor | None] = {"mask": None}
-    handles = []
+    hooks = Hooks()
 
     def token_mask(x: torch.Tensor) -> torch.Tensor:
         mask = state["mask"]
@@ -76,17 +115,16 @@ def activation_scores(model: nn.Module, layers: list[tuple[str, nn.Module]], dat
             return torch.ones(x.shape[:2], dtype=x.dtype)
         return mask.to(x.dtype)
 
-    for i, (_, layer) in enumerate(layers):
-        att = layer.attention.self
-        w_o = layer.attention.output.dense.weight  # (hidden, heads * size)
-        w_out_norm = layer.output.dense.weight.norm(dim=0)
+    for i, p in enumerate(parts):
+        w_o = weight_of(p.attention_out)  # (hidden, heads * size)
+        w_out_norm = p.ffn_out.weight.norm(dim=0)
 
-        def on_context(_m: nn.Module, args: tuple, _out: object, i: int = i, att: nn.Module = att,
+        def on_context(_m: nn.Module, args: tuple, _out: object, i: int = i, p: _Parts = p,
                        w_o: torch.Tensor = w_o) -> None:
             ctx = args[0]  # (batch, seq, heads * size): every head's context vectors side by side
             mask = token_mask(ctx)
-            size = att.attention_head_size
-            for h in range(att.num_attention_heads):
+            size = p.head_size
+            for h in range(p.heads):
                 part = ctx[..., h * size:(h + 1) * size] @ w_o[:, h * size:(h + 1) * size].T
                 heads[i][h] += float((part.norm(dim=-1) * mask).sum() / mask.sum().clamp(min=1))
 
@@ -96,17 +134,14 @@ def activation_scores(model: nn.Module, layers: list[tuple[str, nn.Module]], dat
             mean_abs = (out.abs() * mask).sum(dim=(0, 1)) / mask.sum().clamp(min=1)
             ffn[i] += mean_abs * w_out_norm
 
-        handles.append(layer.attention.output.dense.register_forward_hook(on_context))
-        handles.append(layer.intermediate.register_forward_hook(on_ffn))
-    try:
+        hooks.forward(p.attention_out, on_context)
+        hooks.forward(p.intermediate, on_ffn)
+    with hooks:
         for b, (inputs, _) in enumerate(data):
             if b >= batches:
                 break
             state["mask"] = inputs.get("attention_mask")
             run_model(model, inputs)
-    finally:
-        for h in handles:
-            h.remove()
     return heads, ffn
 
 
@@ -138,23 +173,25 @@ def prune_bert(model: nn.Module, cfg: PruneConfig, ratios: dict[str, float] | No
         if name in overrides:  # a per-layer ratio applies to both heads and FFN of that layer
             hk = max(1, len(hs) - int(round(overrides[name] * len(hs))))
             fk = max(1, len(fs) - int(round(overrides[name] * len(fs))))
-        att = layer.attention.self
-        size = att.attention_head_size
+        p = _Parts.of(layer)
+        att = p.attention
         if getattr(att, "is_cross_attention", False) or not hasattr(att, "num_attention_heads"):
             raise PruneError(f"layer '{name}' has an attention module this pruner does not know",
                              hint="prune only the FFN (head_ratio=0) or ignore the layer", layer=name)
+        size = p.head_size
         heads = sorted(hs.topk(hk).indices.tolist())
         rows = torch.tensor([h * size + j for h in heads for j in range(size)])
-        for n in ("query", "key", "value"):
-            shrink_out(getattr(att, n), rows)
-        shrink_in(layer.attention.output.dense, rows)
+        for m in p.qkv:
+            shrink_out(m, rows)
+        shrink_in(p.attention_out, rows)
         pruned_heads[i] = sorted(set(range(len(hs))) - set(heads))
         sizes[name] = [len(hs), hk, len(fs), fk]
-        att.num_attention_heads = hk
-        att.all_head_size = hk * size
+        # torch types every module attribute as Tensor | Module; Hugging Face keeps these as plain ints.
+        att.num_attention_heads = hk  # type: ignore[assignment]
+        att.all_head_size = hk * size  # type: ignore[assignment]
         neurons = fs.topk(fk).indices.sort().values
-        shrink_out(layer.intermediate.dense, neurons)
-        shrink_in(layer.output.dense, neurons)
+        shrink_out(p.ffn_in, neurons)
+        shrink_in(p.ffn_out, neurons)
     _update_config(model, sizes, pruned_heads)
     return sizes
 

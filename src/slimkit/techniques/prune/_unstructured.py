@@ -12,10 +12,13 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from slimkit.kernels.hooks import Hooks
+
 _PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d)
+Prunable = nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear | nn.ConvTranspose2d
 
 
-def prunable_weights(model: nn.Module, skip: tuple[str, ...] = ()) -> dict[str, nn.Module]:
+def prunable_weights(model: nn.Module, skip: tuple[str, ...] = ()) -> dict[str, Prunable]:
     """Conv and linear layers whose weights may be zeroed (``skip`` names are left dense)."""
     return {n: m for n, m in model.named_modules() if isinstance(m, _PRUNABLE) and n not in skip}
 
@@ -83,28 +86,27 @@ def magnitude_masks(model: nn.Module, sparsity: float, *, scope: str = "uniform"
 
 
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
-    modules = dict(model.named_modules())
+    layers = prunable_weights(model)  # masks name prunable layers (magnitude_masks)
     with torch.no_grad():
         for name, keep in masks.items():
-            modules[name].weight.mul_(keep.to(modules[name].weight.dtype))
+            layers[name].weight.mul_(keep.to(layers[name].weight.dtype))
 
 
 @contextmanager
 def hold_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> Iterator[None]:
     """Re-apply masks before every forward while training, so the optimiser's momentum
     cannot revive a pruned weight; the hooks are removed afterwards."""
-    modules = dict(model.named_modules())
-    hooks = []
+    layers = prunable_weights(model)  # masks name prunable layers (magnitude_masks)
+    hooks = Hooks()
     for name, keep in masks.items():
-        def pre(mod: nn.Module, _args: object, keep: torch.Tensor = keep) -> None:
+        def pre(_mod: nn.Module, _args: object, keep: torch.Tensor = keep, layer: Prunable = layers[name]) -> None:
             with torch.no_grad():
-                mod.weight.mul_(keep.to(mod.weight.dtype))
-        hooks.append(modules[name].register_forward_pre_hook(pre))
+                layer.weight.mul_(keep.to(layer.weight.dtype))
+        hooks.pre(layers[name], pre)
     try:
-        yield
+        with hooks:
+            yield
     finally:
-        for h in hooks:
-            h.remove()
         apply_masks(model, masks)
 
 

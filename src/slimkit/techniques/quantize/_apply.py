@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,11 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimkit.core.data import Inputs
 from slimkit.core.task import Task
 from slimkit.errors import UsageError
 from slimkit.measure.measure import evaluate_deployed
 from slimkit.targets.base import Deployed
-from slimkit.techniques.quantize._backends import BACKENDS, export_float
+from slimkit.techniques.quantize._backends import BACKENDS, Backend, export_float
 from slimkit.techniques.quantize._calib import calibration_items, is_transformer
 from slimkit.techniques.quantize._config import QuantizeConfig
 from slimkit.techniques.quantize._support import check
@@ -55,28 +56,8 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
     check(cfg.scheme, cfg.target, cfg.calibration, qat=cfg.qat_epochs > 0)
     workdir.mkdir(parents=True, exist_ok=True)
     if cfg.target == "torch":
-        if cfg.max_drop is not None or cfg.exclude or with_sensitivity:
-            raise UsageError("per-layer sensitivity, --max-drop and excluded layers are offered on openvino "
-                             "and onnxruntime, not on torch", hint="use --target openvino")
-        from slimkit.techniques.quantize._torch import deploy_torch, quantize_torch
-
-        # torchao quantizes Linear layers only: the rest keep float weights, and the report says which.
-        weighted = [name for name, m in model.named_modules()
-                    if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() > 1
-                    and not isinstance(m, nn.Linear)] if cfg.scheme.startswith("int") else []
-        qmodel = quantize_torch(model, cfg)
-        deployed = deploy_torch(qmodel, task.example_inputs, workdir / "model.safetensors", threads, cfg.scheme)
-        details = {"engine": "torchao" if cfg.scheme.startswith("int") else "cast", "float_layers": weighted}
-        if weighted:
-            say(f"{len(weighted)} layer(s) that are not Linear keep float weights (torchao quantizes Linear only)")
-        deployed.details.update({"quantization": details})
-        return QuantizeResult(deployed, cfg, weighted, details=details)
-    items = calibration_items(task.calibration_data, cfg.samples)
-    if len(items) < cfg.samples:
-        # Calibration needs inputs only, so a small calibration set (minilm ships 64 sentences) is
-        # topped up from the training inputs: on MiniLM 320 samples lifted the minimum cosine
-        # from 0.981 to 0.990 over 64.
-        items += calibration_items(task.train_data, cfg.samples - len(items))
+        return _quantize_torch(model, task, cfg, workdir, threads, with_sensitivity, say)
+    items = _calibration(task, cfg.samples)
     transformer = is_transformer(task.example_inputs, model)
     if cfg.qat_epochs:
         return _qat(model, task, cfg, workdir, threads, items, transformer, say)
@@ -87,24 +68,78 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
     rows: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     if with_sensitivity or cfg.max_drop is not None:
-        from slimkit.techniques.quantize._sensitivity import eval_subset, sensitivity
-
-        subset = eval_subset(task, SENSITIVITY_ITEMS)
-        rows = sensitivity(backend, subset, say)
-        # The table's metrics are on this subset, not the whole evaluation set the report's rows use.
-        details["sensitivity_items"] = getattr(subset.eval_data, "num_items", None)
+        rows = _sensitivity_rows(backend, task, details, say)
     if cfg.max_drop is not None:
-        from slimkit.techniques.quantize._accuracy_aware import keep_sensitive_in_float
-
-        if reference_metric is None:
-            reference_metric, _ = evaluate_deployed(backend.load_float(), task)
-        fb = keep_sensitive_in_float(backend, task, reference_metric, cfg.max_drop,
-                                     [str(r["layer"]) for r in rows], exclude, say)
-        exclude = fb.float_layers
-        details["accuracy_aware"] = {"max_drop": cfg.max_drop, "met": fb.met, "trials": fb.trials}
-        if not fb.met:
-            say(f"accuracy-aware: the drop stays above {cfg.max_drop} even with every layer in float")
+        exclude = _keep_sensitive_in_float(backend, task, cfg.max_drop, reference_metric, rows, exclude, details,
+                                           say)
     deployed = backend.build(exclude, "model", pick_precision=True)
+    _record(backend, deployed, exclude, details, workdir, say)
+    return QuantizeResult(deployed, cfg, exclude, rows, details)
+
+
+def _quantize_torch(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threads: int,
+                    with_sensitivity: bool, say: Say) -> QuantizeResult:
+    """Eager torch: torchao's int8/int4 on the Linear layers, or a cast to fp16/bf16."""
+    if cfg.max_drop is not None or cfg.exclude or with_sensitivity:
+        raise UsageError("per-layer sensitivity, --max-drop and excluded layers are offered on openvino "
+                         "and onnxruntime, not on torch", hint="use --target openvino")
+    from slimkit.techniques.quantize._torch import deploy_torch, quantize_torch
+
+    # torchao quantizes Linear layers only: the rest keep float weights, and the report says which.
+    weighted = [name for name, m in model.named_modules()
+                if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() > 1
+                and not isinstance(m, nn.Linear)] if cfg.scheme.startswith("int") else []
+    qmodel = quantize_torch(model, cfg)
+    deployed = deploy_torch(qmodel, task.example_inputs, workdir / "model.safetensors", threads, cfg.scheme)
+    details: dict[str, Any] = {"engine": "torchao" if cfg.scheme.startswith("int") else "cast",
+                               "float_layers": weighted}
+    if weighted:
+        say(f"{len(weighted)} layer(s) that are not Linear keep float weights (torchao quantizes Linear only)")
+    deployed.details.update({"quantization": details})
+    return QuantizeResult(deployed, cfg, weighted, details=details)
+
+
+def _calibration(task: Task, samples: int) -> list[Inputs]:
+    """``samples`` calibration items, topped up from the training inputs where the calibration set is smaller."""
+    items = calibration_items(task.calibration_data, samples)
+    if len(items) < samples:
+        # Calibration needs inputs only, so a small calibration set (minilm ships 64 sentences) is
+        # topped up from the training inputs: on MiniLM the extra samples raised the worst
+        # sentence's cosine after int8.
+        items += calibration_items(task.train_data, samples - len(items))
+    return items
+
+
+def _sensitivity_rows(backend: Backend, task: Task, details: dict[str, Any], say: Say) -> list[dict[str, Any]]:
+    """Each layer's drop when it alone is quantized, on a subset of the evaluation set."""
+    from slimkit.techniques.quantize._sensitivity import eval_subset, sensitivity
+
+    subset = eval_subset(task, SENSITIVITY_ITEMS)
+    rows: list[dict[str, Any]] = list(sensitivity(backend, subset, say))
+    # The table's metrics are on this subset, not the whole evaluation set the report's rows use.
+    details["sensitivity_items"] = getattr(subset.eval_data, "num_items", None)
+    return rows
+
+
+def _keep_sensitive_in_float(backend: Backend, task: Task, max_drop: float, reference_metric: float | None,
+                             rows: list[dict[str, Any]], exclude: list[str], details: dict[str, Any],
+                             say: Say) -> list[str]:
+    """Accuracy-aware: the layers to keep in float, most sensitive first, until the drop is within ``max_drop``."""
+    from slimkit.techniques.quantize._accuracy_aware import keep_sensitive_in_float
+
+    if reference_metric is None:
+        reference_metric, _ = evaluate_deployed(backend.load_float(), task)
+    fb = keep_sensitive_in_float(backend, task, reference_metric, max_drop,
+                                 [str(r["layer"]) for r in rows], exclude, say)
+    details["accuracy_aware"] = {"max_drop": max_drop, "met": fb.met, "trials": fb.trials}
+    if not fb.met:
+        say(f"accuracy-aware: the drop stays above {max_drop} even with every layer in float")
+    return fb.float_layers
+
+
+def _record(backend: Backend, deployed: Deployed, exclude: list[str], details: dict[str, Any], workdir: Path,
+            say: Say) -> None:
+    """Put what the build did into ``details`` (and the deployed model's), and drop the trial builds."""
     weight_only = backend.details.get("outliers", {}).get("weight_only_int8", [])
     if weight_only:
         say(f"{len(weight_only)} layer(s) with token-sparse input outliers: int8 weights only, "
@@ -118,42 +153,17 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
     origins = dict(backend.layers()) if exclude else {}
     details["float_layer_modules"] = {layer: origins[layer] for layer in exclude if origins.get(layer)}
     deployed.details.update({"quantization": details})
-    return QuantizeResult(deployed, cfg, exclude, rows, details)
 
 
 def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threads: int,
-         items: list, transformer: bool, say: Say) -> QuantizeResult:
-    import torch
-
+         items: list[Inputs], transformer: bool, say: Say) -> QuantizeResult:
+    """Quantization-aware training, then the fake-quantized model exported to and loaded on the target."""
     from slimkit.core.task import run_model
     from slimkit.export.parity import compare
-    from slimkit.measure.env import int8_dot_saturates
-    from slimkit.techniques.quantize._origins import in_module
     from slimkit.techniques.quantize._qat import SMOOTH_ALPHA, qat_model
 
-    modules = [name for name, _ in model.named_modules() if name]
-    unknown = [e for e in cfg.exclude if not any(in_module(m, e) for m in modules)]
-    if unknown:
-        raise UsageError(f"quantization-aware training keeps torch modules in float, and the model has no module "
-                         f"named {', '.join(repr(u) for u in unknown)} (it has e.g. {', '.join(modules[:4])})",
-                         hint="name modules as model.named_modules() lists them")
-
-    # Smoothing puts a division into the graph, which the OpenVINO export keeps; the ONNX Runtime
-    # path hands plain weights to its own quantizer, which would drop it.
-    smooth = (transformer if cfg.smooth_quant is None else cfg.smooth_quant) and cfg.target == "openvino"
-    # Int8 query/key outputs only pay where the fake-quantized graph itself is deployed (OpenVINO);
-    # ONNX Runtime re-quantizes the stripped weights with its own scheme.
-    attention = transformer and cfg.target == "openvino"
-    # Where the CPU's int8 dot product saturates, the weights live on a 7-bit grid from the start,
-    # so the model trains against the grid it will run on (full-range weights on OpenVINO: export
-    # parity 0.91 on the tiny transformer of the tests, AVX2 Zen 3; 7-bit: 0.99999). ONNX Runtime
-    # is given the same grid (its reduce_range, see quantize_onnx).
-    weight_max = 64 if int8_dot_saturates() else 127
-    weights = ("per-channel" if cfg.per_channel else "per-tensor") + (", 7-bit" if weight_max < 127 else "")
-    data = "the task's transfer set" if task.transfer_data is not None else "the training set"
-    say(f"quantization-aware training: {cfg.qat_epochs} epoch(s) on {data} with fake int8 quantization "
-        f"({weights} weights{', inputs smoothed' if smooth else ''}"
-        f"{', int8 attention scores' if attention else ''})")
+    _check_qat_exclude(model, cfg.exclude)
+    smooth, attention, weight_max = _qat_plan(task, cfg, transformer, say)
     qmodel, info = qat_model(model, task, items, cfg.qat_epochs, cfg.qat_lr, exclude=cfg.exclude,
                              per_channel=cfg.per_channel, smooth=SMOOTH_ALPHA if smooth else None,
                              attention=attention, weight_max=weight_max, progress=say)
@@ -161,21 +171,7 @@ def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threa
     with torch.no_grad():
         reference = run_model(qmodel, task.example_inputs)
     if cfg.target == "openvino":
-        from slimkit.export.openvino import torch_to_openvino
-        from slimkit.targets.openvino import load_ir
-        from slimkit.techniques.quantize._openvino import int8_embedding_tables
-
-        # The fake-quantize ops become OpenVINO FakeQuantize: int8 kernels, int8 weights on disk;
-        # embedding tables (read by Gather, not by a wrapped layer) are made int8 after export.
-        path = workdir / "model.xml"
-        torch_to_openvino(qmodel, task.example_inputs, path, check=False)
-        try:
-            info["int8_embedding_tables"] = int8_embedding_tables(path)
-        except Exception as exc:  # noqa: BLE001 - a size saving: the IR (written atomically) stays valid
-            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            info["int8_embedding_tables"] = f"left in fp32: NNCF weight compression failed ({reason})"
-            say(f"embedding tables left in fp32 (NNCF weight compression failed: {reason})")
-        deployed: Deployed = load_ir(path, threads, task.example_inputs)
+        deployed = _deploy_qat_openvino(qmodel, task, workdir, threads, info, say)
     else:
         from slimkit.techniques.quantize._qat_onnxruntime import deploy_qat_onnxruntime
 
@@ -186,3 +182,58 @@ def _qat(model: nn.Module, task: Task, cfg: QuantizeConfig, workdir: Path, threa
         shutil.rmtree(stale, ignore_errors=True)
     deployed.details.update({"quantization": {"engine": "qat", **info}})
     return QuantizeResult(deployed, cfg, list(cfg.exclude), [], {"engine": "qat", "qat": info})
+
+
+def _check_qat_exclude(model: nn.Module, exclude: Sequence[str]) -> None:
+    """QAT keeps torch modules in float: each excluded name must be (inside) one of the model's."""
+    from slimkit.techniques.quantize._origins import in_module
+
+    modules = [name for name, _ in model.named_modules() if name]
+    unknown = [e for e in exclude if not any(in_module(m, e) for m in modules)]
+    if unknown:
+        raise UsageError(f"quantization-aware training keeps torch modules in float, and the model has no module "
+                         f"named {', '.join(repr(u) for u in unknown)} (it has e.g. {', '.join(modules[:4])})",
+                         hint="name modules as model.named_modules() lists them")
+
+
+def _qat_plan(task: Task, cfg: QuantizeConfig, transformer: bool, say: Say) -> tuple[bool, bool, int]:
+    """Whether to smooth inputs and quantize attention, and the largest weight code; says the plan."""
+    from slimkit.measure.env import int8_dot_saturates
+
+    # Smoothing puts a division into the graph, which the OpenVINO export keeps; the ONNX Runtime
+    # path hands plain weights to its own quantizer, which would drop it.
+    smooth = (transformer if cfg.smooth_quant is None else cfg.smooth_quant) and cfg.target == "openvino"
+    # Int8 query/key outputs only pay where the fake-quantized graph itself is deployed (OpenVINO);
+    # ONNX Runtime re-quantizes the stripped weights with its own scheme.
+    attention = transformer and cfg.target == "openvino"
+    # Where the CPU's int8 dot product saturates, the weights live on a 7-bit grid from the start,
+    # so the model trains against the grid it will run on (with full-range weights the deployed
+    # OpenVINO model drifted from the fake-quantized one on such a CPU; on the 7-bit grid they
+    # agree). ONNX Runtime is given the same grid (its reduce_range, see quantize_onnx).
+    weight_max = 64 if int8_dot_saturates() else 127
+    weights = ("per-channel" if cfg.per_channel else "per-tensor") + (", 7-bit" if weight_max < 127 else "")
+    data = "the task's transfer set" if task.transfer_data is not None else "the training set"
+    say(f"quantization-aware training: {cfg.qat_epochs} epoch(s) on {data} with fake int8 quantization "
+        f"({weights} weights{', inputs smoothed' if smooth else ''}"
+        f"{', int8 attention scores' if attention else ''})")
+    return smooth, attention, weight_max
+
+
+def _deploy_qat_openvino(qmodel: nn.Module, task: Task, workdir: Path, threads: int, info: dict[str, object],
+                         say: Say) -> Deployed:
+    """The fake-quantized model as an int8 OpenVINO IR, loaded on the target."""
+    from slimkit.export.openvino import torch_to_openvino
+    from slimkit.targets.openvino import load_ir
+    from slimkit.techniques.quantize._openvino import int8_embedding_tables
+
+    # The fake-quantize ops become OpenVINO FakeQuantize: int8 kernels, int8 weights on disk;
+    # embedding tables (read by Gather, not by a wrapped layer) are made int8 after export.
+    path = workdir / "model.xml"
+    torch_to_openvino(qmodel, task.example_inputs, path, check=False)
+    try:
+        info["int8_embedding_tables"] = int8_embedding_tables(path)
+    except Exception as exc:  # noqa: BLE001 - a size saving: the IR (written atomically) stays valid
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        info["int8_embedding_tables"] = f"left in fp32: NNCF weight compression failed ({reason})"
+        say(f"embedding tables left in fp32 (NNCF weight compression failed: {reason})")
+    return load_ir(path, threads, task.example_inputs)

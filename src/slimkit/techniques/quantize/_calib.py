@@ -35,5 +35,5 @@ def is_transformer(inputs: Inputs, model: object = None) -> bool:
     if "input_ids" in inputs:
         return True
     if model is not None and hasattr(model, "modules"):
-        return any("Attention" in type(m).__name__ for m in model.modules())  # type: ignore[attr-defined]
+        return any("Attention" in type(m).__name__ for m in model.modules())
     return False

@@ -107,12 +107,12 @@ def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: S
     logging.getLogger().setLevel(logging.ERROR)  # the calibrators log every tensor at INFO
     details: dict[str, Any] = {"engine": "onnxruntime.quantization", "scheme": cfg.scheme,
                                "weight_bits": 7 if reduce_range else 8}
-    exclude = list(exclude) or None
+    excluded = list(exclude) or None
     # The calibrators print progress to stdout; keep the CLI's output to what a user can act on.
     with atomic_path(out) as tmp, contextlib.redirect_stdout(io.StringIO()):
         if cfg.scheme == "int8-dynamic":
             quantize_dynamic(str(pre_onnx), str(tmp), per_channel=cfg.per_channel, weight_type=QuantType.QInt8,
-                             nodes_to_exclude=exclude, reduce_range=reduce_range)
+                             nodes_to_exclude=excluded, reduce_range=reduce_range)
         else:
             import onnx
 
@@ -128,7 +128,7 @@ def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: S
                 ops = ["MatMul", "Gemm", "Conv"]
                 extra["OpTypesToExcludeOutputQuantization"] = ops
                 activation_matmuls = [n for n, origin in _layers(graph, False) if not origin]
-                exclude = [*(exclude or []), *activation_matmuls]
+                excluded = [*(excluded or []), *activation_matmuls]
                 details["quantized_ops"] = "weighted MatMul/Gemm/Conv, inputs only (transformer)"
             if input_ranges:
                 extra["TensorQuantOverrides"] = {
@@ -139,7 +139,7 @@ def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: S
             quantize_static(
                 str(pre_onnx), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel,
                 # u8 activations x s8 weights: the VNNI-friendly pairing on x86.
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                 calibrate_method=method, op_types_to_quantize=ops, extra_options=extra, reduce_range=reduce_range,
             )
             details.update({"calibration": cfg.calibration or "minmax (moving average)", "samples": len(calibration),

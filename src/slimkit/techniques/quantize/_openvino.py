@@ -19,9 +19,9 @@ from slimkit.techniques.quantize._ov_nodes import _LAYOUT, _constant_behind, _is
 # Ops NNCF puts int8 weights on; these are the "layers" of sensitivity and float fallback.
 _LAYER_OPS = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
 # The CPU plugin quantizes the input of an int8-weight matmul per token in groups of this many
-# channels at run time (its own default is 32). On MiniLM's six outlier layers: 32 gives min
-# cosine 0.9965 at +14% latency over all-static int8, 64 gives 0.9963 (0.9958 in bf16) at +5%,
-# 128 0.9957 at +0-3%, one group per token 0.9950.
+# channels at run time (its own default is 32). On MiniLM's outlier layers smaller groups keep a
+# little more accuracy and cost latency over all-static int8: this size keeps nearly all of the
+# accuracy of 32 at a fraction of its extra latency.
 DYNAMIC_GROUP = 64
 
 
@@ -142,41 +142,62 @@ def quantize_ir(float_xml: Path, out_xml: Path, cfg: QuantizeConfig, calibration
         save_ir(ov, model, out_xml, compress_to_fp16=True)
         return details
     nncf = require("nncf", "quantization for OpenVINO")
-    ignored = nncf.IgnoredScope(names=list(exclude), validate=False) if exclude else None
     if cfg.scheme in ("int8-weight-only", "int4-weight-only"):
-        kwargs: dict[str, Any] = {"ignored_scope": ignored}
-        if cfg.scheme == "int8-weight-only":
-            kwargs["mode"] = nncf.CompressWeightsMode.INT8_ASYM
-        else:
-            # Layers whose width the group size does not divide get the nearest group size that
-            # does (ADJUST), else stay in NNCF's int8 backup precision, rather than failing.
-            adjust = nncf.AdvancedCompressionParameters(
-                group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST,
-                min_adjusted_group_size=min(32, cfg.group_size))
-            kwargs.update(mode=nncf.CompressWeightsMode.INT4_SYM, group_size=cfg.group_size, ratio=1.0,
-                          all_layers=True, advanced_parameters=adjust)
-            details["group_size"] = cfg.group_size
-        try:
-            with _quiet():
-                model = nncf.compress_weights(model, **kwargs)
-        except Exception as exc:  # e.g. a channel count not divisible by the group size
-            from slimkit.errors import UsageError
+        model = _compress_weights(nncf, model, cfg, exclude, details)
+    else:
+        model = _quantize_int8(nncf, model, float_xml, cfg, calibration, transformer, exclude, outlier_scores,
+                               details)
+    save_ir(ov, model, out_xml)
+    return details
 
-            raise UsageError(f"NNCF weight compression failed: {str(exc).splitlines()[0][:300]}",
-                             hint="try another --group-size (it must divide the layers' input channels)") from exc
-        if cfg.scheme == "int4-weight-only":
-            # NNCF keeps some layers in its int8 backup precision (convolutions, widths no group
-            # size divides): the report names them instead of calling the whole model int4.
-            kinds = weight_element_types(model)
-            details["int8_backup_layers"] = sorted(n for n, t in kinds.items() if t in ("u8", "i8"))
-            details["int4_layers"] = sum(t in ("u4", "i4") for t in kinds.values())
-            # ADJUST gives a layer whose width the asked group size does not divide a smaller one:
-            # the report gives the sizes the int4 weights really have (out, groups, group size).
-            used = sorted({c.get_shape()[-1] for _, c in _layer_constants(model, _DECOMPRESSION)
-                           if c.get_element_type().get_type_name() in ("u4", "i4") and len(c.get_shape()) == 3})
-            details["group_sizes_used"] = used
-        save_ir(ov, model, out_xml)
-        return details
+
+def _compress_weights(nncf: Any, model: Any, cfg: QuantizeConfig, exclude: Sequence[str],
+                      details: dict[str, Any]) -> Any:
+    """Weight-only int8 or int4 (NNCF weight compression); activations stay float."""
+    ignored = nncf.IgnoredScope(names=list(exclude), validate=False) if exclude else None
+    kwargs: dict[str, Any] = {"ignored_scope": ignored}
+    if cfg.scheme == "int8-weight-only":
+        kwargs["mode"] = nncf.CompressWeightsMode.INT8_ASYM
+    else:
+        # Layers whose width the group size does not divide get the nearest group size that
+        # does (ADJUST), else stay in NNCF's int8 backup precision, rather than failing.
+        adjust = nncf.AdvancedCompressionParameters(
+            group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST,
+            min_adjusted_group_size=min(32, cfg.group_size))
+        kwargs.update(mode=nncf.CompressWeightsMode.INT4_SYM, group_size=cfg.group_size, ratio=1.0,
+                      all_layers=True, advanced_parameters=adjust)
+        details["group_size"] = cfg.group_size
+    try:
+        with _quiet():
+            model = nncf.compress_weights(model, **kwargs)
+    except Exception as exc:  # e.g. a channel count not divisible by the group size
+        from slimkit.errors import UsageError
+
+        raise UsageError(f"NNCF weight compression failed: {str(exc).splitlines()[0][:300]}",
+                         hint="try another --group-size (it must divide the layers' input channels)") from exc
+    if cfg.scheme == "int4-weight-only":
+        _record_int4(model, details)
+    return model
+
+
+def _record_int4(model: Any, details: dict[str, Any]) -> None:
+    # NNCF keeps some layers in its int8 backup precision (convolutions, widths no group
+    # size divides): the report names them instead of calling the whole model int4.
+    kinds = weight_element_types(model)
+    details["int8_backup_layers"] = sorted(n for n, t in kinds.items() if t in ("u8", "i8"))
+    details["int4_layers"] = sum(t in ("u4", "i4") for t in kinds.values())
+    # ADJUST gives a layer whose width the asked group size does not divide a smaller one:
+    # the report gives the sizes the int4 weights really have (out, groups, group size).
+    used = sorted({c.get_shape()[-1] for _, c in _layer_constants(model, _DECOMPRESSION)
+                   if c.get_element_type().get_type_name() in ("u4", "i4") and len(c.get_shape()) == 3})
+    details["group_sizes_used"] = used
+
+
+def _quantize_int8(nncf: Any, model: Any, float_xml: Path, cfg: QuantizeConfig, calibration: Sequence[Inputs],
+                   transformer: bool, exclude: Sequence[str], outlier_scores: dict[str, float] | None,
+                   details: dict[str, Any]) -> Any:
+    """Static int8 (NNCF post-training quantization), outlier layers weight-only, excluded ones float."""
+    ignored = nncf.IgnoredScope(names=list(exclude), validate=False) if exclude else None
     dataset = nncf.Dataset([{k: v.numpy() for k, v in item.items()} for item in calibration])
     smooth = transformer if cfg.smooth_quant is None else cfg.smooth_quant
     outliers = transformer if cfg.outlier_weight_only is None else cfg.outlier_weight_only
@@ -206,8 +227,7 @@ def quantize_ir(float_xml: Path, out_xml: Path, cfg: QuantizeConfig, calibration
     if weight_only:
         # Read by OpenVINO's compile_model like a config key (an explicit one still wins).
         model.set_rt_info(str(DYNAMIC_GROUP), ["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"])
-    save_ir(ov, model, out_xml)
-    return details
+    return model
 
 
 def _outlier_layers_weight_only(nncf: Any, model: Any, float_xml: Path, calibration: Sequence[Inputs],
@@ -220,8 +240,8 @@ def _outlier_layers_weight_only(nncf: Any, model: Any, float_xml: Path, calibrat
     Done *before* ``nncf.quantize``, with the layers also in its ignored scope: NNCF's
     SmoothQuant does not honour the ignored scope, and on a float weight it would still fold its
     per-channel scale in (a Multiply on the activation, spikes moved into the weights), which
-    costs the int8 weights their precision (MiniLM min cosine 0.9917 against 0.9965). A
-    compressed weight is no longer a plain constant, so SmoothQuant and MinMax leave it alone.
+    costs the int8 weights their precision (on MiniLM, visibly in the worst sentence's cosine).
+    A compressed weight is no longer a plain constant, so SmoothQuant and MinMax leave it alone.
     """
     from slimkit.techniques.quantize._outliers import flag_outlier_layers, matmul_input_scores
 
@@ -243,10 +263,10 @@ def int8_embedding_tables(xml: Path) -> list[str]:
 
     Quantization-aware training exports its Linear weights already on the int8 grid, but the
     embedding tables are read by Gather, not by a fake-quantized layer, so they were left in
-    fp32: on the pruned MiniLM 53.3 MB of IR against 17.6 MB with them int8 (NNCF's post-training
-    int8 stores them in int8 too). Asymmetric per-row int8 via NNCF's weight compression; every
-    other weighted op is in its ignored scope, so a layer the user kept float stays float. Cost
-    measured through OpenVINO on that model: mean cosine 0.96971 -> 0.96959.
+    fp32, most of a pruned MiniLM's IR (NNCF's post-training int8 stores them in int8 too).
+    Asymmetric per-row int8 via NNCF's weight compression; every other weighted op is in its
+    ignored scope, so a layer the user kept float stays float. On that model the accuracy cost,
+    measured through OpenVINO, was negligible.
     """
     ov = require("openvino", "the openvino target")
     nncf = require("nncf", "quantization for OpenVINO")

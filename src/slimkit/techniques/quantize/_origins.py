@@ -52,8 +52,8 @@ def is_block_of(array: np.ndarray, weight: np.ndarray) -> bool:
     for a in (array, array.T) if array.ndim == 2 else (array,):
         if a.ndim != weight.ndim or a.shape[1:] != weight.shape[1:] or weight.shape[0] % a.shape[0]:
             continue
-        rows = a.shape[0]
-        if any(np.array_equal(a, weight[i:i + rows]) for i in range(0, weight.shape[0], rows)):
+        n = a.shape[0]
+        if any(np.array_equal(a, weight[i:i + n]) for i in range(0, weight.shape[0], n)):
             return True
     return False
 

@@ -62,10 +62,11 @@ def deploy_qat_onnxruntime(qmodel: nn.Module, task: Task, cfg: QuantizeConfig, w
     from slimkit.techniques.quantize._qat import FakeQuant, strip_fake_quant
 
     wrapped = {name: m for name, m in qmodel.named_modules() if isinstance(m, FakeQuant)}
-    ranges = {name: m.frozen[:2] for name, m in wrapped.items()}  # (scale, zero point) of the input
+    # (scale, zero point) of the input; every FakeQuant is frozen once training ends
+    ranges = {name: (m.frozen[0], m.frozen[1]) for name, m in wrapped.items() if m.frozen is not None}
     plain = strip_fake_quant(qmodel)
     trained_names = list(wrapped)
-    trained = [plain.get_submodule(n).weight.detach().numpy() for n in trained_names]
+    trained = [plain.get_parameter(f"{n}.weight").detach().numpy() for n in trained_names]
     owned = {f"{name}.weight" for name in trained_names}
     # Matrices no wrapped layer owns (embedding tables too, which no Conv/MatMul/Gemm reads, so
     # they match nothing): those of excluded modules stay float, the rest are calibrated.
