@@ -187,9 +187,10 @@ def part_qat(out: Path, threads: int) -> list[str]:
 
 def range_search_only(task, model, out: Path, threads: int) -> Entry:
     """QAT's per-tensor calibration (BatchNorm folding, weight-range search) with no training, on ONNX Runtime."""
-    from slimkit.techniques.quantize._backends import OrtBackend, export_float
+    from slimkit.techniques.quantize._backends import OrtBackend
     from slimkit.techniques.quantize._calib import calibration_items
     from slimkit.techniques.quantize._qat import qat_model, strip_fake_quant
+    from slimkit.techniques.quantize._registry import export_float
 
     cfg = QuantizeConfig("int8-static", "onnxruntime", per_channel=False)
     items = calibration_items(task.calibration_data, cfg.samples)

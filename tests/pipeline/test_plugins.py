@@ -15,6 +15,7 @@ import pytest
 
 from slimkit.plugins import TECHNIQUES, technique
 from slimkit.targets import TARGETS
+from slimkit.techniques.quantize import QUANTIZERS
 
 _PLUGIN = '''
 """A toy slimkit plug-in: a technique that scales the logits, a target that is torch eager renamed."""
@@ -25,7 +26,10 @@ import torch
 
 from slimkit.core.config import StepConfig
 from slimkit.core.technique import Dimension, Technique
+from slimkit.targets.onnxruntime import OnnxRuntime
 from slimkit.targets.torch_eager import TorchEager
+from slimkit.techniques.quantize import Quantizer, Support
+from slimkit.techniques.quantize._backends import OrtBackend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +54,16 @@ TECHNIQUE = Technique("toyscale", ScaleConfig, apply, "toy: scales the logits",
 class ToyTarget(TorchEager):
     name = "toyrt"
     description = "toy runtime: torch eager under another name"
+
+
+class ToyOrt(OnnxRuntime):
+    name = "toyort"
+    description = "toy runtime: ONNX Runtime under another name"
+
+
+# The toy ONNX runtime quantizes the way ONNX Runtime does: a plug-in target takes part in quantization.
+QUANTIZER = Quantizer("toyort", "int8-dynamic", Support(True, "toy: ONNX Runtime dynamic int8", ("onnxruntime",)),
+                      OrtBackend)
 '''
 
 
@@ -62,20 +76,22 @@ def toy_plugin(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toyplug\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[slimkit.techniques]\ntoyscale = toyplug:TECHNIQUE\n\n"
-                                           "[slimkit.targets]\ntoyrt = toyplug:ToyTarget\n")
+                                           "[slimkit.targets]\ntoyrt = toyplug:ToyTarget\ntoyort = toyplug:ToyOrt\n\n"
+                                           "[slimkit.quantizers]\ntoyort-int8 = toyplug:QUANTIZER\n")
+    registries = (TECHNIQUES, TARGETS, QUANTIZERS)
     monkeypatch.syspath_prepend(str(site))
-    TECHNIQUES.reload_plugins()
-    TARGETS.reload_plugins()
+    for registry in registries:
+        registry.reload_plugins()
     yield site
     monkeypatch.undo()
     sys.modules.pop("toyplug", None)
-    TECHNIQUES.reload_plugins()
-    TARGETS.reload_plugins()
+    for registry in registries:
+        registry.reload_plugins()
 
 
 def test_toy_plugin_is_registered_and_removed_again(toy_plugin: Path) -> None:
     assert technique("toyscale").description == "toy: scales the logits"
-    assert "toyrt" in TARGETS and not TECHNIQUES.broken and not TARGETS.broken
+    assert "toyrt" in TARGETS and not TECHNIQUES.broken and not TARGETS.broken and not QUANTIZERS.broken
 
 
 def test_toy_plugin_shows_in_slimkit_list(toy_plugin: Path) -> None:
@@ -126,3 +142,16 @@ def test_toy_technique_is_drawn_by_a_search(toy_plugin: Path, tmp_path: Path) ->
     assert trials and trials[0].recipe[0]["type"] == "toyscale"
     stored = json.loads((tmp_path / "s" / "search.json").read_text())
     assert stored["space"]["toyscale_factor"] == [2.0]
+
+
+def test_a_plugin_target_quantizes_through_its_registered_quantizer(toy_plugin: Path, tmp_path: Path) -> None:
+    import slimkit
+    from slimkit.techniques.quantize import matrix_rows
+
+    rows = {(scheme, target): ok for scheme, target, ok, _ in matrix_rows()}
+    assert rows["int8-dynamic", "toyort"] and not rows["int8-static", "toyort"]
+    report = slimkit.quantize("digits-cnn", "int8-dynamic", "toyort", out=tmp_path / "q", quick=True, threads=1)
+    assert [c.id for c in report.candidates] == ["toyort-fp32", "toyort-int8-dynamic"]
+    assert report.extra["quantization"]["engine"] == "toy: ONNX Runtime dynamic int8"
+    with pytest.raises(slimkit.SlimkitError, match="registers no int8-static quantizer"):
+        slimkit.quantize("digits-cnn", "int8-static", "toyort", out=tmp_path / "s", quick=True)

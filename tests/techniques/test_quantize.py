@@ -184,8 +184,8 @@ def test_sensitivity_and_accuracy_aware_fallback(tmp_path: Path) -> None:
 
 
 def test_excluded_layers_stay_float_on_openvino(tmp_path: Path) -> None:
-    from slimkit.techniques.quantize._backends import export_float
     from slimkit.techniques.quantize._openvino import openvino_layers
+    from slimkit.techniques.quantize._registry import export_float
 
     task = make_tiny_task("mlp")
     model = task.build_model()
@@ -202,15 +202,15 @@ def test_layers_are_named_after_torch_modules_and_excluded_by_them(target: str, 
     layers are matched to modules by weight value: the sensitivity table, ``exclude`` and the notes
     speak the model's own names. A module containing layers excludes all of them."""
     from slimkit.techniques.quantize._apply import calibration_items
-    from slimkit.techniques.quantize._backends import BACKENDS, export_float
+    from slimkit.techniques.quantize._registry import backend_class, export_float
 
     task = make_tiny_task("bert")
     model = task.build_model()
     linears = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     cfg = _config("int8-static", target)
     float_artifact = export_float(model, task.example_inputs, target, tmp_path)
-    backend = BACKENDS[target](cfg, float_artifact, tmp_path, 1, task.example_inputs,
-                               calibration_items(task.calibration_data, 8), True)
+    backend = backend_class(target)(cfg, float_artifact, tmp_path, 1, task.example_inputs,
+                                    calibration_items(task.calibration_data, 8), True)
     backend.know_modules(model)
     assert linears <= {origin for _, origin in backend.layers()}
     block = "encoder.bert.encoder.layer.0.attention"

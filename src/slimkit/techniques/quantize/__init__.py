@@ -16,14 +16,17 @@ Example:
 
 from slimkit.techniques.quantize._apply import QuantizeResult, quantize_for_target
 from slimkit.techniques.quantize._config import CALIBRATIONS, SCHEMES, QuantizeConfig
+from slimkit.techniques.quantize._registry import QUANTIZERS, Quantizer, Support
 from slimkit.techniques.quantize._step import TECHNIQUE, describe_engine
-from slimkit.techniques.quantize._support import Support, check, matrix_rows, support
+from slimkit.techniques.quantize._support import check, matrix_rows, support
 
 __all__ = [
     "TECHNIQUE",
     "CALIBRATIONS",
     "SCHEMES",
+    "QUANTIZERS",
     "QuantizeConfig",
+    "Quantizer",
     "QuantizeResult",
     "Support",
     "check",

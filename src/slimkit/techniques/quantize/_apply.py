@@ -16,9 +16,10 @@ from slimkit.core.task import Task
 from slimkit.errors import UsageError
 from slimkit.measure.measure import evaluate_deployed
 from slimkit.targets.base import Deployed
-from slimkit.techniques.quantize._backends import BACKENDS, Backend, export_float
+from slimkit.techniques.quantize._backends import Backend
 from slimkit.techniques.quantize._calib import calibration_items, is_transformer
 from slimkit.techniques.quantize._config import QuantizeConfig
+from slimkit.techniques.quantize._registry import backend_class, export_float
 from slimkit.techniques.quantize._support import check
 
 Say = Callable[[str], None]
@@ -61,8 +62,9 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
     transformer = is_transformer(task.example_inputs, model)
     if cfg.qat_epochs:
         return _qat(model, task, cfg, workdir, threads, items, transformer, say)
-    float_artifact = float_artifact or export_float(model, task.example_inputs, cfg.target, workdir)
-    backend = BACKENDS[cfg.target](cfg, float_artifact, workdir, threads, task.example_inputs, items, transformer)
+    float_artifact = float_artifact or export_float(model, task.example_inputs, cfg.target, workdir, cfg.scheme)
+    backend = backend_class(cfg.target, cfg.scheme)(cfg, float_artifact, workdir, threads, task.example_inputs,
+                                                    items, transformer)
     backend.know_modules(model)
     exclude = backend.resolve(cfg.exclude)
     rows: list[dict[str, Any]] = []

@@ -77,6 +77,11 @@ class Backend:
     def load_float(self) -> Deployed:
         raise NotImplementedError
 
+    @classmethod
+    def export(cls, model: nn.Module, example_inputs: Inputs, workdir: Path) -> Path:
+        """Write the float artifact this backend quantizes (when the caller has none deployed yet)."""
+        raise NotImplementedError
+
 
 class OpenVinoBackend(Backend):
     _outlier_scores: dict[str, float] | None = None  # scored on the first build, reused by later ones
@@ -109,6 +114,14 @@ class OpenVinoBackend(Backend):
         from slimkit.targets.openvino import load_ir
 
         return load_ir(self.float_artifact, self.threads, None, ("f32",))
+
+    @classmethod
+    def export(cls, model: nn.Module, example_inputs: Inputs, workdir: Path) -> Path:
+        from slimkit.export.openvino import torch_to_openvino
+
+        path = workdir / "float.xml"
+        torch_to_openvino(model, example_inputs, path)
+        return path
 
 
 class OrtBackend(Backend):
@@ -143,20 +156,10 @@ class OrtBackend(Backend):
 
         return load_onnx(self.float_artifact, self.threads)
 
-
-def export_float(model: nn.Module, example_inputs: Inputs, target: str, workdir: Path) -> Path:
-    """The float artifact a backend quantizes, when the caller has not deployed one already."""
-    if target == "openvino":
-        from slimkit.export.openvino import torch_to_openvino
-
-        path = workdir / "float.xml"
-        torch_to_openvino(model, example_inputs, path)
-    else:
+    @classmethod
+    def export(cls, model: nn.Module, example_inputs: Inputs, workdir: Path) -> Path:
         from slimkit.export.onnx import export_onnx
 
         path = workdir / "float.onnx"
         export_onnx(model, example_inputs, path)
-    return path
-
-
-BACKENDS: dict[str, type[Backend]] = {"openvino": OpenVinoBackend, "onnxruntime": OrtBackend}
+        return path

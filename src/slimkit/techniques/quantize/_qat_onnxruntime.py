@@ -57,9 +57,9 @@ def deploy_qat_onnxruntime(qmodel: nn.Module, task: Task, cfg: QuantizeConfig, w
     what was done in ``info`` (``float_layers``, ``post_training_layers``, ``trained_input_ranges``,
     ``runtime_quantizer``)."""
     from slimkit.targets.onnxruntime import load_onnx
-    from slimkit.techniques.quantize._backends import export_float
     from slimkit.techniques.quantize._onnxruntime import preprocess, quantize_onnx
     from slimkit.techniques.quantize._qat import FakeQuant, strip_fake_quant
+    from slimkit.techniques.quantize._registry import export_float
 
     wrapped = {name: m for name, m in qmodel.named_modules() if isinstance(m, FakeQuant)}
     # (scale, zero point) of the input; every FakeQuant is frozen once training ends

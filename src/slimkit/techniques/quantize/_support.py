@@ -2,54 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from slimkit._optional import available
 from slimkit.errors import UnavailableError, UsageError
+from slimkit.targets import TARGETS
 from slimkit.techniques.quantize._config import SCHEMES
-
-
-@dataclass(frozen=True)
-class Support:
-    ok: bool
-    engine: str  # what does the work when ok, else why not and what would work
-    needs: tuple[str, ...] = ()
-    calibrations: tuple[str, ...] = ()
-
-
-_NO_GPU = "needs a CUDA GPU target (tensorrt); fp8 also needs Hopper/Ada tensor cores"
-_OV_CAL = ("minmax", "percentile", "mse")
-_ORT_CAL = ("minmax", "percentile", "entropy")
-
-_MATRIX: dict[tuple[str, str], Support] = {
-    ("openvino", "int8-static"): Support(True, "NNCF nncf.quantize on the float IR", ("nncf", "openvino"), _OV_CAL),
-    ("openvino", "int8-weight-only"): Support(True, "NNCF compress_weights INT8_ASYM", ("nncf", "openvino")),
-    ("openvino", "int4-weight-only"): Support(True, "NNCF compress_weights INT4_SYM, grouped", ("nncf", "openvino")),
-    ("openvino", "fp16"): Support(True, "fp16 IR weights (compute in the fastest precision the CPU measures)",
-                                  ("openvino",)),
-    ("openvino", "bf16"): Support(True, "OpenVINO bf16 inference precision", ("openvino",)),
-    ("openvino", "int8-dynamic"): Support(False, "OpenVINO quantizes activations dynamically only inside "
-                                          "weight-compressed models: use int8-weight-only or int8-static"),
-    ("onnxruntime", "int8-dynamic"): Support(True, "onnxruntime.quantization.quantize_dynamic",
-                                             ("onnxruntime", "onnx")),
-    ("onnxruntime", "int8-static"): Support(True, "onnxruntime.quantization quantize_static, QDQ, pre-processed",
-                                            ("onnxruntime", "onnx"), _ORT_CAL),
-    ("onnxruntime", "int8-weight-only"): Support(False, "ONNX Runtime has no int8 weight-only kernels on CPU: "
-                                                 "use int8-dynamic (int8 weights, dynamic activations)"),
-    ("onnxruntime", "int4-weight-only"): Support(False, "ONNX Runtime 4-bit (MatMulNBits) is not wired up yet: "
-                                                 "use openvino int4-weight-only"),
-    ("onnxruntime", "fp16"): Support(False, "ONNX Runtime's CPU provider lacks most fp16 kernels (it would add "
-                                     "casts and run slower): use openvino fp16/bf16"),
-    ("onnxruntime", "bf16"): Support(False, "ONNX Runtime's CPU provider has no bf16 kernels: use openvino bf16"),
-    ("torch", "int8-dynamic"): Support(True, "torchao Int8DynamicActivationInt8WeightConfig", ("torchao",)),
-    ("torch", "int8-weight-only"): Support(True, "torchao Int8WeightOnlyConfig", ("torchao",)),
-    ("torch", "int4-weight-only"): Support(False, "torchao's int4 kernels need a GPU (or the mslk package): "
-                                           "use openvino int4-weight-only"),
-    ("torch", "int8-static"): Support(False, "static int8 in torch needs torch.ao (deprecated) or NNCF's torch "
-                                      "backend (fails on this torch): use openvino or onnxruntime"),
-    ("torch", "fp16"): Support(True, "module and inputs cast to float16", ()),
-    ("torch", "bf16"): Support(True, "module and inputs cast to bfloat16", ()),
-}
+from slimkit.techniques.quantize._registry import _NO_GPU, Support, quantizer
 
 
 def support(scheme: str, target: str) -> Support:
@@ -67,7 +24,13 @@ def support(scheme: str, target: str) -> Support:
         return Support(False, "TensorRT quantization needs a CUDA GPU, none here: use openvino or onnxruntime")
     if target == "torch-compile":
         return Support(False, "quantize for target 'torch' (torchao) and compile that; not offered directly")
-    return _MATRIX.get((target, scheme), Support(False, f"unknown target '{target}'"))
+    found = quantizer(target, scheme)
+    if found is not None:
+        return found.support
+    if target in TARGETS:  # a target of a plug-in that registered no quantizer for this scheme
+        return Support(False, f"target '{target}' registers no {scheme} quantizer "
+                              "(a package adds one through the slimkit.quantizers entry points)")
+    return Support(False, f"unknown target '{target}'")
 
 
 _PRECISION_CAPS: dict[str, str] = {}
@@ -92,8 +55,6 @@ def hardware_gap(scheme: str, target: str) -> str | None:
 
 def check(scheme: str, target: str, calibration: str | None = None, qat: bool = False) -> Support:
     """Raise UsageError (what is wrong, what would work) unless the combination runs here."""
-    from slimkit.targets import TARGETS
-
     if target not in TARGETS.names():
         import difflib
 
@@ -106,7 +67,7 @@ def check(scheme: str, target: str, calibration: str | None = None, qat: bool = 
         raise UnavailableError(f"scheme '{scheme}' on '{target}' is not available on this machine: {gap}",
                                hint="run `slimkit list` for what this machine offers")
     if not s.ok:
-        works = [t for t in ("openvino", "onnxruntime", "torch") if support(scheme, t).ok]
+        works = [t for t in TARGETS.names() if support(scheme, t).ok]
         alt = f"; {scheme} runs on: {', '.join(works)}" if works else ""
         raise UsageError(f"scheme '{scheme}' is not offered on target '{target}': {s.engine}",
                          hint=f"run `slimkit list` for the scheme x target matrix{alt}")
@@ -124,9 +85,10 @@ def check(scheme: str, target: str, calibration: str | None = None, qat: bool = 
     return s
 
 
-def matrix_rows(targets: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "torch-compile", "tensorrt"),
-                ) -> list[tuple[str, str, bool, str]]:
-    """(scheme, target, offered, engine or reason) for every combination, for `slimkit list`."""
+def matrix_rows(targets: tuple[str, ...] | None = None) -> list[tuple[str, str, bool, str]]:
+    """(scheme, target, offered, engine or reason) for every combination (every registered target by
+    default), for `slimkit list`."""
+    targets = tuple(TARGETS.names()) if targets is None else targets
     rows = []
     for scheme in SCHEMES:
         for target in targets:
