@@ -753,3 +753,18 @@ def test_qat_output_quantizer_observes_then_rounds_to_its_grid() -> None:
     levels = y / fq.output_frozen
     assert torch.allclose(levels, levels.round(), atol=1e-3)  # every output sits on the int8 grid, zero at 0
     assert (levels >= -128 - 1e-3).all() and (levels <= 127 + 1e-3).all()
+
+
+def test_calibration_items_do_not_depend_on_how_often_the_training_set_was_read() -> None:
+    """A shuffled set advances its epoch each pass: read directly, the top-up items (and so the int8
+    model) differed between a fresh `slimkit quantize` and a search's later trials."""
+    from slimkit.core.data import Batches
+    from slimkit.techniques.quantize._calib import calibration_items
+
+    data = Batches({"x": torch.arange(40.0).reshape(40, 1)}, torch.zeros(40), 4, shuffle=True, seed=1)
+    first = calibration_items(data, 12)
+    for _ in range(3):
+        list(data)  # what training and earlier trials do to the task's set
+    again = calibration_items(data, 12)
+    assert [i["x"].item() for i in again] == [i["x"].item() for i in first]
+    assert calibration_items(data, 12)[0]["x"].item() == first[0]["x"].item()

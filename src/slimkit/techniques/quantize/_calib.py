@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from itertools import islice
 
-from slimkit.core.data import Batch, Inputs
+from slimkit.core.data import Batch, Batches, Inputs
 
 
 def calibration_items(data: Iterable[Batch], samples: int) -> list[Inputs]:
@@ -21,6 +21,12 @@ def calibration_items(data: Iterable[Batch], samples: int) -> list[Inputs]:
         >>> len(items), items[0]["x"].shape
         (3, torch.Size([1, 2]))
     """
+    if isinstance(data, Batches):
+        # A fresh view, read in its first epoch's order: iterating the task's own shuffled set
+        # advances its epoch, so the items (and the int8 model) would depend on how often it was
+        # iterated before in this process (a search's earlier trials), not on the model.
+        data = data.with_batch_size(data.batch_size)
+
     def gen():
         for inputs, _ in data:
             n = next(iter(inputs.values())).shape[0]
