@@ -30,6 +30,8 @@ _BUILTIN = ("fuse", "prune", "distill", "quantize")
 def _as_technique(obj: object) -> Technique:
     if not isinstance(obj, Technique):
         raise TypeError(f"a {type(obj).__name__}, not a slimkit.core.technique.Technique")
+    if obj.name != obj.config.TYPE:  # recipes name a step by its config's TYPE and find it by that
+        raise TypeError(f"technique '{obj.name}' has a config of type '{obj.config.TYPE}': they must be the same")
     return obj
 
 
@@ -63,12 +65,14 @@ def availability(tech: Technique) -> str | None:
 
 
 def broken() -> dict[str, str]:
-    """Technique and target plug-ins that could not be loaded, with why (shown by ``slimkit list``)."""
+    """Technique, target and quantizer plug-ins that could not be loaded, with why (shown by ``slimkit list``)."""
     from slimkit.targets import TARGETS
+    from slimkit.techniques.quantize import QUANTIZERS
 
-    TECHNIQUES.names()
-    TARGETS.names()
-    return {**TECHNIQUES.broken, **TARGETS.broken}
+    registries = (TECHNIQUES, TARGETS, QUANTIZERS)
+    for registry in registries:
+        registry.names()  # reads the entry points
+    return {name: why for registry in registries for name, why in registry.broken.items()}
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> StepConfig:

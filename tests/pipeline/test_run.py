@@ -77,3 +77,32 @@ def test_run_refusals_leave_nothing_behind(tmp_path: Path, capsys: pytest.Captur
     assert main(["run", str(tmp_path / "r.yaml"), "--task", "digits-cnn", "--targets", "torch,nope",
                  "--out", str(tmp_path / "o")]) == 2
     assert "unknown target 'nope'" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    # A step some target cannot run is refused before the baseline, not after it.
+    (tmp_path / "q.yaml").write_text("steps: [{type: quantize, data: {scheme: int4-weight-only}}]\n"
+                                     "targets: [openvino, onnxruntime]\n")
+    assert main(["run", str(tmp_path / "q.yaml"), "--task", "digits-cnn", "--out", str(tmp_path / "o")]) == 2
+    assert "not offered on target 'onnxruntime'" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_a_recipe_changes_the_model_before_it_deploys_it() -> None:
+    from slimkit.pipeline import Recipe
+    from slimkit.plugins import config_from_dict
+
+    quant = config_from_dict({"type": "quantize", "data": {"scheme": "int8-dynamic", "target": "onnxruntime"}})
+    fuse = config_from_dict({"type": "fuse", "data": {}})
+    with pytest.raises(UsageError, match="'fuse' comes after 'quantize'"):
+        Recipe((quant, fuse), "onnxruntime")
+    with pytest.raises(UsageError, match="deploys once"):
+        Recipe((quant, quant), "onnxruntime")
+    assert Recipe((fuse, quant), "onnxruntime").describe() == "fuse+quantize@onnxruntime"
+
+
+def test_recipe_files_refuse_misspelled_keys_and_record_what_reruns_them(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown key.*max_dorp"):
+        RunRecipe.from_dict({"steps": [], "max_dorp": 1.0})
+    with pytest.raises(UsageError, match="'task' must be a name"):
+        RunRecipe.from_dict({"steps": [], "task": 3})
+    report = slimkit.benchmark("digits-cnn", ["torch"], out=tmp_path / "b", quick=True, threads=1)
+    assert report.command == "slimkit.benchmark(...)"
+    written = RunRecipe.load(tmp_path / "b")
+    assert written.task == "digits-cnn" and written.command == "bench" and written.extra == {"threads": 1}

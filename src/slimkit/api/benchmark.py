@@ -51,6 +51,7 @@ def benchmark(
     targets = target_names(targets)
     check_targets(targets)  # unknown names fail here, before any work
     check_budgets(max_drop=max_drop)
-    run = Run.open("bench", task, out, threads=threads, quick=quick, seed=seed, progress=progress)
+    run = Run.open("bench", task, out, threads=threads, quick=quick, seed=seed, progress=progress,
+                   api_name="benchmark")
     run.recipe(Recipe(), targets, model=model)
     return run.finish(run.task.tolerance if max_drop is None else max_drop)

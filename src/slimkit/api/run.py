@@ -17,6 +17,7 @@ from slimkit.pipeline import (
     refusal_leaves_no_folder,
     target_names,
 )
+from slimkit.pipeline.recipe import check_steps_on
 from slimkit.pipeline.runfile import RunRecipe
 from slimkit.pipeline.skeleton import Naming, Run
 from slimkit.report.schema import Report
@@ -74,7 +75,8 @@ def run(
     if task is None:
         raise UsageError("the recipe names no task", hint="give one: --task NAME or path/to/file.py:function")
     chosen = target_names(list(targets) if targets is not None else list(plan.targets))
-    check_targets(chosen)  # unknown names fail here, before any work
+    available = [name for name, why_not in check_targets(chosen) if why_not is None]  # unknown names fail here
+    check_steps_on(plan.recipe, available)
     max_drop = plan.max_drop if max_drop is None else max_drop
     check_budgets(max_drop=max_drop)
     runner = Run.open("run", task, out, threads=threads, quick=quick, seed=plan.seed if seed is None else seed,

@@ -31,7 +31,7 @@ from slimkit.core.files import atomic_write_json, atomic_write_text, read_mappin
 from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError
 from slimkit.pipeline import check_threads, claim_out, refusal_leaves_no_folder
-from slimkit.search.study import PRUNERS, SAMPLERS, _pruner
+from slimkit.search.study import PRUNERS, SAMPLERS, make_pruner
 from slimkit.tasks import load_task
 from slimkit.train.engine import TrainConfig, evaluate_torch, fit
 
@@ -190,7 +190,7 @@ def tune(
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen_sampler = _sampler(optuna, sampler, space, seed)
     trials = _grid_trials(sampler, space, trials, say)
-    study = optuna.create_study(direction="maximize", sampler=chosen_sampler, pruner=_pruner(pruner))
+    study = optuna.create_study(direction="maximize", sampler=chosen_sampler, pruner=make_pruner(pruner))
     study.optimize(_objective(optuna, task_obj, space, base, train, val, seed, say), n_trials=trials)
     if not any(t.state.name == "COMPLETE" for t in study.trials):
         raise UsageError("every trial was pruned or failed", hint="widen the space or use --pruner none")

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude", default="", help="comma-separated torch modules kept in float (a parent module "
                    "covers its layers; the sensitivity table names them)")
     p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")
-    p.add_argument("--out", required=True, help="run folder for the artifact, recipe.json and report.json")
+    p.add_argument("--out", required=True, help="run folder for the artifacts, recipe.yaml and report.json")
     p.set_defaults(run=run)
 
 

@@ -29,6 +29,9 @@ class StepState:
     workdir: Path
     threads: int
     teacher: nn.Module | None = None  # the unmodified model, for distillation-based recovery
+    # Builds the teacher when a step first asks for it (default: the task's model); a run on a user's
+    # own model hands a copy of that model instead.
+    make_teacher: Callable[[], nn.Module] | None = None
     deployed: Any = None  # a slimkit.targets.Deployed once a step produced the target artifact
     info: dict[str, Any] = field(default_factory=dict)  # per-step facts for the report (JSON)
     results: dict[str, Any] = field(default_factory=dict)  # each step's full result, for the command only
@@ -44,7 +47,7 @@ class StepState:
     def unmodified(self) -> nn.Module:
         """The task's model before any step (built once): the teacher of distillation-based recovery."""
         if self.teacher is None:
-            self.teacher = self.task.build_model()
+            self.teacher = self.make_teacher() if self.make_teacher else self.task.build_model()
         return self.teacher
 
 
@@ -101,6 +104,9 @@ class Technique:
     order: int = 50
     changes_model: bool = True
     requires: tuple[str, ...] = ()  # importable modules it needs (optional backends)
+    # A deploying step's config as it will run on one target, checked (raises UsageError): a recipe
+    # run checks every target before any work instead of failing after the baseline.
+    for_target: Callable[[Any, str], StepConfig] | None = None
 
     def steps_for(self, params: Mapping[str, Any], settings: Mapping[str, Any]) -> list[StepConfig]:
         """The steps a search trial with ``params`` adds. By default: one step when any of this

@@ -35,6 +35,21 @@ class Recipe:
     steps: tuple[StepConfig, ...] = ()
     target: str = "torch"
 
+    def __post_init__(self) -> None:
+        deploying = [s.TYPE for s in self.steps if not technique(s.TYPE).changes_model]
+        if len(deploying) > 1:
+            raise UsageError(f"a recipe deploys once; it has {len(deploying)} deploying steps ({', '.join(deploying)})",
+                             hint="keep one quantize step (its config says the scheme and options)")
+        deployed: str | None = None
+        for step in self.steps:
+            if not technique(step.TYPE).changes_model:
+                deployed = step.TYPE
+            elif deployed:
+                # The deployed artifact is what gets measured: a later change of the torch model
+                # would be listed in the recipe and silently not be in the model.
+                raise UsageError(f"recipe step '{step.TYPE}' comes after '{deployed}', which deploys the model",
+                                 hint=f"put the steps that change the model first, '{deployed}' last")
+
     def to_dict(self) -> dict[str, Any]:
         return {"steps": [s.to_dict() for s in self.steps], "target": self.target}
 
@@ -68,6 +83,16 @@ class Recipe:
         while n < len(self.steps) and technique(self.steps[n].TYPE).changes_model:
             n += 1
         return Recipe(self.steps[:n], self.target), Recipe(self.steps[n:], self.target)
+
+
+def check_steps_on(recipe: Recipe, targets: Sequence[str]) -> None:
+    """Refuse, before any work, a deploying step that some target cannot run (a scheme not offered
+    there, an option only another runtime has)."""
+    for step in recipe.steps:
+        tech = technique(step.TYPE)
+        if tech.for_target is not None:
+            for target in targets:
+                tech.for_target(step, target)
 
 
 def apply_steps(state: StepState, recipe: Recipe) -> StepState:

@@ -19,6 +19,10 @@ from slimkit.errors import UsageError
 from slimkit.pipeline.recipe import Recipe
 
 FORMAT = "slimkit-recipe/1"
+_KNOWN = {"format", "steps", "targets", "target", "max_drop", "seed", "task", "command"}
+# What a command records beside its recipe for the reader (the distill command's student, the
+# threads of the run); read back as the recipe's extra, not used to re-run it.
+_RECORDED = {"threads", "student", "label_fraction", "alone", "precision"}
 
 
 @dataclass(frozen=True)
@@ -59,10 +63,16 @@ class RunRecipe:
         seed = raw.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise UsageError(f"recipe 'seed' must be a whole number, got {seed!r}")
+        for key in ("task", "command"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
+                raise UsageError(f"recipe '{key}' must be a name, got {raw[key]!r}")
+        unknown = sorted(set(raw) - _KNOWN - _RECORDED)
+        if unknown:
+            raise UsageError(f"recipe: unknown key(s) {', '.join(map(str, unknown))}",
+                             hint=f"a recipe has {', '.join(sorted(_KNOWN))}")
         recipe = Recipe.from_dict({"steps": raw.get("steps", []), "target": "torch"})
-        known = {"format", "steps", "targets", "target", "max_drop", "seed", "task", "command"}
         return cls(recipe, tuple(dict.fromkeys(targets)), max_drop, seed, raw.get("task"), raw.get("command"),
-                   {k: v for k, v in raw.items() if k not in known})
+                   {k: v for k, v in raw.items() if k in _RECORDED})
 
     @classmethod
     def load(cls, path: str | Path) -> RunRecipe:
@@ -83,6 +93,7 @@ def write_run_recipe(path: Path, *, command: str, task: str, steps: list[dict[st
     if threads is not None:
         doc["threads"] = threads
     doc.update(extra or {})
-    header = (f"# slimkit recipe written by `slimkit {command}`; re-run it with\n"
-              f"#   slimkit run {path.name} --task {task} --out DIR\n")
+    again = (f"`slimkit run {path.name} --task {task} --out DIR`" if command != "distill" else
+             "`slimkit distill` with the student and options recorded here (its student is not a recipe step)")
+    header = f"# slimkit recipe written by `slimkit {command}`; re-run it with\n#   {again}\n"
     atomic_write_text(path, header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))

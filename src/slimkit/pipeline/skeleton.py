@@ -26,6 +26,7 @@ from slimkit.report import write_report
 from slimkit.report.schema import Entry, Report
 from slimkit.targets import Deployed
 from slimkit.tasks import load_task
+from slimkit.tasks._loader import task_key
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,18 @@ class Run:
     steps: list[dict[str, Any]] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry id -> its steps' full results
+    task_spec: str = ""  # the task as a recipe records it: a built-in name, or a task file by absolute path
+    api_name: str = ""  # the Python function of the command, for the report's command line
 
     @classmethod
     def open(cls, command: str, task: str | Task, out: str | Path, *, threads: int | None = None,
-             quick: bool = False, seed: int = 0, progress: Progress | None = None) -> Run:
+             quick: bool = False, seed: int = 0, progress: Progress | None = None, api_name: str = "") -> Run:
         """Claim ``out`` for ``command`` and load the task (its baseline model is trained or cached)."""
         out_dir = claim_out(out, command)
         task_obj = load_task(task, seed=seed)
         return cls(command, task_obj, out_dir, threads or default_threads(), quick, seed,
-                   progress or (lambda _m: None))
+                   progress or (lambda _m: None), task_spec=task_key(task) if isinstance(task, str) else task_obj.name,
+                   api_name=api_name or command)
 
     def folder(self, name: str) -> Path:
         """A fresh artifact folder ``out/artifacts/<name>`` (an earlier run's is replaced)."""
@@ -89,7 +93,8 @@ class Run:
         self.say(f"measuring the baseline (torch eager, {self.threads} threads)")
         baseline = measure_model(model, self.task, "torch", self.folder(folder), self.threads, entry_id="baseline",
                                  recipe=[], quick=self.quick, out=self.out)
-        self.report = Report(self.task.name, command_line(self.command), environment(self.threads), baseline)
+        self.report = Report(self.task.name, command_line(self.api_name or self.command), environment(self.threads),
+                             baseline)
         return baseline
 
     def add(self, entry: Entry) -> Entry:
@@ -125,16 +130,17 @@ class Run:
         self.steps = recipe.to_dict()["steps"]
         self.targets = list(targets)
         prefix, rest = recipe.split()
-        # The teacher of distillation-based recovery is a copy: a step may put it in eval mode or
-        # freeze it, and ``base`` is still to be measured on every target.
-        teacher = copy.deepcopy(base)
-        state = StepState(self.task, copy.deepcopy(base), "torch", self.out, self.threads, teacher=teacher,
-                          progress=self.say)
-        if max_drop is not None:
-            state.info["metric_floor"] = baseline.measurement.metric - max_drop
-        state = apply_steps(state, prefix)
-        modified, torch_deployed = after_steps(state.model, state) if after_steps else (state.model, None)
-        info = {k: v for k, v in state.info.items() if k != "metric_floor"}
+        modified, torch_deployed, info = base, None, {}
+        if prefix.steps:
+            # The teacher of distillation-based recovery is a copy, made when a step asks: a step may
+            # put it in eval mode or freeze it, and ``base`` is still to be measured on every target.
+            state = StepState(self.task, copy.deepcopy(base), "torch", self.out, self.threads,
+                              make_teacher=lambda: copy.deepcopy(base), progress=self.say)
+            if max_drop is not None:
+                state.info["metric_floor"] = baseline.measurement.metric - max_drop
+            state = apply_steps(state, prefix)
+            modified, torch_deployed = after_steps(state.model, state) if after_steps else (state.model, None)
+            info = {k: v for k, v in state.info.items() if k != "metric_floor"}
         for target, why_not in check_targets(targets):
             if why_not is not None:
                 self.say(f"skipping {target}: {why_not}")
@@ -146,7 +152,7 @@ class Run:
                     self.measure(base, target, naming.candidate(target), [])
                 continue
             self._candidate(base, modified, target, rest, baseline, naming, torch_deployed, info,
-                            unchanged=not prefix.steps)
+                            unchanged=modified is base)
         return self.report
 
     def _candidate(self, base: nn.Module, modified: nn.Module, target: str, rest: Recipe, baseline: Entry,
@@ -164,7 +170,7 @@ class Run:
         entry_id = naming.candidate(target)
         if rest.steps:
             state = StepState(self.task, copy.deepcopy(modified), target, self.folder(entry_id), self.threads,
-                              teacher=copy.deepcopy(base), progress=self.say, info=copy.deepcopy(info),
+                              make_teacher=lambda: copy.deepcopy(base), progress=self.say, info=copy.deepcopy(info),
                               float_artifact=_artifact(reference, self.out) if unchanged else None,
                               reference_metric=reference.measurement.metric if unchanged else None)
             with PeakMemory() as mem:
@@ -173,7 +179,7 @@ class Run:
             if state.deployed is None:
                 entry = self.measure(state.model, target, entry_id, self.steps)
             else:
-                entry = self.measure_deployed(state.deployed, modified, entry_id, self.steps, mem.peak_increase)
+                entry = self.measure_deployed(state.deployed, state.model, entry_id, self.steps, mem.peak_increase)
             info = state.info
             self.results[entry_id] = state.results
         elif target == "torch" and torch_deployed is not None:
@@ -193,7 +199,7 @@ class Run:
         folders an earlier run left that this report no longer names."""
         assert self.report is not None, "measure the baseline first"
         finalize(self.report, max_drop, latency_budget, size_budget)
-        write_run_recipe(self.out / "recipe.yaml", command=self.command, task=self.task.name, steps=self.steps,
+        write_run_recipe(self.out / "recipe.yaml", command=self.command, task=self.task_spec, steps=self.steps,
                          targets=self.targets, max_drop=max_drop, seed=self.seed, threads=self.threads,
                          extra=record)
         drop_stale_artifacts(self.report, self.out)

@@ -52,7 +52,6 @@ def make_pruner(name: str) -> Any:
     raise UsageError(f"unknown pruner '{name}'", hint=f"choose one of: {', '.join(PRUNERS)}")
 
 
-_pruner = make_pruner  # the name other modules imported before make_pruner
 
 
 def _constraints(trial: Any) -> list[float]:

@@ -24,7 +24,8 @@ _DEFAULT_TARGETS = ("torch", "onnxruntime", "openvino")
 
 
 def _ordered() -> list[Technique]:
-    return sorted(techniques().values(), key=lambda t: t.order)
+    # Steps that change the torch model come before the one that deploys it, whatever their order.
+    return sorted(techniques().values(), key=lambda t: (not t.changes_model, t.order))
 
 
 def registered_dimensions() -> dict[str, tuple[Technique, Dimension]]:
@@ -93,6 +94,11 @@ class SearchSpace:
         for name, values in self.dimensions().items():
             for value in values:
                 self.recipe({"prune_ratio": ratio, name: value})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "settings" in self.__dict__:  # built: a space is a value, like the dataclass it was
+            raise AttributeError(f"a SearchSpace is read-only: build another (SearchSpace(...)) to change '{name}'")
+        super().__setattr__(name, value)
 
     def __getattr__(self, name: str) -> Any:
         # Dimensions and settings read as attributes (space.quant_scheme, space.recover_epochs).

@@ -52,10 +52,8 @@ from slimkit.search._storage import (
     make_pruner,
 )
 from slimkit.search._storage import _over_budget as _over_budget
-from slimkit.search._storage import _pruner as _pruner
 from slimkit.search._storage import _sampler as _sampler
 from slimkit.search._storage import _spent as _spent
-from slimkit.search._workers import _run_worker as _run_worker
 from slimkit.search._workers import run_workers
 from slimkit.search.space import SearchSpace
 from slimkit.tasks import load_task

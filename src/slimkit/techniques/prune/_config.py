@@ -112,7 +112,7 @@ class PruneConfig(StepConfig):
         if self.pattern == "2:4" and self.mode != "unstructured":
             raise UsageError("prune config: the 2:4 pattern is unstructured", hint="use mode='unstructured'")
         # Recovery settings with recovery off, or a ratio that removes nothing, changed nothing while
-        # recipe.json recorded them.
+        # the recipe recorded them.
         recovery = [f"{name} {value}" for name, value, default in (
             ("recover", self.recover, "finetune"), ("lr", self.lr, 1e-3), ("hidden_weight", self.hidden_weight, 1.0))
             if value != default]

@@ -12,7 +12,8 @@ from slimkit.techniques.prune._config import PruneConfig
 
 
 def apply(state: StepState, config: PruneConfig) -> StepState:
-    """Prune (and recover) the torch model; distillation recovery learns from the unmodified model."""
+    """Prune (and recover) the torch model; distillation recovery learns from the model as it was
+    before this step (a copy is pruned)."""
     state.model, result = prune_model(state.model, state.task, config, floor=state.info.get("metric_floor"),
                                       progress=state.progress, on_validation=state.on_validation)
     state.info["prune"] = {"macs_before_after": result.macs, "params_before_after": result.params,

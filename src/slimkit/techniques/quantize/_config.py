@@ -89,7 +89,7 @@ class QuantizeConfig(StepConfig):
             raise UsageError("--max-drop (accuracy-aware float fallback) is not applied after quantization-aware "
                              "training", hint="use --qat or --max-drop, not both")
         for option, where in self._unused_options():
-            # Accepted and recorded in recipe.json, these changed nothing: say so instead.
+            # Accepted and recorded in the recipe, these changed nothing: say so instead.
             raise UsageError(f"{option} applies to {where}, not to {self.scheme} on {self.target}"
                              + (" with --qat" if self.qat_epochs else ""), hint=f"drop {option.split(' ')[0]}")
 

@@ -3,8 +3,8 @@
 A quantizer is the support entry of one combination (offered or not, the engine that does the
 work, the packages it needs, its calibrations) and, where a float artifact is quantized, the
 backend class that does it. slimkit registers its own here; a package that adds a target adds
-its quantizers through the ``slimkit.quantizers`` entry-point group (a :class:`Quantizer`, or a
-list of them), so a plug-in target takes part in ``slimkit quantize`` and the search.
+its quantizers through the ``slimkit.quantizers`` entry-point group (one :class:`Quantizer` per
+entry point), so a plug-in target takes part in ``slimkit quantize`` and the search.
 """
 
 from __future__ import annotations

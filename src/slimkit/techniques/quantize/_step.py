@@ -10,7 +10,7 @@ from slimkit.core.config import StepConfig
 from slimkit.core.technique import Dimension, StepState, Technique
 from slimkit.techniques.quantize._apply import QuantizeResult, quantize_for_target
 from slimkit.techniques.quantize._config import QuantizeConfig
-from slimkit.techniques.quantize._support import support
+from slimkit.techniques.quantize._support import check, support
 
 
 def describe_engine(config: QuantizeConfig) -> str:
@@ -42,10 +42,17 @@ def notes(result: QuantizeResult) -> list[str]:
     return found
 
 
+def for_target(config: QuantizeConfig, target: str) -> QuantizeConfig:
+    """The step on ``target``: the scheme must be offered there, with the options it takes."""
+    if config.target != target:
+        config = dataclasses.replace(config, target=target)  # its own checks run again for this target
+    check(config.scheme, target, config.calibration, qat=config.qat_epochs > 0)
+    return config
+
+
 def apply(state: StepState, config: QuantizeConfig) -> StepState:
     """Quantize for the recipe's target; the artifact becomes the state's deployed model."""
-    if config.target != state.target:
-        config = dataclasses.replace(config, target=state.target)
+    config = for_target(config, state.target)
     say = state.progress or (lambda _m: None)
     say(f"quantizing: {config.scheme} on {config.target} ({describe_engine(config)})")
     result = quantize_for_target(state.model, state.task, config, state.workdir, state.threads,
@@ -80,4 +87,5 @@ TECHNIQUE = Technique(
     steps=steps,
     order=40,
     changes_model=False,
+    for_target=for_target,
 )
