@@ -128,7 +128,7 @@ def interleaved(runners: Mapping[str, Callable[[], object]], *, rounds: int = 20
         for name, fn in runners.items():
             # A pause between blocks lets the previous runtime's worker threads stop spinning (ONNX
             # Runtime's spin after each call; OpenMP's after each parallel region): on a loaded 2-core
-            # machine, torch eager right after ONNX Runtime ran ~100 ms per call instead of 0.3 ms.
+            # machine, torch eager right after ONNX Runtime ran hundreds of times slower than alone.
             time.sleep(cooldown_s)
             fn()  # the block's first call pays for that switch; not a sample
             for _ in range(per_block[name]):

@@ -2,8 +2,8 @@
 
 Each trial is timed when it runs and the baseline once, at the start. Over an hour's search the
 machine's speed drifts (other processes, clocks), so the table's speed-ups divide timings taken
-at different moments: in one MiniLM search the baseline was timed while tests ran (56.6 ms,
-27.6 ms idle) and the table said 5.14x for a model 2.70x faster than torch eager. Timing the
+at different moments: a baseline timed while other work ran inflates every speed-up in the
+table (BENCHMARKS.md has a search where it nearly doubled them). Timing the
 best model, the unmodified model on the best's target and the baseline in turns, in one
 process, gives ratios that hold whatever the machine does meanwhile.
 """

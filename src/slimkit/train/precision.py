@@ -2,8 +2,8 @@
 
 ``auto`` times a few real training steps of the actual model and batch in each precision
 the hardware offers and keeps the fastest one that stays numerically stable. The rule that
-matters: it never picks a precision slower than fp32. On the 2-core Xeon this project is
-measured on, bf16 autocast trains ResNet-18 at ~0.74x fp32 speed, so auto must keep fp32; a
+matters: it never picks a precision slower than fp32. On CPUs without fast bf16 units bf16
+autocast trains slower than fp32 (BENCHMARKS.md), so auto must keep fp32 there; a
 lower precision has to be clearly faster (``min_speedup``) before it is worth its rounding.
 """
 

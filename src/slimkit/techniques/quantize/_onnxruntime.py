@@ -85,7 +85,7 @@ def quantize_onnx(pre_onnx: Path, out: Path, cfg: QuantizeConfig, calibration: S
     ``transformer``: static quantization covers only the inputs of the layers with a weight
     (Linear, and Conv where there is one). By default ONNX Runtime also quantizes the
     activation-by-activation matmuls, the additions (the attention mask's, whose range reaches
-    the float minimum), every output and the rest: on MiniLM that gave mean cosine 0.376.
+    the float minimum), every output and the rest, which wrecks a transformer's outputs.
     ``input_ranges`` fixes named tensors' (scale, uint8 zero point) instead of calibrating them
     (quantization-aware training's input ranges). ``reduce_range`` puts the weights on a 7-bit grid
     (codes within +-64): without VNNI, ONNX Runtime's u8 x s8 kernels add pairs of products in

@@ -9,8 +9,8 @@ moves the spike into the weights, which then lose precision for every token. Suc
 given int8 weights only (weight-only compression) and no static activation quantizer: the file
 stays as small as full int8, and OpenVINO's CPU plugin quantizes the activations of an
 int8-weight matmul *dynamically*, per token in groups of channels (the IR asks for 64), so a
-spike costs only its own token's group. On MiniLM: min cosine 0.9897 -> 0.9963, 23 MB either
-way, about 5% slower than all-static int8 (those matmuls in f32 instead: about 60% slower).
+spike costs only its own token's group. The file stays int8-sized and the model runs a little
+slower than all-static int8, far faster than with those matmuls in float (BENCHMARKS.md).
 
 The statistic, per layer input: for each channel, the ratio of its largest ``|x|`` over all
 calibration tokens to its 99th percentile (:data:`TAIL`); the layer's score is the 90th

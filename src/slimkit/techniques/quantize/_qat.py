@@ -9,8 +9,8 @@ Runtime runs in int8.
 
 A task with a transfer set (stored outputs of the original model, e.g. MiniLM's) trains on it
 the way distillation does, dropout off and embedding tables fixed: the model learns to match
-the original's outputs through the int8 grid. On a pruned MiniLM a couple of epochs lifted the
-cosine through OpenVINO above the calibrated start and above NNCF's post-training int8.
+the original's outputs through the int8 grid, which can recover fidelity post-training
+quantization loses (BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """torch engine: torchao int8 (dynamic, weight-only) and fp16/bf16 casts, for the eager target.
 
-torchao's int8 dynamic quantization measured *slower* than fp32 in eager mode on this 2-core
-CPU (MiniLM 28 ms vs 18 ms): the result is still offered, and the never-slower guard in the
-report keeps it from being called the best.
+torchao's int8 dynamic quantization can run *slower* than fp32 in eager mode on CPU
+(BENCHMARKS.md): the result is still offered, and the never-slower guard in the report keeps it
+from being called the best.
 """
 
 from __future__ import annotations
