@@ -133,9 +133,14 @@ def test_a_broken_plugin_is_listed_not_fatal(tmp_path: Path, monkeypatch: pytest
 
 def test_toy_technique_is_drawn_by_a_search(toy_plugin: Path, tmp_path: Path) -> None:
     from slimkit.search import SearchSpace, optimize
+    from slimkit.search._references import _identity_params
 
     space = SearchSpace(targets=("torch",), fuse=(False,), toyscale_factor=(2.0,))
     assert space.recipe({"target": "torch", "toyscale_factor": 2.0}).describe() == "toyscale@torch"
+    # Every point scales the logits: the unmodified model is not in this space, so it is measured apart.
+    assert _identity_params(space, "torch") is None
+    with_off = SearchSpace(targets=("torch",), fuse=(True, False), quant_scheme=("int8-dynamic", "none"))
+    assert _identity_params(with_off, "torch") == {"target": "torch", "fuse": False, "quant_scheme": "none"}
     report = optimize("digits-cnn", space=space, trials=1, sampler="grid", out=tmp_path / "s", quick=True,
                       threads=1)
     trials = [c for c in report.candidates if not c.id.startswith("ref:")]

@@ -19,19 +19,21 @@ from slimkit.search.space import SearchSpace
 
 
 def _identity_params(space: SearchSpace, target: str) -> dict[str, Any] | None:
-    """Parameters of the unmodified model on ``target`` (the never-slower reference), if in the space."""
-    identity = {"fuse": False, "prune_ratio": 0.0, "quant_scheme": "none", "distill": False}
-    params: dict[str, Any] = {"target": target}
-    for name, values in space.dimensions().items():
-        if name == "target":
-            continue
-        if name in identity:
-            if identity[name] not in values:
-                return None
-            params[name] = identity[name]
-        else:
-            params[name] = values[0]
-    return params
+    """Parameters of the unmodified model on ``target`` (the never-slower reference), if in the space.
+
+    Found from what the choices build, not from known "off" values, so a plug-in technique's
+    dimensions count too: each dimension keeps its first choice unless another one leaves fewer
+    steps in the recipe (an "off" value on a tie); the point is the unmodified model when no step
+    is left.
+    """
+    dims = {name: values for name, values in space.dimensions().items() if name != "target"}
+    params: dict[str, Any] = {"target": target, **{name: values[0] for name, values in dims.items()}}
+    for _ in range(2):  # a second pass: a choice can matter only once another is set (distill after prune)
+        for name, values in dims.items():
+            # Among choices that leave as few steps, an "off" value (False, 0, "none") names the point best.
+            params[name] = min(values, key=lambda v: (len(space.recipe({**params, name: v}).steps),
+                                                      bool(v) and v != "none"))
+    return params if not space.recipe(params).steps else None
 
 
 def _measure_references(task: Task, space: SearchSpace, out: Path, threads: int, quick: bool,
