@@ -63,7 +63,7 @@ class ToyOrt(OnnxRuntime):
 
 # The toy ONNX runtime quantizes the way ONNX Runtime does: a plug-in target takes part in quantization.
 QUANTIZER = Quantizer("toyort", "int8-dynamic", Support(True, "toy: ONNX Runtime dynamic int8", ("onnxruntime",)),
-                      OrtBackend)
+                      OrtBackend, options=frozenset({"per_channel", "exclude"}))
 '''
 
 
@@ -155,8 +155,11 @@ def test_a_plugin_target_quantizes_through_its_registered_quantizer(toy_plugin: 
 
     rows = {(scheme, target): ok for scheme, target, ok, _ in matrix_rows()}
     assert rows["int8-dynamic", "toyort"] and not rows["int8-static", "toyort"]
-    report = slimkit.quantize("digits-cnn", "int8-dynamic", "toyort", out=tmp_path / "q", quick=True, threads=1)
+    report = slimkit.quantize("digits-cnn", "int8-dynamic", "toyort", out=tmp_path / "q", quick=True, threads=1,
+                              per_channel=False)
     assert [c.id for c in report.candidates] == ["toyort-fp32", "toyort-int8-dynamic"]
     assert report.extra["quantization"]["engine"] == "toy: ONNX Runtime dynamic int8"
     with pytest.raises(slimkit.SlimkitError, match="registers no int8-static quantizer"):
         slimkit.quantize("digits-cnn", "int8-static", "toyort", out=tmp_path / "s", quick=True)
+    with pytest.raises(slimkit.SlimkitError, match="group_size not taken by int8-dynamic on toyort"):
+        slimkit.quantize("digits-cnn", "int8-dynamic", "toyort", out=tmp_path / "g", quick=True, group_size=32)

@@ -61,7 +61,7 @@ def quantize(
                          group_size=group_size, smooth_quant=smooth_quant, bias_correction=bias_correction,
                          outlier_weight_only=outlier_weight_only, exclude=tuple(exclude), max_drop=max_drop,
                          qat_epochs=qat_epochs, qat_lr=qat_lr, sensitivity=sensitivity)
-    check(scheme, target, calibration, qat=qat_epochs > 0)  # before any work: a clear error, exit 2
+    check(scheme, target, calibration, qat=qat_epochs > 0, config=cfg)  # before any work: a clear error, exit 2
     why_not = check_targets([target])[0][1]
     if why_not is not None:
         raise UsageError(f"target '{target}' is not available here: {why_not}", hint="run `slimkit list`")

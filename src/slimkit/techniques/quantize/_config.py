@@ -11,6 +11,10 @@ from slimkit.errors import UsageError
 
 SCHEMES = ("int8-dynamic", "int8-static", "int8-weight-only", "int4-weight-only", "fp16", "bf16", "fp8")
 CALIBRATIONS = ("minmax", "percentile", "mse", "entropy")
+BUILTIN_TARGETS = ("torch", "onnxruntime", "openvino", "torch-compile", "tensorrt")
+# Options a plug-in quantizer may take, by config field (see Quantizer.options).
+OPTIONS = ("per_channel", "group_size", "samples", "smooth_quant", "bias_correction", "exclude",
+           "outlier_weight_only", "max_drop")
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,11 @@ class QuantizeConfig(StepConfig):
                              + (" with --qat" if self.qat_epochs else ""), hint=f"drop {option.split(' ')[0]}")
 
     def _unused_options(self) -> list[tuple[str, str]]:
-        """Options set away from their defaults that this scheme on this target does not use."""
+        """Options set away from their defaults that this scheme on this target does not use (the
+        quantizer a plug-in target registers says which options it takes: see ``check``)."""
         s, t, qat = self.scheme, self.target, bool(self.qat_epochs)
+        if t not in BUILTIN_TARGETS:
+            return []
         static = s == "int8-static" and t in ("openvino", "onnxruntime")
         unused = []
         if not self.per_channel and not (static or (s, t) == ("int8-dynamic", "onnxruntime")):

@@ -80,6 +80,10 @@ class Quantizer:
     scheme: str
     support: Support
     backend: type[Backend] | None = None
+    # The QuantizeConfig options it takes beyond scheme and target (e.g. "samples", "per_channel",
+    # "exclude"); one set away from its default otherwise is refused. None: slimkit's own runtimes,
+    # whose rules QuantizeConfig keeps.
+    options: frozenset[str] | None = None
 
     @property
     def name(self) -> str:

@@ -46,7 +46,7 @@ def for_target(config: QuantizeConfig, target: str) -> QuantizeConfig:
     """The step on ``target``: the scheme must be offered there, with the options it takes."""
     if config.target != target:
         config = dataclasses.replace(config, target=target)  # its own checks run again for this target
-    check(config.scheme, target, config.calibration, qat=config.qat_epochs > 0)
+    check(config.scheme, target, config.calibration, qat=config.qat_epochs > 0, config=config)
     return config
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from slimkit._optional import available
 from slimkit.errors import UnavailableError, UsageError
 from slimkit.targets import TARGETS
-from slimkit.techniques.quantize._config import SCHEMES
+from slimkit.techniques.quantize._config import OPTIONS, SCHEMES, QuantizeConfig
 from slimkit.techniques.quantize._registry import _NO_GPU, Support, quantizer
 
 
@@ -53,8 +55,10 @@ def hardware_gap(scheme: str, target: str) -> str | None:
     return "this CPU has no bf16 units (OpenVINO would run f32 and call it bf16): use fp16 or int8 on openvino"
 
 
-def check(scheme: str, target: str, calibration: str | None = None, qat: bool = False) -> Support:
-    """Raise UsageError (what is wrong, what would work) unless the combination runs here."""
+def check(scheme: str, target: str, calibration: str | None = None, qat: bool = False,
+          config: QuantizeConfig | None = None) -> Support:
+    """Raise UsageError (what is wrong, what would work) unless the combination runs here (with
+    ``config``'s options, where a plug-in quantizer says which it takes)."""
     if target not in TARGETS.names():
         import difflib
 
@@ -82,6 +86,13 @@ def check(scheme: str, target: str, calibration: str | None = None, qat: bool = 
     if qat and (scheme, target) not in (("int8-static", "openvino"), ("int8-static", "onnxruntime")):
         raise UsageError(f"quantization-aware training is offered for int8-static on openvino or onnxruntime, "
                          f"not {scheme} on {target}", hint="use --scheme int8-static --target openvino")
+    found = quantizer(target, scheme)
+    if config is not None and found is not None and found.options is not None:
+        defaults = {f.name: f.default for f in dataclasses.fields(QuantizeConfig)}
+        unused = [name for name in OPTIONS if name not in found.options and getattr(config, name) != defaults[name]]
+        if unused:
+            raise UsageError(f"{', '.join(unused)} not taken by {scheme} on {target}",
+                             hint=f"it takes: {', '.join(sorted(found.options)) or 'no options'}")
     return s
 
 
