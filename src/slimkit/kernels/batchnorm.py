@@ -75,7 +75,8 @@ def kind_of(layer: nn.Module) -> str:
     return "linear_bn" if isinstance(layer, nn.Linear) else "conv_bn"
 
 
-def _out_features(layer: nn.Module) -> int:
+def out_features(layer: nn.Module) -> int:
+    """Output channels of a Conv/ConvTranspose or output features of a Linear layer."""
     if isinstance(layer, nn.Linear):
         return layer.out_features
     if isinstance(layer, _CONVS):
@@ -93,8 +94,8 @@ def why_not_foldable(layer: nn.Module, bn: nn.Module) -> str | None:
         # Without running statistics BatchNorm normalizes with each batch's own statistics,
         # which is not a fixed affine map and so cannot live in a weight.
         return "BatchNorm has no running statistics (track_running_stats=False)"
-    if bn.num_features != _out_features(layer):
-        return f"BatchNorm has {bn.num_features} features but the layer has {_out_features(layer)} outputs"
+    if bn.num_features != out_features(layer):
+        return f"BatchNorm has {bn.num_features} features but the layer has {out_features(layer)} outputs"
     if parametrize.is_parametrized(layer):
         # A parametrized weight (weight_norm, spectral_norm, ...) is recomputed on every
         # call, so writing the folded value into it would be overwritten.

@@ -36,6 +36,7 @@ from torch import nn
 
 from slimkit.core.data import Batch, Inputs
 from slimkit.core.task import LossFn, run_model
+from slimkit.kernels.batchnorm import out_features
 from slimkit.kernels.hooks import Hooks, trace_calls
 from slimkit.techniques.prune._config import PruneConfig
 from slimkit.techniques.prune._counts import _counts
@@ -66,7 +67,7 @@ class Chain:
 
     @property
     def channels(self) -> int:
-        return _out_width(self.modules[0][1])
+        return out_features(self.modules[0][1])
 
     @property
     def axis(self) -> int:
@@ -78,14 +79,6 @@ class Chain:
         mask = torch.ones(self.channels, dtype=torch.bool)
         mask[self.keep] = False
         return mask.nonzero().flatten()
-
-
-def _out_width(m: nn.Module) -> int:
-    if isinstance(m, nn.Linear):
-        return m.out_features
-    if isinstance(m, _CONVS):
-        return m.out_channels
-    raise TypeError(f"{type(m).__name__} is not a Conv/Linear layer")
 
 
 def weight_of(m: nn.Module) -> torch.Tensor:
@@ -111,7 +104,7 @@ def _squeeze_excitation() -> type[nn.Module] | None:
 
 
 def _is_producer(m: nn.Module) -> bool:
-    return type(m) in _LAYERS and getattr(m, "groups", 1) == 1 and _out_width(m) > 1
+    return type(m) in _LAYERS and getattr(m, "groups", 1) == 1 and out_features(m) > 1
 
 
 def _is_consumer(m: nn.Module, kind: type[nn.Module], channels: int) -> bool:
@@ -173,7 +166,7 @@ def find_chains(model: nn.Module) -> list[Chain]:
         for i, (pname, producer) in enumerate(items):
             if not _is_producer(producer):
                 continue
-            kind, width, j = type(producer), _out_width(producer), i + 1
+            kind, width, j = type(producer), out_features(producer), i + 1
             while j < len(items) and _is_member(items[j][1], kind, width):
                 j += 1
             if j < len(items) and _is_consumer(items[j][1], kind, width):
