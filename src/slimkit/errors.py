@@ -6,6 +6,22 @@ The CLI prints ``str(error)`` without a traceback and exits with ``error.exit_co
 
 from __future__ import annotations
 
+import reprlib
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdict = 2, 60, 60, 4, 4
+
+
+def shown(value: object) -> str:
+    """A user's value quoted in a message: its repr, cut short (a YAML alias bomb's value expands to
+    gigabytes when printed whole).
+
+    Example:
+        >>> shown("x" * 200)[:12], len(shown(list(range(1000))))
+        ("'xxxxxxxxxxx", 17)
+    """
+    return _SHOWN.repr(value)
+
 
 class SlimkitError(Exception):
     """Base class: ``message`` says what is wrong, ``hint`` says what to do.

@@ -22,7 +22,7 @@ from slimkit._optional import available
 from slimkit.core.config import StepConfig
 from slimkit.core.registry import Registry
 from slimkit.core.technique import Technique
-from slimkit.errors import UsageError
+from slimkit.errors import UsageError, shown
 
 _BUILTIN = ("fuse", "prune", "distill", "quantize")
 
@@ -84,5 +84,6 @@ def config_from_dict(raw: Mapping[str, Any]) -> StepConfig:
     """
     kind = raw.get("type") if isinstance(raw, Mapping) else None
     if not isinstance(kind, str) or kind not in TECHNIQUES:
-        raise UsageError(f"unknown recipe step type {kind!r}", hint=f"known: {', '.join(sorted(TECHNIQUES.names()))}")
+        raise UsageError(f"unknown recipe step type {shown(kind)}",
+                         hint=f"known: {', '.join(sorted(TECHNIQUES.names()))}")
     return TECHNIQUES.get(kind).config.from_dict(raw)

@@ -106,3 +106,57 @@ def test_recipe_files_refuse_misspelled_keys_and_record_what_reruns_them(tmp_pat
     assert report.command == "slimkit.benchmark(...)"
     written = RunRecipe.load(tmp_path / "b")
     assert written.task == "digits-cnn" and written.command == "bench" and written.extra == {"threads": 1}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("steps: [{type: fuse, data: {conv_bn: [&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], "
+     "&c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], "
+     "&e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d], [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]]}}]\n",
+     "conv_bn"),  # an alias bomb: a million items when expanded, quoted short, refused at once
+    ("steps: " + "[" * 600 + "]" * 600 + "\n", "nests too deeply|must be a list"),
+    ("steps: []\nseed: 99999999999999999999999\n", "seed"),
+    ("steps: [{type: prune, data: {1: 2}}]\n", "unknown field"),
+    ("steps: []\n1: x\nzz: y\n", "unknown key"),
+    ("steps: [{type: prune, data: {ratio: 0.5, layer_ratios: [1]}}]\n", "layer_ratios"),
+    ("steps: [{type: distill, data: {feature_weight: 1.0, pairs: [1]}}]\n", "pairs"),
+    ("steps: [{type: prune, data: {ratio: 0.5, target_macs: .nan}}]\n", "NaN"),
+    ("steps: [{type: prune, data: {ratio: 0.5, calibration_batches: -1}}]\n", "calibration_batches"),
+    ("steps: [{type: distill, data: {batch_size: 0}}]\n", "batch_size"),
+    ("steps: [{type: fuse, version: -5, data: {}}]\n", "version must be a whole number"),
+    ("steps: [{type: fuse, version: '1', data: {}}]\n", "version must be a whole number"),
+])
+def test_hostile_recipe_files_are_refused_quickly_with_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    import re
+    import time
+
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    start = time.monotonic()
+    with pytest.raises(UsageError) as err:
+        RunRecipe.load(path)
+    assert time.monotonic() - start < 30 and re.search(message, str(err.value)), str(err.value)[:300]
+    assert len(str(err.value)) < 1000
+
+
+def test_a_huge_recipe_file_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("steps: []\n" + "# padding\n" * 200_000)
+    with pytest.raises(UsageError, match="at most 1 MiB"):
+        RunRecipe.load(path)
+
+
+def test_a_refused_run_removes_the_parent_folders_it_made(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("steps: [{type: sharpen, data: {}}]\n")
+    assert main(["run", str(tmp_path / "r.yaml"), "--task", "digits-cnn",
+                 "--out", str(tmp_path / "o" / "p" / "q")]) == 2
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(UsageError):
+        slimkit.run(tmp_path / "r.yaml", "digits-cnn", out=tmp_path / "a" / "b")
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(UsageError, match="seed"):
+        slimkit.run({"steps": []}, "digits-cnn", out=tmp_path / "s", seed=2**70)
+    with pytest.raises(UsageError, match="out must be a folder path"):
+        slimkit.run({"steps": []}, "digits-cnn", out=5)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="targets"):
+        slimkit.run({"steps": []}, "digits-cnn", out=tmp_path / "t", targets=5)  # type: ignore[arg-type]
+    assert not (tmp_path / "s").exists() and not (tmp_path / "t").exists()

@@ -74,7 +74,7 @@ def run(
     task = task if task is not None else plan.task
     if task is None:
         raise UsageError("the recipe names no task", hint="give one: --task NAME or path/to/file.py:function")
-    chosen = target_names(list(targets) if targets is not None else list(plan.targets))
+    chosen = target_names(targets if targets is not None else list(plan.targets))
     available = [name for name, why_not in check_targets(chosen) if why_not is None]  # unknown names fail here
     check_steps_on(plan.recipe, available)
     max_drop = plan.max_drop if max_drop is None else max_drop

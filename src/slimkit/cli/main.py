@@ -55,24 +55,26 @@ def _quiet_third_party() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-def _make_out(out: str) -> bool:
+def _make_out(out: str) -> Path | None:
     """Create the run folder up front, so that an unusable ``--out`` is one clear error before any
-    work; returns whether this run created it."""
+    work; returns the outermost folder this run created for it (None when it existed)."""
+    from slimkit.pipeline.folder import first_missing
+
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder", hint="choose a folder path for --out")
-    existed = path.exists()
+    created = first_missing(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".slimkit-write-check"
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        if not existed:
-            shutil.rmtree(path, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise UsageError(f"cannot write the run folder {out}: {exc.strerror or exc}",
                          hint="choose a writable folder for --out") from None
-    return not existed
+    return created
 
 
 def _holds_nothing(path: Path) -> bool:
@@ -97,14 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         out: str | None = getattr(args, "out", None)
-        created = _make_out(out) if out else False
+        created = _make_out(out) if out else None
         try:
             return int(args.run(args) or 0)
         except SlimkitError as err:
             # A run refused for its input (usage errors, inputs the model rejects: exit 2) leaves no
-            # folder behind; there is nothing of value in it.
-            if out and created and (err.exit_code == 2 or _holds_nothing(Path(out))):
-                shutil.rmtree(out, ignore_errors=True)
+            # folder behind, nor the parent folders made for it; there is nothing of value in it.
+            if out and created is not None and (err.exit_code == 2 or _holds_nothing(Path(out))):
+                shutil.rmtree(created, ignore_errors=True)
             raise
     except SlimkitError as err:
         from rich.markup import escape

@@ -13,7 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
-from slimkit.errors import UsageError
+from slimkit.errors import UsageError, shown
 
 C = TypeVar("C", bound="StepConfig")
 
@@ -32,6 +32,9 @@ def _check_type(owner: str, name: str, value: Any, annotation: Any) -> None:
             return
         base = typing.get_origin(opt) or opt
         if base in (tuple, list) and isinstance(value, (tuple, list)):
+            item = next((a for a in typing.get_args(opt) if a is not Ellipsis), Any)
+            for element in value:  # tuple[str, ...]: each element is checked too
+                _check_type(owner, f"{name}[]", element, item)
             return
         if base is typing.Literal and value in typing.get_args(opt):
             return
@@ -45,7 +48,7 @@ def _check_type(owner: str, name: str, value: Any, annotation: Any) -> None:
         return words.get(opt, getattr(opt, "__name__", str(opt)))
 
     wanted = " or ".join(describe(o) for o in options)
-    raise UsageError(f"{owner} config: '{name}' must be {wanted}, not {value!r}")
+    raise UsageError(f"{owner} config: '{name}' must be {wanted}, not {shown(value)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,17 +87,26 @@ class StepConfig:
     def from_dict(cls: type[C], raw: Mapping[str, Any]) -> C:
         if not isinstance(raw, Mapping) or raw.get("type") != cls.TYPE:
             got = raw.get("type") if isinstance(raw, Mapping) else type(raw).__name__
-            raise UsageError(f"not a {cls.TYPE} config (type {got!r})", hint=f"expected {{'type': '{cls.TYPE}', ...}}")
+            raise UsageError(f"not a {cls.TYPE} config (type {shown(got)})",
+                             hint=f"expected {{'type': '{cls.TYPE}', ...}}")
         version = raw.get("version", cls.VERSION)
-        if type(version) is not int or version > cls.VERSION:
-            raise UsageError(f"{cls.TYPE} config version {version!r} is newer than this slimkit reads ({cls.VERSION})",
+        if type(version) is not int or version < 1:
+            raise UsageError(f"{cls.TYPE} config version must be a whole number >= 1, not {shown(version)}",
+                             hint=f"this slimkit writes version {cls.VERSION}")
+        if version > cls.VERSION:
+            raise UsageError(f"{cls.TYPE} config version {version} is newer than this slimkit reads ({cls.VERSION})",
                              hint="upgrade slimkit or write the config again with this version")
         data = raw.get("data", {})
         if not isinstance(data, Mapping):
-            raise UsageError(f"{cls.TYPE} config: 'data' must be a mapping")
+            raise UsageError(f"{cls.TYPE} config: 'data' must be a mapping of field: value, not {shown(data)}",
+                             hint=f"e.g. {{type: {cls.TYPE}, data: {{}}}}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise UsageError(f"{cls.TYPE} config: unknown field(s) {', '.join(unknown)}",
                              hint=f"known fields: {', '.join(sorted(known))}")
-        return cls(**dict(data))
+        config = cls(**dict(data))  # the config's own checks first: they name the option
+        for name, value in data.items():
+            if isinstance(value, float) and value != value:  # NaN: every range check lets it through
+                raise UsageError(f"{cls.TYPE} config: '{name}' is NaN", hint="give a number")
+        return config

@@ -79,6 +79,9 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+MAX_MAPPING_BYTES = 2**20
+
+
 def read_mapping(path: str | Path, what: str, hint: str = "") -> Any:
     """Parse a YAML or JSON file with safe loaders; a missing or malformed file is a UsageError.
 
@@ -103,6 +106,10 @@ def read_mapping(path: str | Path, what: str, hint: str = "") -> Any:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"{what} file not found: {file}", hint=hint or f"give an existing {what} file")
+    if file.stat().st_size > MAX_MAPPING_BYTES:
+        # Settings files are small; a huge one is a mistake (or an attack) that would parse for minutes.
+        raise UsageError(f"{what} file {file} is {file.stat().st_size / 2**20:.1f} MiB; a {what} file is at most "
+                         f"{MAX_MAPPING_BYTES // 2**20} MiB", hint=f"give the {what} file itself")
     try:
         # PyYAML follows YAML 1.1, where a float needs a dot: 1e-4 (as in --lr 1e-4) was a string.
         class _Loader(yaml.SafeLoader):
@@ -118,3 +125,6 @@ def read_mapping(path: str | Path, what: str, hint: str = "") -> Any:
     except yaml.YAMLError as exc:
         raise UsageError(f"{what} file {file} is not valid YAML/JSON: {str(exc).splitlines()[0]}",
                          hint="fix the syntax at the position named") from exc
+    except RecursionError:
+        raise UsageError(f"{what} file {file} nests too deeply to read",
+                         hint=f"a {what} file is a few levels of mappings and lists") from None

@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Sequence
 
-from slimkit.errors import UsageError
+from slimkit.errors import UsageError, shown
 from slimkit.targets import get_target
 
 
@@ -87,3 +87,16 @@ def check_threads(threads: object) -> None:
         return
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise UsageError(f"threads must be a whole number >= 1, got {threads!r}")
+
+
+def check_seed(seed: object, what: str = "seed") -> None:
+    """A whole number torch can seed with (0 <= seed < 2**63).
+
+    Example:
+        >>> check_seed(2**70)
+        Traceback (most recent call last):
+        slimkit.errors.UsageError: seed must be a whole number from 0 to 2**63-1, got 1180591620717411303424
+          hint: e.g. --seed 0
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise UsageError(f"{what} must be a whole number from 0 to 2**63-1, got {shown(seed)}", hint="e.g. --seed 0")

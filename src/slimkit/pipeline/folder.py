@@ -75,6 +75,8 @@ def claim_out(out: str | Path, command: str) -> Path:
         slimkit.errors.UsageError: ... holds a `slimkit tune` run; this bench run there would mix the two
           hint: choose another --out, or delete that folder first
     """
+    if not isinstance(out, (str, Path)):
+        raise UsageError(f"out must be a folder path, not {type(out).__name__}", hint="e.g. out='runs/" + command + "'")
     if not str(out).strip():
         raise UsageError("--out is empty", hint="give the run folder a name, e.g. --out runs/" + command)
     out = Path(out)
@@ -94,9 +96,29 @@ def claim_out(out: str | Path, command: str) -> Path:
     return out
 
 
+def first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what creating it would add), or None.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> first_missing(root / "a" / "b") == root / "a", first_missing(root)
+        (True, None)
+    """
+    if path.exists():
+        return None
+    missing = path
+    for parent in path.absolute().parents:
+        if parent.exists():
+            break
+        missing = parent
+    return missing
+
+
 def refusal_leaves_no_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a command's API function: a run refused for its input (exit code 2) removes the
-    ``out`` folder it created, as the CLI does; a folder that existed before is left as it was."""
+    ``out`` folder it created (with the parent folders it created for it), as the CLI does; a folder
+    that existed before is left as it was."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -104,7 +126,7 @@ def refusal_leaves_no_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
         bound = signature.bind_partial(*args, **kwargs)
         bound.apply_defaults()
         out = bound.arguments.get("out")
-        new = Path(out) if isinstance(out, (str, Path)) and str(out).strip() and not Path(out).exists() else None
+        new = first_missing(Path(out)) if isinstance(out, (str, Path)) and str(out).strip() else None
         try:
             return fn(*args, **kwargs)
         except SlimkitError as err:

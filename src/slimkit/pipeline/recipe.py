@@ -15,7 +15,7 @@ from typing import Any
 
 from slimkit.core.config import StepConfig
 from slimkit.core.technique import StepState
-from slimkit.errors import UsageError
+from slimkit.errors import UsageError, shown
 from slimkit.plugins import config_from_dict, technique
 
 
@@ -56,13 +56,15 @@ class Recipe:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Recipe:
         if not isinstance(raw, Mapping):
-            raise UsageError("a recipe must be a mapping with 'steps' and 'target'")
+            raise UsageError(f"a recipe must be a mapping with 'steps' and 'target', not {shown(raw)}",
+                             hint="e.g. {steps: [{type: fuse, data: {}}], target: onnxruntime}")
         steps = raw.get("steps", [])
         if not isinstance(steps, Sequence) or isinstance(steps, (str, bytes)):
-            raise UsageError("recipe 'steps' must be a list of {type, version, data}")
+            raise UsageError(f"recipe 'steps' must be a list of {{type, version, data}}, not {shown(steps)}",
+                             hint="e.g. steps: [{type: prune, data: {ratio: 0.3}}]")
         target = raw.get("target", "torch")
         if not isinstance(target, str):
-            raise UsageError(f"recipe 'target' must be a target name, got {target!r}")
+            raise UsageError(f"recipe 'target' must be a target name, got {shown(target)}")
         return cls(tuple(config_from_dict(s) for s in steps), target)
 
     @classmethod

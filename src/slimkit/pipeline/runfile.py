@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from slimkit.core.files import atomic_write_text, read_mapping
-from slimkit.errors import UsageError
+from slimkit.errors import UsageError, shown
+from slimkit.pipeline.checks import check_seed
 from slimkit.pipeline.recipe import Recipe
 
 FORMAT = "slimkit-recipe/1"
@@ -46,27 +47,27 @@ class RunRecipe:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> RunRecipe:
         if not isinstance(raw, Mapping):
-            raise UsageError("a recipe file must be a mapping with 'steps' and 'targets'")
+            raise UsageError(f"a recipe must be a mapping with 'steps' and 'targets', not {shown(raw)}",
+                             hint="e.g. steps: [{type: quantize, data: {scheme: int8-static}}]; targets: [openvino]")
         fmt = raw.get("format", FORMAT)
         if fmt != FORMAT:
-            raise UsageError(f"recipe format {fmt!r} is not one this slimkit reads ({FORMAT})",
+            raise UsageError(f"recipe format {shown(fmt)} is not one this slimkit reads ({FORMAT})",
                              hint="write the recipe again with this slimkit version")
         targets = raw.get("targets", [raw.get("target", "torch")])
         if isinstance(targets, str):
             targets = [targets]
         if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
-            raise UsageError(f"recipe 'targets' must be a list of target names, got {targets!r}",
+            raise UsageError(f"recipe 'targets' must be a list of target names, got {shown(targets)}",
                              hint="e.g. targets: [onnxruntime, openvino]")
         max_drop = raw.get("max_drop")
         if max_drop is not None and (isinstance(max_drop, bool) or not isinstance(max_drop, (int, float))):
-            raise UsageError(f"recipe 'max_drop' must be a number, got {max_drop!r}")
+            raise UsageError(f"recipe 'max_drop' must be a number, got {shown(max_drop)}")
         seed = raw.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise UsageError(f"recipe 'seed' must be a whole number, got {seed!r}")
+        check_seed(seed, "recipe 'seed'")
         for key in ("task", "command"):
             if raw.get(key) is not None and not isinstance(raw[key], str):
-                raise UsageError(f"recipe '{key}' must be a name, got {raw[key]!r}")
-        unknown = sorted(set(raw) - _KNOWN - _RECORDED)
+                raise UsageError(f"recipe '{key}' must be a name, got {shown(raw[key])}")
+        unknown = sorted(map(str, set(raw) - _KNOWN - _RECORDED))
         if unknown:
             raise UsageError(f"recipe: unknown key(s) {', '.join(map(str, unknown))}",
                              hint=f"a recipe has {', '.join(sorted(_KNOWN))}")

@@ -16,7 +16,7 @@ from slimkit.core.task import Task
 from slimkit.core.technique import StepState
 from slimkit.measure.env import environment
 from slimkit.measure.memory import PeakMemory
-from slimkit.pipeline.checks import check_targets, default_threads
+from slimkit.pipeline.checks import check_seed, check_targets, default_threads
 from slimkit.pipeline.folder import Progress, claim_out, command_line, drop_stale_artifacts, fresh_dir
 from slimkit.pipeline.measure import measure_entry, measure_model
 from slimkit.pipeline.recipe import Recipe, apply_steps
@@ -74,6 +74,7 @@ class Run:
     def open(cls, command: str, task: str | Task, out: str | Path, *, threads: int | None = None,
              quick: bool = False, seed: int = 0, progress: Progress | None = None, api_name: str = "") -> Run:
         """Claim ``out`` for ``command`` and load the task (its baseline model is trained or cached)."""
+        check_seed(seed)
         out_dir = claim_out(out, command)
         task_obj = load_task(task, seed=seed)
         return cls(command, task_obj, out_dir, threads or default_threads(), quick, seed,

@@ -43,6 +43,10 @@ class DistillConfig(StepConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"distill batch_size must be >= 1, got {self.batch_size}", hint="or null: the task's")
+        if self.epochs < 1:
+            raise UsageError(f"distill epochs must be >= 1, got {self.epochs}")
         if self.temperature <= 0:
             raise UsageError(f"distill temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:

@@ -78,8 +78,11 @@ class PruneConfig(StepConfig):
             if value is not None and not 0.0 <= value < 1.0:
                 raise UsageError(f"prune config: {name} must be in [0, 1), got {value}",
                                  hint="e.g. 0.5 removes half of the channels")
-        if self.round_to is not None and self.round_to < 1:
-            raise UsageError(f"prune config: round_to must be >= 1, got {self.round_to}")
+        if self.round_to is not None and not 1 <= self.round_to <= 4096:
+            raise UsageError(f"prune config: round_to must be from 1 to 4096, got {self.round_to}",
+                             hint="a channel multiple such as 8 or 16")
+        if self.calibration_batches < 1:
+            raise UsageError(f"prune config: calibration_batches must be >= 1, got {self.calibration_batches}")
         if self.target_macs is not None and self.target_macs <= 1.0:
             raise UsageError(f"prune config: target_macs is a reduction factor > 1, got {self.target_macs}")
         if self.criterion == "activation" and self.mode != "structured":
