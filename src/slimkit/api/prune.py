@@ -77,7 +77,8 @@ def prune(
         return reloaded, TorchDeployed("torch", weights, dynamic_shapes(run.task.example_inputs),
                                        {"threads": run.threads}, model=reloaded)
 
-    naming = Naming(reference=lambda t: f"unpruned-{t}", candidate=lambda t: f"pruned-{t}")
+    naming = Naming(reference=lambda t: f"unpruned-{t}", candidate=lambda t: f"pruned-{t}",
+                    reference_noun="the unpruned model", candidate_noun="the pruned model")
     report = run.recipe(Recipe((cfg,)), ["torch", *[t for t in targets if t != "torch"]], naming=naming,
                         max_drop=max_drop, after_steps=store)
     report.extra["pruning"] = stored

@@ -66,7 +66,8 @@ def quantize(
     if why_not is not None:
         raise UsageError(f"target '{target}' is not available here: {why_not}", hint="run `slimkit list`")
     run = Run.open("quantize", task, out, threads=threads, quick=quick, seed=seed, progress=progress)
-    naming = Naming(reference=lambda t: f"{t}-fp32", candidate=lambda t: f"{t}-{scheme}")
+    naming = Naming(reference=lambda t: f"{t}-fp32", candidate=lambda t: f"{t}-{scheme}",
+                    reference_noun="the float model", candidate_noun=f"the {scheme} model")
     report = run.recipe(Recipe((cfg,)), [target], naming=naming, model=model)
     result = run.results[naming.candidate(target)]["quantize"]
     report.extra["quantization"] = {"scheme": scheme, "target": target, "engine": describe_engine(result.config),

@@ -37,6 +37,9 @@ class Naming:
 
     reference: Callable[[str], str] = lambda target: f"unmodified-{target}"
     candidate: Callable[[str], str] = lambda target: target
+    # How the progress lines call the two models ("the float model", "the pruned model").
+    reference_noun: str = "the unmodified model"
+    candidate_noun: str = "the modified model"
 
 
 # After the model-changing steps: the command may store the model its own way and hand back the model
@@ -166,7 +169,7 @@ class Run:
         if target != "torch":
             # The unmodified model on the same runtime: without it the runtime's own speed-up over
             # torch eager reads as the technique's.
-            self.say(f"exporting and measuring the unmodified model on {target}")
+            self.say(f"exporting and measuring {naming.reference_noun} on {target}")
             reference = self.measure(base, target, naming.reference(target), [])
         entry_id = naming.candidate(target)
         if rest.steps:
@@ -176,7 +179,7 @@ class Run:
                               reference_metric=reference.measurement.metric if unchanged else None)
             with PeakMemory() as mem:
                 state = apply_steps(state, rest)
-            self.say(f"measuring {entry_id}")
+            self.say(f"measuring {naming.candidate_noun} on {target}")
             if state.deployed is None:
                 entry = self.measure(state.model, target, entry_id, self.steps)
             else:
@@ -184,11 +187,11 @@ class Run:
             info = state.info
             self.results[entry_id] = state.results
         elif target == "torch" and torch_deployed is not None:
-            self.say("measuring the modified model on torch eager")
+            self.say(f"measuring {naming.candidate_noun} on torch eager")
             torch.set_num_threads(self.threads)
             entry = self.measure_deployed(torch_deployed, modified, entry_id, self.steps)
         else:
-            self.say(f"exporting and measuring the modified model on {target}")
+            self.say(f"exporting and measuring {naming.candidate_noun} on {target}")
             entry = self.measure(modified, target, entry_id, self.steps)
         entry.float_reference = reference.id
         note_steps(entry, info)
