@@ -54,7 +54,7 @@ def quantize_for_target(model: nn.Module, task: Task, cfg: QuantizeConfig, workd
         >>> r.deployed.run(task.example_inputs).shape
         torch.Size([1, 10])
     """
-    check(cfg.scheme, cfg.target, cfg.calibration, qat=cfg.qat_epochs > 0)
+    check(cfg.scheme, cfg.target, cfg.calibration, qat=cfg.qat_epochs > 0, config=cfg)
     workdir.mkdir(parents=True, exist_ok=True)
     if cfg.target == "torch":
         return _quantize_torch(model, task, cfg, workdir, threads, with_sensitivity, say)

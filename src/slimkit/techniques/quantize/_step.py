@@ -42,17 +42,22 @@ def notes(result: QuantizeResult) -> list[str]:
     return found
 
 
+def _retarget(config: QuantizeConfig, target: str) -> QuantizeConfig:
+    # Replacing the target runs the config's own checks again for that target.
+    return config if config.target == target else dataclasses.replace(config, target=target)
+
+
 def for_target(config: QuantizeConfig, target: str) -> QuantizeConfig:
     """The step on ``target``: the scheme must be offered there, with the options it takes."""
-    if config.target != target:
-        config = dataclasses.replace(config, target=target)  # its own checks run again for this target
+    config = _retarget(config, target)
     check(config.scheme, target, config.calibration, qat=config.qat_epochs > 0, config=config)
     return config
 
 
 def apply(state: StepState, config: QuantizeConfig) -> StepState:
-    """Quantize for the recipe's target; the artifact becomes the state's deployed model."""
-    config = for_target(config, state.target)
+    """Quantize for the recipe's target; the artifact becomes the state's deployed model
+    (quantize_for_target checks the combination, as ``for_target`` does before a run)."""
+    config = _retarget(config, state.target)
     say = state.progress or (lambda _m: None)
     say(f"quantizing: {config.scheme} on {config.target} ({describe_engine(config)})")
     result = quantize_for_target(state.model, state.task, config, state.workdir, state.threads,
