@@ -89,16 +89,14 @@ def nncf_int8_alone(task: Task, model: torch.nn.Module, folder: Path, threads: i
 
 def load_best(report: dict, out: Path, threads: int):  # noqa: ANN201
     """The search's best artifact, loaded on its target in the precision the search measured it in."""
-    from slimkit.targets import get_target, load_artifact, manifest_for
+    from slimkit.targets import load_artifact
 
     best = next(c for c in report["candidates"] if c["id"] == report["best"])
     path = out / best["artifact"]
     if best["target"] not in ("onnxruntime", "openvino"):
         raise SystemExit(f"best target {best['target']} is not re-timed by this script")
-    if manifest_for(path) is not None:
-        deployed = get_target(best["target"]).load(path.parent, threads)
-    else:  # a search run before artifacts had manifests: report.json says the precision
-        deployed = load_artifact(best["target"], path, threads, best["details"].get("inference_precision"))
+    # A search run before artifacts had manifests: report.json says the precision.
+    deployed = load_artifact(best["target"], path, threads, best["details"].get("inference_precision"))
     return best, deployed
 
 

@@ -19,7 +19,7 @@ from slimkit.measure.latency import interleaved
 from slimkit.measure.load import NOTICEABLE, OtherLoad
 from slimkit.pipeline import fresh_dir
 from slimkit.report.schema import Entry, Report
-from slimkit.targets import Deployed, NeedsModelError, get_target, load_artifact, manifest_for
+from slimkit.targets import Deployed, get_target, load_artifact
 
 DRIFT = 0.10  # a re-timed ratio this far from the table's says the machine's speed changed
 
@@ -28,14 +28,9 @@ def _load(entry: Entry, out: Path, threads: int) -> Deployed | None:
     """``entry``'s artifact loaded again, or None for a torch model (only its recipe rebuilds it)."""
     if not entry.artifact or not (out / entry.artifact).exists():
         return None
-    path = out / entry.artifact
-    try:
-        if manifest_for(path) is not None:
-            return get_target(entry.target).load(path.parent, threads)  # in the precision it was deployed in
-        # A run folder written before artifacts had manifests: the report says the precision measured.
-        return load_artifact(entry.target, path, threads, entry.measurement.details.get("inference_precision"))
-    except NeedsModelError:
-        return None
+    # A run folder written before artifacts had manifests: the report says the precision measured.
+    return load_artifact(entry.target, out / entry.artifact, threads,
+                         entry.measurement.details.get("inference_precision"))
 
 
 def retime_best(report: Report, task: Task, out: Path, threads: int, *, quick: bool = False) -> dict[str, Any] | None:

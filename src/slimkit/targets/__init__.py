@@ -71,17 +71,22 @@ def load(artifact_dir: Path, threads: int, target: str | None = None, precision:
 
 
 def load_artifact(target: str, path: Path, threads: int, precision: str | None = None) -> Deployed | None:
-    """An exported artifact file loaded again on its runtime (ONNX Runtime's .onnx, OpenVINO's .xml, in
-    ``precision`` where given, else f32); None for targets whose artifact is a torch model, which only
-    its recipe can rebuild.
+    """An exported artifact file loaded again on its runtime; None for targets whose artifact is a torch
+    model, which only its recipe can rebuild.
 
-    For artifacts written before manifests existed: a folder with a ``manifest.json`` loads with
-    :func:`load`, which knows the precision and checks the files.
+    A file its folder's ``manifest.json`` describes loads with ``Target.load`` (in the precision it
+    was deployed in, its files checked); a file written before manifests existed (ONNX Runtime's
+    .onnx, OpenVINO's .xml) loads directly, in ``precision`` where given, else f32.
 
     Example:
         >>> load_artifact("torch", Path("model.safetensors"), 1) is None
         True
     """
+    if manifest_for(path) is not None:
+        try:
+            return get_target(target).load(Path(path).parent, threads)
+        except NeedsModelError:
+            return None
     if target == "onnxruntime":
         from slimkit.targets.onnxruntime import load_onnx
 
