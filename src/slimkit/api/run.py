@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ def _read(recipe: str | Path | RunRecipe | Recipe | Mapping[str, Any]) -> RunRec
     raise UsageError(f"a recipe is a file path, a mapping or a slimkit Recipe, not a {type(recipe).__name__}")
 
 
-def _candidate_id(recipe: Recipe) -> Any:
+def _candidate_id(recipe: Recipe) -> Callable[[str], str]:
     kinds = "+".join(dict.fromkeys(step.TYPE for step in recipe.steps))
     return lambda target: f"{kinds}-{target}" if kinds else target
 
