@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,16 +14,19 @@ from slimkit.api.train import fresh_model
 from slimkit.core.data import Batches
 from slimkit.core.files import atomic_path, atomic_write_json
 from slimkit.core.task import Task
+from slimkit.core.technique import StepState
 from slimkit.errors import TaskError, UsageError
 from slimkit.pipeline import (
     Progress,
+    Recipe,
     Run,
     check_threads,
     refusal_leaves_no_folder,
 )
+from slimkit.pipeline.recipe import apply_steps
 from slimkit.report.schema import Report
 from slimkit.tasks import load_task
-from slimkit.techniques.distill import DistillConfig, DistillResult, distill_model
+from slimkit.techniques.distill import DistillConfig, DistillResult
 from slimkit.train.engine import TrainConfig, evaluate_torch, fit
 
 
@@ -59,9 +63,9 @@ def distill(
     *,
     out: str | Path = "runs/distill",
     config: DistillConfig | None = None,
-    label_fraction: float = 1.0,
+    label_fraction: float | None = None,
     alone: bool = True,
-    precision: str = "fp32",
+    precision: str | None = None,
     threads: int | None = None,
     max_drop: float | None = None,
     quick: bool = False,
@@ -72,7 +76,8 @@ def distill(
     with ``alone``, the same student trained on the labels only.
 
     ``label_fraction`` keeps hard labels for that share of the training set; the distilled
-    student still sees every training image through the teacher's soft targets.
+    student still sees every training image through the teacher's soft targets. It and
+    ``precision`` (of training) override ``config``'s when given.
 
     Example:
         >>> import tempfile
@@ -81,7 +86,7 @@ def distill(
         >>> [e.id for e in r.candidates]
         ['distilled']
     """
-    cfg = _check_args(config, label_fraction, alone, seed)
+    cfg = _check_args(config, label_fraction, precision, alone, seed)
     check_threads(threads)
     run = Run.open("distill", task, out, threads=threads, quick=quick, seed=seed, progress=progress)
     torch.set_num_threads(run.threads)
@@ -89,59 +94,60 @@ def distill(
     teacher = teacher_task.build_model()
     student_model, student_task = resolve_student(student, teacher_task, seed)
     init = copy.deepcopy(student_model.state_dict())
-    s_train, t_train = student_task.train_data, teacher_task.train_data
-    if not isinstance(s_train, Batches) or not isinstance(t_train, Batches):
+    s_train = student_task.train_data
+    if not isinstance(s_train, Batches) or not isinstance(teacher_task.train_data, Batches):
         raise UsageError("distill needs tasks whose train_data is slimkit.Batches")
-    labelled = max(1, round(label_fraction * s_train.num_items))
-    train_cfg = TrainConfig(precision=precision)
+    labelled = max(1, round(cfg.label_fraction * s_train.num_items))
     run.say(f"distilling {teacher_task.name} -> "
             f"{student_task.name if student_task is not teacher_task else 'student'} "
             f"({cfg.epochs} epochs, {labelled}/{s_train.num_items} labelled)")
-    result = distill_model(teacher, student_model, s_train, cfg, student_task.loss,
-                           teacher_data=None if student_task is teacher_task else t_train, labelled=labelled,
-                           # distill_model only hands eval_data on to fit, which reads any Iterable[Batch];
-                           # its Batches annotation is narrower than what it accepts.
-                           eval_data=cast(Batches, student_task.eval_data), metric=student_task.metric,
-                           train_config=train_cfg)
-    summary = _summary(cfg, result, student_task, label_fraction, labelled)
+    # The one distill step, through the pipeline like every recipe's: the student is the model the
+    # step starts from, the task's model its teacher (on inputs of its own when the tasks differ).
+    state = apply_steps(StepState(student_task, student_model, "torch", run.out, run.threads, teacher=teacher,
+                                  teacher_task=teacher_task, progress=run.say, history=True), Recipe((cfg,)))
+    result: DistillResult = state.results["distill"]
+    summary = _summary(cfg, result, student_task, labelled)
     models = {"distilled": result.student}
     if alone:
         run.say("training the same student on the labels alone")
-        lone, summary["alone"] = _train_alone(result.student, init, s_train, labelled, cfg, student_task, precision)
+        lone, summary["alone"] = _train_alone(result.student, init, s_train, labelled, cfg, student_task)
         models["alone"] = lone
     _write_outputs(run.out, result.student, summary)
     _measure(run, teacher, models, cfg, labelled, student_task)
     student_name = student if isinstance(student, str) else None
     return run.finish(teacher_task.tolerance if max_drop is None else max_drop,
-                      record={"student": student_name, "label_fraction": label_fraction, "alone": alone,
-                              "precision": precision})
+                      record={"student": student_name, "alone": alone})
 
 
-def _check_args(config: DistillConfig | None, label_fraction: float, alone: bool, seed: int) -> DistillConfig:
-    """The distillation config, once the label fraction makes sense with it."""
-    if not 0.0 < label_fraction <= 1.0:
-        raise UsageError(f"label fraction must be in (0, 1], got {label_fraction}")
+def _check_args(config: DistillConfig | None, label_fraction: float | None, precision: str | None, alone: bool,
+                seed: int) -> DistillConfig:
+    """The distillation config with the label fraction and precision asked for, once they make sense."""
     cfg = config or DistillConfig(seed=seed)
-    if label_fraction < 1.0 and cfg.alpha == 1.0 and not alone:
+    if label_fraction is not None:
+        if not 0.0 < label_fraction <= 1.0:
+            raise UsageError(f"label fraction must be in (0, 1], got {label_fraction}")
+        cfg = dataclasses.replace(cfg, label_fraction=label_fraction)
+    if precision is not None:
+        cfg = dataclasses.replace(cfg, precision=precision)
+    if cfg.label_fraction < 1.0 and cfg.alpha == 1.0 and not alone:
         # alpha 1 gives the hard labels no weight: the fraction would change nothing that is reported.
-        raise UsageError(f"label fraction {label_fraction} has no effect with alpha 1 (soft targets only) and no "
-                         "student-alone run", hint="lower alpha so the labels count, or keep the alone run")
+        raise UsageError(f"label fraction {cfg.label_fraction} has no effect with alpha 1 (soft targets only) and "
+                         "no student-alone run", hint="lower alpha so the labels count, or keep the alone run")
     return cfg
 
 
-def _summary(cfg: DistillConfig, result: DistillResult, student_task: Task, label_fraction: float,
-             labelled: int) -> dict[str, Any]:
+def _summary(cfg: DistillConfig, result: DistillResult, student_task: Task, labelled: int) -> dict[str, Any]:
     """distill.json: the settings, the layer pairs and the distilled student's metric and history."""
     precision = result.train.precision
     assert precision is not None  # fit records the precision it trained in
-    return {"config": cfg.to_dict(), "label_fraction": label_fraction, "labelled": labelled,
+    return {"config": cfg.to_dict(), "label_fraction": cfg.label_fraction, "labelled": labelled,
             "pairs": [list(p) for p in result.pairs], "precision": precision.to_dict(),
             "distilled": {"metric": evaluate_torch(result.student, student_task.eval_data, student_task.metric),
                           "history": result.train.history}}
 
 
 def _train_alone(student: nn.Module, init: dict[str, torch.Tensor], s_train: Batches, labelled: int,
-                 cfg: DistillConfig, student_task: Task, precision: str) -> tuple[nn.Module, dict[str, Any]]:
+                 cfg: DistillConfig, student_task: Task) -> tuple[nn.Module, dict[str, Any]]:
     """The same student from the same initial weights, trained on the labelled items alone."""
     lone = copy.deepcopy(student)
     lone.load_state_dict(init)
@@ -151,7 +157,7 @@ def _train_alone(student: nn.Module, init: dict[str, torch.Tensor], s_train: Bat
     # The same number of optimizer steps as the distilled student (its epochs cover every image).
     epochs_alone = max(1, round(cfg.epochs * len(s_train) / max(1, len(labels_only))))
     fit(lone, labels_only, student_task.loss,
-        TrainConfig(epochs=epochs_alone, lr=cfg.lr, seed=cfg.seed, precision=precision))
+        TrainConfig(epochs=epochs_alone, lr=cfg.lr, seed=cfg.seed, precision=cfg.precision))
     return lone, {"epochs": epochs_alone, "metric": evaluate_torch(lone, student_task.eval_data, student_task.metric)}
 
 

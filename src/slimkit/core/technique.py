@@ -43,6 +43,10 @@ class StepState:
     # it first: a deploying step (quantize) reuses the export and compares against that metric.
     float_artifact: Path | None = None
     reference_metric: float | None = None
+    # The teacher's own task when its inputs differ from the model's (distilling into a student of
+    # another architecture: the same items, shaped for each).
+    teacher_task: Task | None = None
+    history: bool = False  # training steps evaluate after each epoch (a command's per-epoch record)
 
     def unmodified(self) -> nn.Module:
         """The task's model before any step (built once): the teacher of distillation-based recovery."""

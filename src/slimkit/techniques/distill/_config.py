@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from slimkit.core.config import StepConfig
 from slimkit.errors import UsageError
+from slimkit.train.precision import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class DistillConfig(StepConfig):
     lr: float = 3e-3
     batch_size: int | None = None
     seed: int = 0
+    # Hard labels are kept for this share of the training items (the first ones); the rest teach
+    # through the teacher's soft targets only.
+    label_fraction: float = 1.0
+    precision: str = "fp32"  # the training precision (fp32, bf16, fp16 or auto: measured)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -51,6 +56,10 @@ class DistillConfig(StepConfig):
             raise UsageError(f"distill temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
             raise UsageError(f"distill alpha must be in [0, 1], got {self.alpha}")
+        if not 0.0 < self.label_fraction <= 1.0:
+            raise UsageError(f"distill label_fraction must be in (0, 1], got {self.label_fraction}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown distill precision '{self.precision}'", hint="use auto, fp32, bf16 or fp16")
         if self.feature_weight < 0 or self.attention_weight < 0:
             raise UsageError("distill feature/attention weights must be >= 0")
         for p in self.pairs:
