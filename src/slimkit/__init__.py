@@ -19,6 +19,8 @@ from slimkit.core.data import Batches
 from slimkit.core.task import Metric, Task, accuracy, as_inputs
 from slimkit.errors import SlimkitError
 from slimkit.pipeline import Recipe, RunRecipe
+from slimkit.pipeline.load import load
+from slimkit.pipeline.result import Result
 from slimkit.search import SearchSpace, optimize
 from slimkit.targets import get_target
 from slimkit.tasks import list_tasks, load_task
@@ -29,6 +31,7 @@ __all__ = [
     "Batches",
     "Metric",
     "Recipe",
+    "Result",
     "RunRecipe",
     "SearchSpace",
     "SlimkitError",
@@ -41,6 +44,7 @@ __all__ = [
     "fit_task",
     "get_target",
     "list_tasks",
+    "load",
     "load_task",
     "measure",
     "prune",

@@ -480,3 +480,13 @@ def test_a_calibration_dimension_applies_to_the_static_points_only():
     dyn = space.recipe({"target": "onnxruntime", "quant_scheme": "int8-dynamic", "calibration": "minmax"})
     static = space.recipe({"target": "onnxruntime", "quant_scheme": "int8-static", "calibration": "minmax"})
     assert dyn.steps[-1].calibration is None and static.steps[-1].calibration == "minmax"
+
+
+def test_the_unmodified_model_on_each_target_spends_no_trial(tmp_path):
+    """--trials counts the trials drawn: the references queued first (the unmodified model on each
+    target, the never-slower guard) are measured besides."""
+    report = optimize("digits-cnn", space=SPACE, trials=1, sampler="random", out=tmp_path, quick=True, threads=1)
+    assert sorted(c.id.split(":")[1] for c in report.candidates[:2]) == ["float@onnxruntime", "float@torch"]
+    study = optuna.load_study(study_name="slimkit", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    drawn = [t for t in study.trials if not t.user_attrs.get("reference")]
+    assert len(study.trials) == 3 and len(drawn) == 1 and drawn[0].state.name == "COMPLETE"

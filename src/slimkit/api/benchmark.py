@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -17,17 +18,21 @@ from slimkit.pipeline import (
     refusal_leaves_no_folder,
     target_names,
 )
+from slimkit.pipeline.result import Result
 from slimkit.pipeline.skeleton import Run
-from slimkit.report.schema import Report
+from slimkit.tasks.user import MetricLike, resolve_task
 
 DEFAULT_TARGETS = ("torch", "onnxruntime", "openvino")
 
 
 @refusal_leaves_no_folder
 def benchmark(
-    task: str | Task = "digits-cnn",
+    task: str | Task | nn.Module = "digits-cnn",
+    data: Any = None,
     targets: Sequence[str] = DEFAULT_TARGETS,
     *,
+    eval_data: Any = None,
+    metric: MetricLike | None = None,
     out: str | Path = "runs/bench",
     threads: int | None = None,
     max_drop: float | None = None,
@@ -35,23 +40,35 @@ def benchmark(
     quick: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
-) -> Report:
-    """Measure a task's model on each target; the baseline is always torch eager.
+) -> Result:
+    """Measure a model on each target; the baseline is always torch eager.
+
+    ``task`` is a task (name, ``file.py:function`` or :class:`Task`) or your own ``nn.Module``
+    with ``data`` (its inputs, with or without labels; see :func:`slimkit.quantize`).
 
     Writes ``out/report.json``, ``out/report.md``, ``out/recipe.yaml`` and each target's artifact under
     ``out/artifacts/<target>/``. Unavailable targets are skipped and listed in the report.
 
     Example:
         >>> import tempfile
-        >>> report = benchmark("digits-cnn", ["torch"], out=tempfile.mkdtemp(), quick=True)
+        >>> report = benchmark("digits-cnn", targets=["torch"], out=tempfile.mkdtemp(), quick=True)
         >>> report.baseline.measurement.metric > 90
         True
     """
+    if _names(data):  # benchmark(task, [targets]): the positional form before data existed
+        targets, data = data, None
     check_threads(threads)
     targets = target_names(targets)
     check_targets(targets)  # unknown names fail here, before any work
     check_budgets(max_drop=max_drop)
+    task = resolve_task(task, data, eval_data=eval_data, metric=metric, seed=seed, needs_data="benchmark")
     run = Run.open("bench", task, out, threads=threads, quick=quick, seed=seed, progress=progress,
                    api_name="benchmark")
     run.recipe(Recipe(), targets, model=model)
-    return run.finish(run.task.tolerance if max_drop is None else max_drop)
+    return Result.of(run.finish(max_drop), run.out, model if model is not None else run.task.build_model())
+
+
+def _names(value: Any) -> bool:
+    """Target names where data was expected (a string, or a list of them)."""
+    return isinstance(value, str) or (isinstance(value, (list, tuple)) and bool(value)
+                                      and all(isinstance(v, str) for v in value))

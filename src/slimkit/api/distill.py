@@ -115,7 +115,7 @@ def distill(
     _write_outputs(run.out, result.student, summary)
     _measure(run, teacher, models, cfg, labelled, student_task)
     student_name = student if isinstance(student, str) else None
-    return run.finish(teacher_task.tolerance if max_drop is None else max_drop,
+    return run.finish(max_drop,
                       record={"student": student_name, "alone": alone})
 
 

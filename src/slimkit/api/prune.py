@@ -8,23 +8,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from slimkit.api.benchmark import DEFAULT_TARGETS
 from slimkit.core.task import Task, run_model
 from slimkit.core.technique import StepState
 from slimkit.export.parity import compare
 from slimkit.pipeline import Progress, Recipe, check_targets, check_threads, refusal_leaves_no_folder, target_names
+from slimkit.pipeline.result import Result
 from slimkit.pipeline.skeleton import Naming, Run
-from slimkit.report.schema import Report
 from slimkit.targets import Deployed
-from slimkit.targets.base import dynamic_shapes
+from slimkit.targets.base import dtype_name, dynamic_shapes
+from slimkit.targets.manifest import write_manifest
 from slimkit.targets.torch_eager import TorchDeployed
+from slimkit.tasks.user import MetricLike, resolve_task
 from slimkit.techniques.prune import PruneConfig, PruneError, load_pruned, save_pruned
 
 
 @refusal_leaves_no_folder
 def prune(
-    task: str | Task = "digits-cnn",
+    task: str | Task | nn.Module = "digits-cnn",
+    data: Any = None,
     *,
     ratio: float = 0.5,
     structured: bool = True,
@@ -32,6 +36,8 @@ def prune(
     recover_epochs: int = 0,
     recover: str = "finetune",
     config: PruneConfig | None = None,
+    eval_data: Any = None,
+    metric: MetricLike | None = None,
     targets: Sequence[str] = DEFAULT_TARGETS,
     out: str | Path = "runs/prune",
     threads: int | None = None,
@@ -39,8 +45,12 @@ def prune(
     quick: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
-) -> Report:
-    """Prune a task's model, recover it, save it, and measure it against the unpruned baseline.
+) -> Result:
+    """Prune a model, recover it, save it, and measure it against the unpruned baseline.
+
+    ``task`` is a task (name, ``file.py:function`` or :class:`Task`) or your own ``nn.Module``
+    with ``data`` (for recovery and calibration; ``eval_data`` measures, see
+    :func:`slimkit.quantize`). Without labels, recovery learns the original model's outputs.
 
     ``config`` overrides every pruning argument when given. Writes ``out/report.json``
     (baseline = the unpruned model on torch eager; candidates = the pruned model on torch and
@@ -59,9 +69,9 @@ def prune(
                                 criterion=criterion, recover_epochs=recover_epochs, recover=recover,  # type: ignore[arg-type]
                                 seed=seed)
     check_targets(targets)  # unknown names fail here, before any work
+    task = resolve_task(task, data, eval_data=eval_data, metric=metric, seed=seed, needs_data="pruning")
     run = Run.open("prune", task, out, threads=threads, quick=quick, seed=seed, progress=progress)
-    max_drop = cfg.max_drop if max_drop is None else max_drop
-    max_drop = run.task.tolerance if max_drop is None else max_drop
+    max_drop = cfg.max_drop if max_drop is None else max_drop  # None: the task's budget, once the baseline is known
     cfg = dataclasses.replace(cfg, max_drop=max_drop)
     stored: dict[str, Any] = {}
 
@@ -74,15 +84,17 @@ def prune(
         stored.update(state.results["prune"].to_dict(), artifact=str(folder.relative_to(run.out)),
                       artifact_bytes=sum(p.stat().st_size for p in folder.iterdir()))
         torch.set_num_threads(run.threads)
-        return reloaded, TorchDeployed("torch", weights, dynamic_shapes(run.task.example_inputs),
-                                       {"threads": run.threads}, model=reloaded)
+        deployed = TorchDeployed("torch", weights, dynamic_shapes(run.task.example_inputs), {"threads": run.threads},
+                                 {k: dtype_name(v.dtype) for k, v in run.task.example_inputs.items()}, model=reloaded)
+        write_manifest(deployed)  # slimkit.load(pruned/, model=original) rebuilds it from the folder
+        return reloaded, deployed
 
     naming = Naming(reference=lambda t: f"unpruned-{t}", candidate=lambda t: f"pruned-{t}",
                     reference_noun="the unpruned model", candidate_noun="the pruned model")
     report = run.recipe(Recipe((cfg,)), ["torch", *[t for t in targets if t != "torch"]], naming=naming,
                         max_drop=max_drop, after_steps=store)
     report.extra["pruning"] = stored
-    return run.finish(max_drop)
+    return Result.of(run.finish(max_drop), run.out, run.task.build_model())
 
 
 def _reload(folder: Path, task: Task, pruned: torch.nn.Module) -> torch.nn.Module:

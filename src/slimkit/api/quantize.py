@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from slimkit.core.task import Task
 from slimkit.errors import UsageError
 from slimkit.pipeline import Progress, Recipe, as_names, check_targets, check_threads, refusal_leaves_no_folder
+from slimkit.pipeline.result import Result
 from slimkit.pipeline.skeleton import Naming, Run
-from slimkit.report.schema import Report
+from slimkit.tasks.user import MetricLike, resolve_task
 from slimkit.techniques.quantize import QuantizeConfig, check, describe_engine
 
 
 @refusal_leaves_no_folder
 def quantize(
-    task: str | Task = "digits-cnn",
-    scheme: str = "int8-static",
+    task: str | Task | nn.Module = "digits-cnn",
+    data: Any = None,
     target: str = "openvino",
     *,
+    scheme: str = "int8-static",
+    eval_data: Any = None,
+    metric: MetricLike | None = None,
     out: str | Path = "runs/quantize",
     calibration: str | None = None,
     samples: int = 300,
@@ -39,22 +44,33 @@ def quantize(
     seed: int = 0,
     model: nn.Module | None = None,
     progress: Progress | None = None,
-) -> Report:
-    """Quantize a task's model for ``target`` and measure it side by side with float.
+) -> Result:
+    """Quantize a model for ``target`` and measure it side by side with float.
+
+    ``task`` is a task (name, ``file.py:function`` or :class:`Task`) or your own ``nn.Module``
+    with ``data``: a DataLoader, a Dataset, a tokenized ``datasets.Dataset``, or any iterable of
+    tensors, ``(inputs, target)`` tuples or dicts (labels under ``labels``). Positional inputs
+    are named after ``forward()``'s arguments; ``data`` calibrates, ``eval_data`` (default: a
+    fifth of ``data``, held out) measures. Without labels or ``metric`` the metric is the
+    fidelity to the original model: top-1 agreement for logits, cosine similarity otherwise.
 
     Baseline: the float model on torch eager. Candidates: the float model on ``target`` and the
     quantized model on ``target`` (its ``float_reference``: a quantized model slower than float
     on the same target is noted and never the best). ``max_drop`` turns on the accuracy-aware
     mode (the most sensitive layers stay float until the drop is within it) and is the report's
-    accuracy constraint (default: the task's tolerance). Writes ``out/report.json``,
-    ``out/report.md``, ``out/recipe.yaml`` and the artifacts under ``out/artifacts/``.
+    accuracy constraint (default: the task's budget, 1% of the baseline's metric unless the task
+    sets one). Writes ``out/report.json``, ``out/report.md``, ``out/recipe.yaml`` and the
+    artifacts under ``out/artifacts/``.
 
     Example:
         >>> import tempfile
-        >>> r = quantize("digits-cnn", "int8-dynamic", "onnxruntime", out=tempfile.mkdtemp(), quick=True)
+        >>> r = quantize("digits-cnn", target="onnxruntime", scheme="int8-dynamic", out=tempfile.mkdtemp(),
+        ...              quick=True)
         >>> [c.id for c in r.candidates]
         ['onnxruntime-fp32', 'onnxruntime-int8-dynamic']
     """
+    if isinstance(data, str):  # quantize(task, scheme, target): the positional form before data existed
+        scheme, data = data, None
     check_threads(threads)
     exclude = as_names(exclude, "exclude")
     cfg = QuantizeConfig(scheme, target, calibration=calibration, samples=samples, per_channel=per_channel,
@@ -65,6 +81,7 @@ def quantize(
     why_not = check_targets([target])[0][1]
     if why_not is not None:
         raise UsageError(f"target '{target}' is not available here: {why_not}", hint="run `slimkit list`")
+    task = resolve_task(task, data, eval_data=eval_data, metric=metric, seed=seed, needs_data="quantization")
     run = Run.open("quantize", task, out, threads=threads, quick=quick, seed=seed, progress=progress)
     naming = Naming(reference=lambda t: f"{t}-fp32", candidate=lambda t: f"{t}-{scheme}",
                     reference_noun="the float model", candidate_noun=f"the {scheme} model")
@@ -74,4 +91,4 @@ def quantize(
                                     "float_layers": result.float_layers, "details": result.details}
     if result.sensitivity:
         report.extra["sensitivity"] = result.sensitivity
-    return run.finish(run.task.tolerance if max_drop is None else max_drop)
+    return Result.of(run.finish(max_drop), run.out, model if model is not None else run.task.build_model())

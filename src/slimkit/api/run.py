@@ -81,6 +81,5 @@ def run(
     check_budgets(max_drop=max_drop)
     runner = Run.open("run", task, out, threads=threads, quick=quick, seed=plan.seed if seed is None else seed,
                       progress=progress)
-    max_drop = runner.task.tolerance if max_drop is None else max_drop
     runner.recipe(plan.recipe, chosen, naming=Naming(candidate=_candidate_id(plan.recipe)), max_drop=max_drop)
     return runner.finish(max_drop)

@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", default="torch,onnxruntime,openvino",
                    help="comma-separated targets (see `slimkit list`)")
     p.add_argument("--max-drop", type=float, default=None,
-                   help="metric drop still accepted (default: the task's tolerance)")
+                   help="metric drop still accepted (default: the task's, else 1%% of the baseline's metric)")
     p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")
     p.add_argument("--out", required=True, help="run folder for report.json, report.md and artifacts")
     p.set_defaults(run=run)
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.api.benchmark import benchmark
 
     targets = split_list(args.targets)
-    report = benchmark(args.task, targets, out=args.out, threads=args.threads, max_drop=args.max_drop,
+    report = benchmark(args.task, targets=targets, out=args.out, threads=args.threads, max_drop=args.max_drop,
                        quick=args.quick, seed=args.seed, progress=progress)
     print_report(report, args.out)
     return 0

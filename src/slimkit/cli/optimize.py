@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("optimize", help="search pruning x quantization x runtime for the best trade-off")
     add_task_options(p)
     p.add_argument("--max-drop", type=float, default=None,
-                   help="largest accepted metric drop vs the baseline (default: the task's tolerance)")
+                   help="largest accepted metric drop vs the baseline (default: the task's, else 1%% of the "
+                        "baseline's metric)")
     p.add_argument("--latency-budget", type=float, default=None, metavar="MS", help="batch-1 latency budget")
     p.add_argument("--size-budget", type=float, default=None, metavar="MB", help="artifact size budget (MiB)")
     p.add_argument("--targets", default=None,

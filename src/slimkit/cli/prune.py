@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="transformers: skip the least-squares re-fit of the layers that read pruned heads/neurons")
     p.add_argument("--lr", type=float, default=1e-3, help="recovery learning rate")
     p.add_argument("--max-drop", type=float, default=None,
-                   help="metric drop accepted; recovery stops once within it (default: the task's tolerance)")
+                   help="metric drop accepted; recovery stops once within it (default: the task's, else 1%% of "
+                        "the baseline's metric)")
     p.add_argument("--targets", default="torch,onnxruntime,openvino", help="comma-separated targets")
     p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")
     p.add_argument("--out", required=True, help="run folder for report.json, report.md and the pruned model")

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--epochs and --lr set quantization-aware training, which is off",
                          hint="add --qat, or drop --epochs/--lr")
     report = quantize(
-        args.task, args.scheme, args.target, out=args.out, calibration=args.calibration, samples=args.samples,
+        args.task, target=args.target, scheme=args.scheme, out=args.out, calibration=args.calibration,
+        samples=args.samples,
         max_drop=args.max_drop, qat_epochs=(args.epochs or 2) if args.qat else 0,
         qat_lr=1e-4 if args.lr is None else args.lr,
         sensitivity=args.sensitivity, group_size=args.group_size, per_channel=not args.per_tensor,

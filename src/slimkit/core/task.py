@@ -14,6 +14,7 @@ from torch import nn
 from slimkit.core.data import Batch, Inputs, primary_output
 from slimkit.errors import ShapeError, TaskError
 
+RELATIVE_DROP = 0.01  # the default accuracy budget as a share of the baseline's metric
 MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -97,9 +98,10 @@ class Task:
     loss: LossFn
     description: str = ""
     throughput_batch: int = 8
-    # A metric drop this small (in the metric's units) still counts as "no loss": the
-    # default accuracy budget of commands that take --max-drop.
-    tolerance: float = 0.5
+    # A metric drop this small (in the metric's units) still counts as "no loss": the default
+    # accuracy budget of commands that take --max-drop. None: 1% of the baseline's value, so the
+    # budget fits the metric's scale (a 0-1 cosine and a 0-100 accuracy alike).
+    tolerance: float | None = None
     # An untrained model of the same architecture, for training from scratch (e.g. tuning
     # hyperparameters); None means training starts from the task's model.
     fresh_model: Callable[[], nn.Module] | None = None
@@ -128,6 +130,20 @@ class Task:
                 )
             self._cached = model
         return copy.deepcopy(self._cached).eval()
+
+    def default_drop(self, baseline_metric: float) -> float:
+        """The accuracy budget when none is given: the task's ``tolerance``, else 1% of the baseline.
+
+        Example:
+            >>> import dataclasses, torch
+            >>> t = Task("t", torch.nn.Linear(1, 1), {"input": torch.zeros(1, 1)}, [], [], [],
+            ...          Metric("cosine", lambda o, t: 1.0), torch.nn.functional.mse_loss)
+            >>> t.default_drop(0.98), dataclasses.replace(t, tolerance=0.5).default_drop(0.98)
+            (0.0098, 0.5)
+        """
+        if self.tolerance is not None:
+            return self.tolerance
+        return RELATIVE_DROP * abs(baseline_metric)
 
     def transfer(self) -> Iterable[Batch]:
         """The distillation transfer set: ``transfer_data`` (built on first use), else the training data."""

@@ -7,6 +7,7 @@ In eval mode BatchNorm is the per-channel affine map ``y = (x - mean) * s + beta
 * :func:`fold_batchnorm` is the arithmetic for one pair, in place; :func:`why_not_foldable`
   says when it would not be exact, :func:`is_foldable_layer` / :func:`is_batchnorm` which
   modules compute exactly what their stock class does.
+* :func:`reestimate` recomputes the running statistics after pruning or QAT changed the network.
 * :func:`pairs_by_run` finds (layer, BatchNorm) pairs by running example inputs: a BatchNorm
   fed the very tensor a layer returned. :func:`fold_by_run` folds those pairs in place and
   undoes everything when the folded model does not match.
@@ -25,7 +26,7 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import cast
 
 import torch
@@ -34,7 +35,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvTransposeNd
 from torch.nn.utils import parametrize
 
-from slimkit.core.data import Inputs
+from slimkit.core.data import Batch, Inputs
 from slimkit.core.task import run_model
 from slimkit.export.parity import compare
 from slimkit.kernels.hooks import Hooks
@@ -270,3 +271,43 @@ def _restore(layer: FoldableLayer, weight: torch.Tensor, bias: torch.Tensor | No
         layer.bias = None  # the Parameter fold_batchnorm added goes again
     elif layer.bias is not None:
         layer.bias.copy_(bias)
+
+
+@torch.no_grad()
+def reestimate(model: nn.Module, data: Iterable[Batch], max_batches: int = 64) -> int:
+    """Recompute every BatchNorm's running mean and variance on ``data``; returns how many it has.
+
+    Pruning removes channels and QAT changes the weights, so the statistics a BatchNorm kept are
+    those of another network; fine-tuning moves them only by its momentum per step (MobileNetV3's
+    0.01 leaves a short recovery at the old values). The exact average over up to ``max_batches``
+    batches replaces them; only the BatchNorms run in training mode (dropout stays off), and the
+    model is left in eval mode.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=0.01))
+        >>> x = torch.randn(64, 3) * 5 + 2
+        >>> reestimate(net, [({"input": x}, torch.zeros(64))])
+        1
+        >>> torch.allclose(net[1].running_mean, net[0](x).mean(0), atol=1e-5)
+        True
+    """
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over every batch seen, not an exponential one
+        m.train()
+    try:
+        for i, (inputs, _) in enumerate(data):
+            if i >= max_batches:
+                break
+            if next(iter(inputs.values())).shape[0] > 1:  # one item has no batch statistics
+                run_model(model, inputs)
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()
+    return len(norms)

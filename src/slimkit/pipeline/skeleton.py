@@ -125,12 +125,13 @@ class Run:
 
         The model-changing steps (fuse, prune, distill) run once and are shared by every target;
         a deploying step (quantize) runs per target. A target that cannot run here is skipped
-        and listed. With ``max_drop``, recovery may stop once the metric is back within that
-        much of the baseline's (the floor a search trial recovers to, so a recipe re-run matches).
+        and listed. Recovery may stop once the metric is back within ``max_drop`` (default: the
+        task's budget) of the baseline's: the floor a search trial recovers to, so a re-run matches.
         """
         base = model if model is not None else self.task.build_model()
         baseline = self.measure_baseline(base)
         assert self.report is not None
+        drop = self.max_drop(max_drop)
         self.steps = recipe.to_dict()["steps"]
         self.targets = list(targets)
         prefix, rest = recipe.split()
@@ -140,8 +141,7 @@ class Run:
             # put it in eval mode or freeze it, and ``base`` is still to be measured on every target.
             state = StepState(self.task, copy.deepcopy(base), "torch", self.out, self.threads,
                               make_teacher=lambda: copy.deepcopy(base), progress=self.say)
-            if max_drop is not None:
-                state.info["metric_floor"] = baseline.measurement.metric - max_drop
+            state.info["metric_floor"] = baseline.measurement.metric - drop
             state = apply_steps(state, prefix)
             modified, torch_deployed = after_steps(state.model, state) if after_steps else (state.model, None)
             info = {k: v for k, v in state.info.items() if k != "metric_floor"}
@@ -197,11 +197,17 @@ class Run:
         note_steps(entry, info)
         return entry
 
-    def finish(self, max_drop: float, *, latency_budget: float | None = None, size_budget: int | None = None,
-               record: dict[str, Any] | None = None) -> Report:
+    def max_drop(self, given: float | None) -> float:
+        """The accuracy budget: ``given``, else the task's default for the measured baseline."""
+        assert self.report is not None, "measure the baseline first"
+        return given if given is not None else self.task.default_drop(self.report.baseline.measurement.metric)
+
+    def finish(self, max_drop: float | None = None, *, latency_budget: float | None = None,
+               size_budget: int | None = None, record: dict[str, Any] | None = None) -> Report:
         """Select the best, then write the resolved ``recipe.yaml``, the report, and drop artifact
         folders an earlier run left that this report no longer names."""
         assert self.report is not None, "measure the baseline first"
+        max_drop = self.max_drop(max_drop)
         finalize(self.report, max_drop, latency_budget, size_budget)
         write_run_recipe(self.out / "recipe.yaml", command=self.command, task=self.task_spec, steps=self.steps,
                          targets=self.targets, max_drop=max_drop, seed=self.seed, threads=self.threads,

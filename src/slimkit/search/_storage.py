@@ -87,8 +87,10 @@ def _check_storage(url: str) -> None:
 
 def _counts(t: Any) -> bool:
     """Whether a finished trial spends the --trials budget: an interrupted one is run again instead,
-    and one started past the budget measured nothing."""
-    return t.state.is_finished() and not t.user_attrs.get("interrupted") and not t.user_attrs.get("over_budget")
+    one started past the budget measured nothing, and the unmodified model on a target (queued
+    first as the never-slower reference) is a measurement the search needs, not a trial asked for."""
+    return (t.state.is_finished() and not t.user_attrs.get("interrupted") and not t.user_attrs.get("over_budget")
+            and not t.user_attrs.get("reference"))
 
 
 def _spent(study: Any) -> int:

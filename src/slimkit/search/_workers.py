@@ -46,7 +46,8 @@ def _run_worker(settings: SearchSettings, quiet: bool = True, child: bool = Fals
         remaining = max(1.0, settings.deadline - time.time())
     while not (trials and _spent(study) >= trials):
         try:
-            study.optimize(objective, n_trials=trials or None, timeout=remaining, callbacks=callbacks,
+            # No n_trials: Optuna would count the queued references too; the callback stops at the budget.
+            study.optimize(objective, n_trials=None, timeout=remaining, callbacks=callbacks,
                            catch=(Exception,))
             return
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:

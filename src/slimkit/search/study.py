@@ -19,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from slimkit.core.files import atomic_write_json
 from slimkit.core.task import Task
 from slimkit.errors import UsageError
@@ -32,6 +34,7 @@ from slimkit.pipeline import (
     refusal_leaves_no_folder,
     target_names,
 )
+from slimkit.pipeline.result import Result
 from slimkit.report import write_report
 from slimkit.report.schema import Entry, Report
 from slimkit.search._objective import _IN_PROCESS
@@ -58,6 +61,7 @@ from slimkit.search._workers import run_workers
 from slimkit.search.space import SearchSpace
 from slimkit.tasks import load_task
 from slimkit.tasks._loader import task_key
+from slimkit.tasks.user import MetricLike, resolve_task
 
 __all__ = ["PRUNERS", "SAMPLERS", "STUDY_NAME", "SearchSettings", "build_report", "default_space", "make_pruner",
            "optimize"]
@@ -79,8 +83,11 @@ def default_space(targets: list[str], task_name: str) -> SearchSpace:
 
 @refusal_leaves_no_folder
 def optimize(
-    task: str = "digits-resnet18",
+    task: str | Task | nn.Module = "digits-resnet18",
+    data: Any = None,
     *,
+    eval_data: Any = None,
+    metric: MetricLike | None = None,
     max_drop: float | None = None,
     latency_budget: float | None = None,
     size_budget_mb: float | None = None,
@@ -98,8 +105,11 @@ def optimize(
     threads: int | None = None,
     quick: bool = False,
     progress: Callable[[str], None] | None = None,
-) -> Report:
+) -> Result:
     """Search technique combinations and targets for the fastest model within ``max_drop``.
+
+    ``task`` is a task (name, ``file.py:function`` or :class:`Task`) or your own ``nn.Module``
+    with ``data`` (and optionally ``eval_data`` and ``metric``, as in :func:`slimkit.quantize`).
 
     ``time_budget`` is in minutes. Returns the report (also written to ``out``); its ``best`` is
     the fastest trial meeting every constraint and faster than the unmodified model on the same
@@ -114,6 +124,7 @@ def optimize(
         2
     """
     say = progress or (lambda _m: None)
+    task = resolve_task(task, data, eval_data=eval_data, metric=metric, seed=seed, needs_data="a search")
     given_sampler, given_pruner = sampler, pruner  # None: the default, or on --resume the stored one
     sampler, pruner = sampler or "tpe", pruner or "none"
     targets, space = _check_arguments(task, sampler=sampler, pruner=pruner, workers=workers, trials=trials,
@@ -141,7 +152,7 @@ def optimize(
     _prepare_study(settings, resume, say)
     started = time.time()
     run_workers(settings, quiet=progress is None)
-    return _finish(settings, task_obj, baseline, out_dir, started, say)
+    return Result.of(_finish(settings, task_obj, baseline, out_dir, started, say), out_dir, task_obj.build_model())
 
 
 def _check_arguments(task: str | Task, *, sampler: str, pruner: str, workers: int, trials: int | None,
@@ -226,7 +237,7 @@ def _started(task: str | Task, task_obj: Task, out_dir: Path, *, targets: list[s
                              threads, entry_id="baseline", recipe=[], quick=quick, out=out_dir)
     atomic_write_json(out_dir / "baseline.json", baseline.to_dict())
     _measure_references(task_obj, space, out_dir, threads, quick, say)
-    drop = task_obj.tolerance if max_drop is None else max_drop
+    drop = task_obj.default_drop(baseline.measurement.metric) if max_drop is None else max_drop
     settings = SearchSettings(
         task=task_key(task) if isinstance(task, str) else task_obj.name, task_name=task_obj.name,
         seed=seed, threads=threads, quick=quick, space=space.to_dict(), sampler=sampler, pruner=pruner,
@@ -259,7 +270,7 @@ def _prepare_study(settings: SearchSettings, resume: bool, say: Callable[[str], 
         for target in space.targets:
             params = _identity_params(space, target)
             if params is not None:
-                study.enqueue_trial(params, skip_if_exists=True)
+                study.enqueue_trial(params, user_attrs={"reference": True}, skip_if_exists=True)
 
 
 def _finish(settings: SearchSettings, task_obj: Task, baseline: Entry, out_dir: Path, started: float,

@@ -121,6 +121,8 @@ def _digits_task(name: str, size: int | None, make: Callable[[], nn.Module], cfg
         loss=F.cross_entropy,
         description=description,
         throughput_batch=32,
+        # Half a point of accuracy: the budget every recorded digits result was measured under.
+        tolerance=0.5,
         fresh_model=make,
     )
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from slimkit.core.task import Task
 from slimkit.errors import UsageError
+from slimkit.kernels.batchnorm import reestimate
 from slimkit.measure.flops import count_macs, count_params
 from slimkit.techniques.prune._config import PruneConfig
 from slimkit.techniques.prune._importance import accumulate_gradients
@@ -99,6 +100,9 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
         _prune_channels(student, teacher, task, cfg, result, say)
     else:
         masks = _prune_weights(student, task, cfg)
+    # The statistics each BatchNorm kept were measured on the unpruned network's activations.
+    if reestimate(student, task.calibration_data):
+        say("BatchNorm statistics re-estimated on the calibration data")
     result.metric_after_prune = evaluate_torch(student, task.eval_data, task.metric)
     say(f"{task.metric.name} after pruning, before recovery: {result.metric_after_prune:.4f}")
     if cfg.recover_epochs:
@@ -106,6 +110,9 @@ def prune_model(model: nn.Module, task: Task, cfg: PruneConfig, *, floor: float 
         left = count_macs(student, inputs) / max(result.macs[0], 1)
         validated = None if on_validation is None else (lambda e, v: on_validation(e, v, left))
         result.recovery = _recover_pruned(student, teacher, task, cfg, masks, floor, validated, say)
+        if result.recovery is not None and result.recovery.undone:
+            result.note = "; ".join(n for n in (result.note, "recovery lowered the validation metric and was "
+                                                "undone (the model before recovery is kept)") if n)
     if result.recovery is not None:
         # Reported, never used to choose: recovery stopped on its validation split.
         result.metric_after_recovery = evaluate_torch(student, task.eval_data, task.metric)
@@ -192,7 +199,9 @@ def _recover_pruned(student: nn.Module, teacher: nn.Module, task: Task, cfg: Pru
     with hold_masks(student, masks):
         return recover(student, task, epochs=cfg.recover_epochs, lr=cfg.lr, method=cfg.recover, teacher=teacher,
                        floor=None if cfg.schedule == "gradual" else floor, seed=cfg.seed,
-                       on_epoch=raise_sparsity, on_validation=validated, progress=say)
+                       on_epoch=raise_sparsity, on_validation=validated, progress=say,
+                       # a gradual schedule reaches the asked sparsity during recovery: no going back
+                       keep_better=cfg.schedule != "gradual")
 
 
 def _note_shortfall(result: PruneResult, model: nn.Module, target_macs: float | None) -> None:

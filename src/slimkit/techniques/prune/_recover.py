@@ -12,6 +12,7 @@ from torch import nn
 
 from slimkit.core.data import Batch, Batches, primary_output
 from slimkit.core.task import Task, run_model
+from slimkit.kernels.batchnorm import reestimate
 from slimkit.kernels.hooks import Recorder
 from slimkit.kernels.teacher import TeacherStudent
 from slimkit.train.engine import TrainConfig, evaluate_torch, fit
@@ -30,10 +31,17 @@ class RecoveryResult:
     stopped_early: bool = False
     selection: str | None = None  # which data the early-stopping check read
     hidden_layers: list[str] = field(default_factory=list)  # hidden states matched by distillation
+    batchnorms: int = 0  # BatchNorms whose statistics were re-estimated after training
+    # The check metric (validation split) before and after recovery; recovery that lowered it is undone.
+    check_before: float | None = None
+    check_after: float | None = None
+    undone: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return {"epochs": self.epochs, "stopped_early": self.stopped_early, "history": self.history,
-                "early_stopping_on": self.selection, "hidden_layers": self.hidden_layers}
+                "early_stopping_on": self.selection, "hidden_layers": self.hidden_layers,
+                "batchnorms_reestimated": self.batchnorms, "check_before": self.check_before,
+                "check_after": self.check_after, "undone": self.undone}
 
 
 class Distilled(TeacherStudent):
@@ -105,7 +113,7 @@ def train_split(task: Task, method: str) -> Iterable[Batch]:
 
 def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str = "finetune",
             teacher: nn.Module | None = None, floor: float | None = None, seed: int = 0,
-            hidden_weight: float = 1.0,
+            hidden_weight: float = 1.0, keep_better: bool = True,
             on_epoch: Callable[[int, dict[str, float]], None] | None = None,
             on_validation: Callable[[int, float], None] | None = None,
             progress: Callable[[str], None] | None = None) -> RecoveryResult:
@@ -122,7 +130,8 @@ def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str
     dropout off (:func:`no_dropout`) and embedding tables fixed (:func:`frozen_embeddings`);
     fine-tuning on labels keeps the model's dropout and trains every parameter.
     ``on_validation(epoch, validation metric)`` sees every epoch's score and may raise to stop
-    (a search's early-stopping pruner does).
+    (a search's early-stopping pruner does). Afterwards BatchNorm statistics are re-estimated and,
+    with ``keep_better``, recovery that lowered the validation metric is undone.
     """
     result = RecoveryResult()
     if epochs < 1:
@@ -130,6 +139,9 @@ def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str
     if method == "distill" and teacher is None:
         raise ValueError("distillation needs the unpruned teacher")
     train, val = _split(_source(task, method))
+    check = val if val is not None else task.eval_data
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    result.check_before = evaluate_torch(model, check, task.metric)
     val, val_floor = _stopping_rule(task, method, teacher, floor, val, result)
     module, loss = _trained_module(model, teacher, task, method, hidden_weight, result)
     after_epoch = _after_epoch(model, task, epochs, val, val_floor, result, on_epoch, on_validation, progress)
@@ -143,8 +155,24 @@ def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str
     finally:
         if isinstance(module, Distilled):
             module.remove()
-    model.eval()
+    _keep_the_better(model, task, check, before if keep_better else None, result)
+    if result.undone and progress:
+        progress(f"  recovery lowered the check {task.metric.name} ({result.check_before:.4f} -> "
+                 f"{result.check_after:.4f}): the model before recovery is kept")
     return result
+
+
+def _keep_the_better(model: nn.Module, task: Task, check: Iterable[Batch], before: dict[str, torch.Tensor] | None,
+                     result: RecoveryResult) -> None:
+    """BatchNorm statistics re-estimated for the trained weights, then recovery is kept only when it
+    did not lower the check metric: a learning rate too high for the model must not leave it worse
+    than no recovery at all."""
+    result.batchnorms = reestimate(model, task.calibration_data)
+    result.check_after = evaluate_torch(model, check, task.metric)
+    if before is not None and result.check_before is not None and result.check_after < result.check_before:
+        model.load_state_dict(before)
+        result.undone = True
+    model.eval()
 
 
 def _stopping_rule(task: Task, method: str, teacher: nn.Module | None, floor: float | None,

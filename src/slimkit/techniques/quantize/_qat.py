@@ -23,6 +23,7 @@ from torch import nn
 
 from slimkit.core.data import Inputs
 from slimkit.core.task import Task, run_model
+from slimkit.kernels.batchnorm import reestimate
 from slimkit.techniques.quantize._qat_fold import fold_batchnorms
 from slimkit.techniques.quantize._qat_smooth import SMOOTH_ALPHA, smooth_inputs
 from slimkit.techniques.quantize._qat_wrap import (
@@ -90,6 +91,9 @@ def qat_model(model: nn.Module, task: Task, calibration: Sequence[Inputs], epoch
     smoothed = smooth_inputs(model, calibration, smooth) if smooth else 0
     _observe(model, calibration, True)
     history = _train(model, task, epochs, lr, seed, progress) if epochs else []
+    # Fine-tuning moved the weights under fake quantization; the BatchNorm statistics the runtime
+    # folds into them are recomputed for those weights (a small momentum leaves them stale).
+    renormed = reestimate(model, task.calibration_data) if epochs else 0
     transfer = task.transfer_data is not None
     model.eval()
     fq = [m for m in model.modules() if isinstance(m, FakeQuant)]
@@ -100,7 +104,8 @@ def qat_model(model: nn.Module, task: Task, calibration: Sequence[Inputs], epoch
                                "weight_max": weight_max,
                                "data": "transfer set (original model's outputs)" if transfer else "training set",
                                "smooth_alpha": smooth, "smoothed_layers": smoothed,
-                               "int8_attention_inputs": sum(1 for m in fq if m.out_lo is not None)}
+                               "int8_attention_inputs": sum(1 for m in fq if m.out_lo is not None),
+                               "batchnorms_reestimated": renormed}
     if not per_channel:
         info["folded_batchnorms"] = len(folded)
         info["clipped_ranges"] = sum(1 for m in fq if float(m.range_fraction) < 1.0)
