@@ -9,7 +9,7 @@ from slimkit.cli._shared import add_task_options, print_report, progress, split_
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure a task's model on several targets side by side")
-    add_task_options(p)
+    add_task_options(p, model=True)
     p.add_argument("--targets", default="torch,onnxruntime,openvino",
                    help="comma-separated targets (see `slimkit list`)")
     p.add_argument("--max-drop", type=float, default=None,
@@ -21,9 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slimkit.api.benchmark import benchmark
+    from slimkit.cli._model import task_from_args
 
     targets = split_list(args.targets)
-    report = benchmark(args.task, targets=targets, out=args.out, threads=args.threads, max_drop=args.max_drop,
-                       quick=args.quick, seed=args.seed, progress=progress)
+    report = benchmark(task_from_args(args), targets=targets, out=args.out, threads=args.threads,
+                       max_drop=args.max_drop, quick=args.quick, seed=args.seed, progress=progress)
     print_report(report, args.out)
     return 0

@@ -34,12 +34,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from slimkit.cli import bench, demo, distill, env, listing, optimize, prune, quantize, run, train, tune
+    from slimkit.cli import bench, demo, distill, env, listing, optimize, predict, prune, quantize, run, train, tune
 
     parser = _Parser(prog="slimkit", description="Make models smaller and faster, with measurements.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    for module in (demo, bench, optimize, run, train, distill, quantize, prune, tune, env, listing):
+    for module in (demo, bench, optimize, run, predict, train, distill, quantize, prune, tune, env, listing):
         module.add_parser(sub)
     return parser
 

@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from slimkit.search.study import PRUNERS, SAMPLERS
 
     p = sub.add_parser("optimize", help="search pruning x quantization x runtime for the best trade-off")
-    add_task_options(p)
+    add_task_options(p, model=True)
     p.add_argument("--max-drop", type=float, default=None,
                    help="largest accepted metric drop vs the baseline (default: the task's, else 1%% of the "
                         "baseline's metric)")
@@ -53,13 +53,15 @@ def load_space(path: str) -> SearchSpace:
 
 
 def run(args: argparse.Namespace) -> int:
+    from slimkit.cli._model import task_from_args
     from slimkit.search.study import optimize
     from slimkit.ui import out
 
     targets = None if args.targets is None else split_list(args.targets)
     trials = args.trials if args.trials or args.time_budget else (None if args.resume else 20)
     report = optimize(
-        args.task, max_drop=args.max_drop, latency_budget=args.latency_budget, size_budget_mb=args.size_budget,
+        task_from_args(args), max_drop=args.max_drop, latency_budget=args.latency_budget,
+        size_budget_mb=args.size_budget,
         targets=targets, space=load_space(args.space) if args.space else None, trials=trials,
         time_budget=args.time_budget, sampler=args.sampler, pruner=args.pruner, storage=args.storage,
         workers=args.workers, resume=args.resume, out=args.out, seed=args.seed, threads=args.threads,

@@ -19,7 +19,7 @@ def _ratio(text: str) -> float:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="prune a task's model (structured or unstructured) and measure it")
-    add_task_options(p)
+    add_task_options(p, model=True)
     p.add_argument("--ratio", type=_ratio, required=True,
                    help="fraction of channels (structured) or weights (unstructured) to remove")
     kind = p.add_mutually_exclusive_group(required=True)
@@ -58,6 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slimkit.api.prune import prune
+    from slimkit.cli._model import task_from_args
     from slimkit.techniques.prune import PruneConfig
 
     cfg = PruneConfig(
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     targets = split_list(args.targets)
     from slimkit.report._format import fmt_bytes, fmt_count
 
-    report = prune(args.task, config=cfg, targets=targets, out=args.out, threads=args.threads,
+    report = prune(task_from_args(args), config=cfg, targets=targets, out=args.out, threads=args.threads,
                    max_drop=args.max_drop, quick=args.quick, seed=args.seed, progress=progress)
     print_report(report, args.out)
     p = report.extra["pruning"]

@@ -11,7 +11,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from slimkit.techniques.quantize import CALIBRATIONS, SCHEMES
 
     p = sub.add_parser("quantize", help="quantize a model for a target (int8, int4 weights, fp16/bf16, QAT)")
-    add_task_options(p)
+    add_task_options(p, model=True)
     p.add_argument("--scheme", default="int8-static", choices=SCHEMES,
                    help="default: int8-static; see `slimkit list` for the matrix")
     p.add_argument("--target", default="openvino", help="torch, onnxruntime or openvino (default: openvino)")
@@ -42,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slimkit.api.quantize import quantize
+    from slimkit.cli._model import task_from_args
     from slimkit.errors import UsageError
     from slimkit.ui import out
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--epochs and --lr set quantization-aware training, which is off",
                          hint="add --qat, or drop --epochs/--lr")
     report = quantize(
-        args.task, target=args.target, scheme=args.scheme, out=args.out, calibration=args.calibration,
+        task_from_args(args), target=args.target, scheme=args.scheme, out=args.out, calibration=args.calibration,
         samples=args.samples,
         max_drop=args.max_drop, qat_epochs=(args.epochs or 2) if args.qat else 0,
         qat_lr=1e-4 if args.lr is None else args.lr,

@@ -137,6 +137,34 @@ def trim_padding(inputs: Mapping[str, torch.Tensor], mask: str) -> Inputs:
     return {k: (v[:, :width] if v.dim() >= 2 and v.shape[1] == seq else v) for k, v in inputs.items()}
 
 
+def token_inputs(inputs: Mapping[str, torch.Tensor]) -> list[str]:
+    """Inputs whose second axis is a sequence that varies from call to call: integer tensors of two
+    or more axes (token ids, attention masks, token types). Exports keep that axis dynamic.
+
+    Example:
+        >>> token_inputs({"input_ids": torch.zeros(1, 8, dtype=torch.long), "pixels": torch.zeros(1, 3, 8, 8)})
+        ['input_ids']
+    """
+    return [n for n, t in inputs.items() if not t.is_floating_point() and t.dim() >= 2]
+
+
+def shorter(inputs: Mapping[str, torch.Tensor], names: list[str]) -> Inputs:
+    """``inputs`` with the sequence axis of ``names`` cut to about half (at least 1): a second length
+    to check a dynamic-sequence export on."""
+    length = max(1, inputs[names[0]].shape[1] // 2)
+    return {k: (v[:, :length] if k in names else v) for k, v in inputs.items()}
+
+
+def longer(inputs: Mapping[str, torch.Tensor], names: list[str], limit: int | None = None) -> Inputs:
+    """``inputs`` with the sequence axis of ``names`` half as long again (at most ``limit``): the
+    new positions repeat the first ones (token ids, and masks that keep them)."""
+    length = inputs[names[0]].shape[1]
+    extra = max(1, length // 2)
+    if limit is not None:
+        extra = max(0, min(extra, limit - length))
+    return {k: (torch.cat([v, v[:, :extra]], dim=1) if k in names else v) for k, v in inputs.items()}
+
+
 def batch_of(inputs: Mapping[str, torch.Tensor], size: int) -> Inputs:
     """Repeat or cut batch-1 example inputs to ``size`` rows (for throughput runs)."""
     out = {}

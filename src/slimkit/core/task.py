@@ -6,6 +6,7 @@ import copy
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -110,6 +111,11 @@ class Task:
     # sees, so a large transfer set recovers a pruned model better than a small training set.
     # A zero-argument factory is called once, on first use (building the set can be slow).
     transfer_data: Iterable[Batch] | Callable[[], Iterable[Batch]] | None = None
+    # How raw data becomes the model's inputs (plain JSON: image transform, tokenizer settings),
+    # recorded in every artifact's manifest, and a writer of the files that needs (a tokenizer's)
+    # into a folder, so an artifact folder alone serves raw text or images.
+    preprocess: Mapping[str, Any] | None = None
+    write_assets: Callable[[Path], None] | None = None
     _cached: nn.Module | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""torch -> ONNX with a dynamic batch axis, then a parity check on real inputs."""
+"""torch -> ONNX with a dynamic batch axis (and sequence axis for token inputs), then a parity check."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from slimkit._optional import require
-from slimkit.core.data import Inputs, batch_of
+from slimkit.core.data import Inputs, batch_of, longer, shorter, token_inputs
 from slimkit.core.files import atomic_path
 from slimkit.core.task import run_model
 from slimkit.errors import ExportError
@@ -30,20 +30,33 @@ def _operator_of(exc: BaseException) -> str:
     return "unknown operator"
 
 
-def _export(model: nn.Module, inputs: Inputs, path: Path, dynamo: bool) -> None:
+def max_length(model: nn.Module) -> int | None:
+    """The longest sequence the model takes, where its config says (a transformer's position table)."""
+    config = getattr(model, "config", None)
+    value = getattr(config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 1 else None
+
+
+def _export(model: nn.Module, inputs: Inputs, path: Path, dynamo: bool, sequence: list[str],
+            seq_max: int | None = None) -> None:
+    """One exporter's run; ``sequence``: inputs whose axis 1 stays dynamic too, up to ``seq_max``."""
     names = list(inputs)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         if dynamo:
             batch = torch.export.Dim("batch", min=1, max=4096)
+            seq = torch.export.Dim("seq", min=1, max=seq_max or 4096) if sequence else None
             torch.onnx.export(
                 model, (), str(path), kwargs=dict(inputs), input_names=names, output_names=["output"],
                 dynamo=True, external_data=False, opset_version=OPSET,
-                dynamic_shapes={n: {0: batch} for n in names}, verbose=False,
+                dynamic_shapes={n: {0: batch, 1: seq} if n in sequence else {0: batch} for n in names},
+                verbose=False,
             )
         else:
             # The TorchScript exporter traces positional arguments only.
-            axes = {n: {0: "batch"} for n in [*names, "output"]}
+            axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "seq"} if n in sequence else {0: "batch"}
+                                               for n in names}
+            axes["output"] = {0: "batch"}
             torch.onnx.export(
                 Positional(model, names).eval(), tuple(inputs.values()), str(path), input_names=names,
                 output_names=["output"], dynamo=False, opset_version=17, dynamic_axes=axes,
@@ -86,9 +99,11 @@ def export_onnx(model: nn.Module, inputs: Inputs, path: str | Path, *, check: bo
                 dynamo: bool | None = None) -> Parity | None:
     """Export ``model`` called as ``model(**inputs)`` to ONNX at ``path`` and check parity.
 
-    The batch axis of every input is dynamic. The torch.export-based exporter is tried
-    first; models it cannot trace fall back to the TorchScript exporter (``dynamo=True`` or
-    ``False`` picks one exporter only: the TorchScript one is several times faster to run).
+    The batch axis of every input is dynamic, and the sequence axis of token inputs
+    (:func:`~slimkit.core.data.token_inputs`) where the exported graph computes the same at
+    another length (checked; else it keeps the example's length). The torch.export-based exporter
+    is tried first; models it cannot trace fall back to the TorchScript exporter (``dynamo=True``
+    or ``False`` picks one exporter only: the TorchScript one is several times faster to run).
     The parity check runs the file with ONNX Runtime (when installed) on ``inputs``.
 
     Example:
@@ -105,12 +120,18 @@ def export_onnx(model: nn.Module, inputs: Inputs, path: str | Path, *, check: bo
     # torch.export specialises any dimension of size 1, so trace with a batch of 2 to keep
     # the batch axis dynamic.
     trace_inputs = batch_of(inputs, 2)
+    sequence = [n for n in token_inputs(inputs) if inputs[n].shape[1] > 1]
     errors: list[BaseException] = []
     with atomic_path(path) as tmp:
-        for use_dynamo in ((True, False) if dynamo is None else (dynamo,)):
+        # Each exporter with the sequence axis dynamic first, then with the example's length.
+        attempts = [(d, s) for s in ((sequence, []) if sequence else ([],))
+                    for d in ((True, False) if dynamo is None else (dynamo,))]
+        for use_dynamo, seq in attempts:
             try:
-                _export(wrapped, trace_inputs, tmp, use_dynamo)
+                _export(wrapped, trace_inputs, tmp, use_dynamo, seq, max_length(model))
                 _require_dynamic_batch(tmp)
+                if seq and not _same_at_another_length(model, inputs, seq, tmp):
+                    continue
                 break
             except Exception as exc:  # exporters raise many types; we report them together
                 errors.append(exc)
@@ -121,6 +142,17 @@ def export_onnx(model: nn.Module, inputs: Inputs, path: str | Path, *, check: bo
             )
         parity = check_onnx_parity(model, inputs, tmp) if check else None
     return parity
+
+
+def _same_at_another_length(model: nn.Module, inputs: Inputs, sequence: list[str], path: Path) -> bool:
+    """Whether the graph exported with a dynamic sequence computes what the model does at a shorter
+    and a longer length (a trace can bake the example's length into a reshape or a mask)."""
+    try:
+        for other in (shorter(inputs, sequence), longer(inputs, sequence, max_length(model))):
+            check_onnx_parity(model, other, path)  # raises ParityError when they differ
+    except Exception:  # a mismatch, or the runtime refused the other length: not dynamic after all
+        return False
+    return True
 
 
 def check_onnx_parity(model: nn.Module, inputs: Inputs, path: Path) -> Parity | None:

@@ -1,4 +1,5 @@
-"""ONNX -> OpenVINO IR and torch -> OpenVINO IR, each with a dynamic batch and a parity check."""
+"""ONNX -> OpenVINO IR and torch -> OpenVINO IR, each with a dynamic batch (and sequence axis for
+token inputs) and a parity check."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +15,22 @@ import torch
 from torch import nn
 
 from slimkit._optional import require
-from slimkit.core.data import Inputs
+from slimkit.core.data import Inputs, longer, shorter, token_inputs
 from slimkit.core.task import run_model
 from slimkit.errors import ExportError
-from slimkit.export.onnx import Positional, _operator_of
+from slimkit.export.onnx import Positional, _operator_of, max_length
 from slimkit.export.parity import Parity, check_parity
 
 
-def _dynamic_batch(ov: Any, model: Any) -> None:
+def _dynamic_batch(ov: Any, model: Any, sequence: Sequence[str] = ()) -> None:
+    """Make the batch axis dynamic, and axis 1 of the ``sequence`` inputs (token ids, masks)."""
     shapes = {}
     for port in model.inputs:
         shape = port.get_partial_shape()
         if shape.rank.is_static and shape.rank.get_length() > 0:
             shape[0] = ov.Dimension(-1)
+            if port.get_any_name() in sequence and shape.rank.get_length() > 1:
+                shape[1] = ov.Dimension(-1)
             shapes[port.get_any_name()] = shape
     if shapes:
         model.reshape(shapes)
@@ -98,11 +103,30 @@ def torch_to_openvino(model: nn.Module, inputs: Inputs, xml: str | Path, *, chec
     """
     ov = require("openvino", "OpenVINO export")
     model = model.eval()
+    sequence = [n for n in token_inputs(inputs) if inputs[n].shape[1] > 1]
+    # The sequence axis of token inputs dynamic where the IR computes the same at another length.
+    for seq in ((sequence, []) if sequence else ([],)):
+        ov_model = _convert(ov, model, inputs, seq)
+        _dynamic_batch(ov, ov_model, seq)
+        save_ir(ov, ov_model, Path(xml))
+        if seq:
+            try:
+                for other in (shorter(inputs, seq), longer(inputs, seq, max_length(model))):
+                    check_openvino_parity(model, other, Path(xml))
+            except Exception:  # a mismatch, or the plugin refused the other length
+                continue
+        break
+    return check_openvino_parity(model, inputs, Path(xml)) if check else None
+
+
+def _convert(ov: Any, model: nn.Module, inputs: Inputs, sequence: Sequence[str]) -> Any:
+    """The OpenVINO model of ``model`` traced on ``inputs``, batch (and ``sequence`` axes) dynamic."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             names = list(inputs)
-            shapes = [ov.PartialShape([-1, *t.shape[1:]]) for t in inputs.values()]
+            shapes = [ov.PartialShape([-1, *([-1] if n in sequence else t.shape[1:2]), *t.shape[2:]])
+                      for n, t in inputs.items()]
             ov_model = ov.convert_model(
                 Positional(model, names).eval(), example_input=tuple(inputs.values()), input=shapes
             )
@@ -113,6 +137,4 @@ def torch_to_openvino(model: nn.Module, inputs: Inputs, xml: str | Path, *, chec
             f"OpenVINO conversion failed at {_operator_of(exc)}: {str(exc).splitlines()[0][:300]}",
             hint="export to ONNX first and convert that (onnx_to_openvino), or use another target",
         ) from exc
-    _dynamic_batch(ov, ov_model)
-    save_ir(ov, ov_model, Path(xml))
-    return check_openvino_parity(model, inputs, Path(xml)) if check else None
+    return ov_model

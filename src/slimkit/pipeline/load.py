@@ -54,8 +54,8 @@ def load(
     manifest = read_manifest(folder)
     names = list(manifest.get("input_order") or manifest["inputs"])
     if manifest["target"] == "torch" and target in (None, "torch"):
-        return Predictor(_torch_model(folder, manifest, model, threads), names, manifest)
-    return Predictor(load_deployed(folder, threads, target), names, manifest)
+        return Predictor(_torch_model(folder, manifest, model, threads), names, manifest, folder)
+    return Predictor(load_deployed(folder, threads, target), names, manifest, folder)
 
 
 def _entry_folder(run: Path, entry_id: str | None) -> Path:

@@ -22,8 +22,8 @@ class Result(Report):
         >>> import slimkit
         >>> r = slimkit.benchmark(torch.nn.Linear(4, 2), torch.randn(32, 4), targets=["onnxruntime"],
         ...                       out=tempfile.mkdtemp(), quick=True)
-        >>> [e.id for e in r.pareto][:1], r.load("onnxruntime")(torch.zeros(2, 4)).shape
-        (['baseline'], torch.Size([2, 2]))
+        >>> len(r.pareto) > 0, r.load("onnxruntime")(torch.zeros(2, 4)).shape
+        (True, torch.Size([2, 2]))
     """
 
     out: Path | None = None

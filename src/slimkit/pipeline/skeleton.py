@@ -17,6 +17,7 @@ from slimkit.core.technique import StepState
 from slimkit.measure.env import environment
 from slimkit.measure.memory import PeakMemory
 from slimkit.pipeline.checks import check_seed, check_targets, default_threads
+from slimkit.pipeline.describe import describe_all
 from slimkit.pipeline.folder import Progress, claim_out, command_line, drop_stale_artifacts, fresh_dir
 from slimkit.pipeline.measure import measure_entry, measure_model
 from slimkit.pipeline.recipe import Recipe, apply_steps
@@ -213,6 +214,7 @@ class Run:
                          targets=self.targets, max_drop=max_drop, seed=self.seed, threads=self.threads,
                          extra=record)
         drop_stale_artifacts(self.report, self.out)
+        describe_all(self.report.entries, self.out, self.task)
         write_report(self.report, self.out)
         return self.report
 

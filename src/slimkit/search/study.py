@@ -34,6 +34,7 @@ from slimkit.pipeline import (
     refusal_leaves_no_folder,
     target_names,
 )
+from slimkit.pipeline.describe import describe
 from slimkit.pipeline.result import Result
 from slimkit.report import write_report
 from slimkit.report.schema import Entry, Report
@@ -287,5 +288,7 @@ def _finish(settings: SearchSettings, task_obj: Task, baseline: Entry, out_dir: 
         report.extra["search"]["retimed"] = retime_best(report, task_obj, out_dir, settings.threads,
                                                         quick=settings.quick)
         _trust_the_retiming(report, report.extra["search"]["retimed"], out_dir, settings)
+    if report.best and (out_dir / "best").is_dir():
+        describe(out_dir / "best", task_obj, report.entry(report.best))
     write_report(report, out_dir)
     return report

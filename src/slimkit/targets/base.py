@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from slimkit.core.data import Inputs
+from slimkit.core.data import Inputs, token_inputs
 from slimkit.core.files import dir_size
 from slimkit.errors import ShapeError, UnavailableError
 from slimkit.targets.manifest import ArtifactError, NeedsModelError, artifact_path, read_manifest, write_manifest
@@ -64,6 +64,12 @@ class Deployed(ABC):
                 shown = ["N" if e is None else e for e in expected]
                 raise ShapeError(f"input '{name}' has shape {got}, expected {shown} on target {self.target}",
                                  hint="reshape the input to match the model's example inputs")
+        # Token inputs (ids, masks) may be of any length, but of one length together.
+        lengths = {name: inputs[name].shape[1] for name, expected in self.input_shapes.items()
+                   if len(expected) >= 2 and expected[1] is None and inputs[name].dim() >= 2}
+        if len(set(lengths.values())) > 1:
+            raise ShapeError(f"the sequence inputs differ in length ({lengths}); expected one length for all "
+                             f"on target {self.target}", hint="pad or cut them together (a tokenizer does)")
 
     def files(self) -> list[Path]:
         """The files the artifact is made of: an OpenVINO IR is its ``.xml`` and its ``.bin``."""
@@ -191,5 +197,11 @@ class Target(ABC):
 
 
 def dynamic_shapes(example_inputs: Inputs) -> dict[str, list[int | None]]:
-    """Expected input shapes with a dynamic batch axis."""
-    return {n: [None, *t.shape[1:]] for n, t in example_inputs.items()}
+    """Expected input shapes with a dynamic batch axis, and a dynamic sequence axis for token inputs.
+
+    Example:
+        >>> dynamic_shapes({"input_ids": torch.zeros(1, 8, dtype=torch.long), "x": torch.zeros(1, 3)})
+        {'input_ids': [None, None], 'x': [None, 3]}
+    """
+    tokens = token_inputs(example_inputs)
+    return {n: [None, *([None] if n in tokens else t.shape[1:2]), *t.shape[2:]] for n, t in example_inputs.items()}

@@ -45,7 +45,7 @@ def _version(distribution: str | None) -> str | None:
         return None
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -58,7 +58,7 @@ def digests(deployed: Deployed) -> dict[str, str]:
 
     A plug-in's artifact that is a folder is not hashed: the manifest then checks that it exists.
     """
-    return {p.name: _sha256(p) for p in deployed.files() if p.is_file()}
+    return {p.name: sha256_of(p) for p in deployed.files() if p.is_file()}
 
 
 def write_manifest(deployed: Deployed, files: dict[str, str] | None = None) -> Path:
@@ -183,7 +183,7 @@ def artifact_path(manifest: dict[str, Any], folder: Path) -> Path:
             raise ArtifactError(f"{path.name}, the artifact the manifest of {folder} names, is missing "
                                 f"(the folder holds {_listing(folder)})",
                                 hint="the folder was copied in part or cleaned up: copy it whole, or deploy again")
-        if expected is not None and _sha256(path) != expected:
+        if expected is not None and sha256_of(path) != expected:
             raise ArtifactError(f"{path.name} in {folder} changed since it was deployed (its SHA-256 differs "
                                 "from the manifest's)",
                                 hint="the artifact was replaced or damaged: deploy the model again")

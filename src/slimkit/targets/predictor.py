@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ class Predictor:
     deployed: Deployed
     input_names: Sequence[str]
     manifest: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None  # the artifact folder: preprocessing files (a tokenizer's) live there
 
     @property
     def target(self) -> str:

@@ -179,7 +179,9 @@ def read_tensors(data: Any, model: nn.Module, *, max_items: int = MAX_ITEMS, wha
         count += size
     if not parts:
         raise TaskError(f"{what} holds no items", hint="give at least a few batches of the model's inputs")
-    joined = {k: _concat(v, f"{what} input '{k}'") for k, v in parts.items()}
+    # In forward()'s order: positional calls of the deployed model follow it.
+    order = sorted(parts, key=lambda k: sig.names.index(k) if k in sig.names else len(sig.names))
+    joined = {k: _concat(parts[k], f"{what} input '{k}'") for k in order}
     n = min(count, max_items)
     return Tensors({k: v[:n] for k, v in joined.items()},
                    _concat(targets, f"{what} target")[:n] if targets else None, max(1, batch_size),

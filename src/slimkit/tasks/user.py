@@ -9,6 +9,7 @@ Recovery training then learns the original model's outputs (soft targets for log
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from slimkit.core.data import Batches
 from slimkit.core.task import Metric, Task, accuracy, run_model
 from slimkit.errors import TaskError, UsageError
 from slimkit.tasks._adapters import MAX_ITEMS, Tensors, read_tensors
+from slimkit.tasks.zoo import UserModel
 
 EVAL_SHARE = 0.2  # of one data set given alone, held out for evaluation
 _MIN_ITEMS = 2
@@ -120,6 +122,8 @@ def task_from_model(
     name: str | None = None,
     max_items: int = MAX_ITEMS,
     seed: int = 0,
+    preprocess: dict[str, Any] | None = None,
+    write_assets: Callable[[Path], None] | None = None,
 ) -> Task:
     """A :class:`Task` on ``model`` with ``data`` for calibration and recovery, ``eval_data`` for
     the metric (default: a fifth of ``data``, held out).
@@ -130,7 +134,8 @@ def task_from_model(
     metric is accuracy; without labels, fidelity to the original model (see the module): top-1
     agreement for outputs of shape (batch, classes), cosine for any other; ``metric="cosine"``
     asks for it on (batch, dim) embeddings, ``"agreement"`` or ``"accuracy"`` by name too.
-    At most ``max_items`` items of each data set are read.
+    At most ``max_items`` items of each data set are read. ``preprocess`` and ``write_assets``
+    describe how raw data becomes inputs (see :class:`~slimkit.core.task.Task`).
 
     Example:
         >>> x = torch.randn(40, 4)
@@ -170,6 +175,8 @@ def task_from_model(
         description=(f"{type(model).__name__} on {train.num_items} + {evals.num_items} items of the user's data"
                      + (" (the first items only)" if train.truncated or evals.truncated else "")),
         throughput_batch=min(32, batch),
+        preprocess=preprocess,
+        write_assets=write_assets,
     )
 
 
@@ -207,16 +214,26 @@ def _no_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 MetricLike = Metric | str | Callable[..., Any]
 
 
-def resolve_task(task: str | Task | nn.Module, data: Any, *, eval_data: Any = None, metric: MetricLike | None = None,
-                 seed: int = 0, needs_data: str = "") -> str | Task:
+def task_from_user_model(user: UserModel, data: Any, *, eval_data: Any = None,
+                         metric: MetricLike | None = None, seed: int = 0) -> Task:
+    """A Task on a zoo model (:func:`slimkit.tasks.zoo.load_model`), its preprocessing recorded."""
+    pre = {**user.preprocess, **({"labels": user.labels} if user.labels else {})}
+    return task_from_model(user.model, data, eval_data=eval_data, metric=metric, name=user.name, seed=seed,
+                           preprocess=pre, write_assets=user.write_assets if user.has_assets else None)
+
+
+def resolve_task(task: str | Task | nn.Module | UserModel, data: Any, *, eval_data: Any = None,
+                 metric: MetricLike | None = None, seed: int = 0, needs_data: str = "") -> str | Task:
     """``task`` as the run layer takes it: a user's ``nn.Module`` with ``data`` becomes a :class:`Task`.
 
     ``needs_data`` names the job for the error when a model comes without data.
     """
+    if isinstance(task, (nn.Module, UserModel)) and data is None:
+        raise UsageError(f"{needs_data or 'this job'} needs data for your model: a few batches of its inputs",
+                         hint="pass data= (a DataLoader, a list of tensors or of (inputs, target) tuples)")
+    if isinstance(task, UserModel):
+        return task_from_user_model(task, data, eval_data=eval_data, metric=metric, seed=seed)
     if isinstance(task, nn.Module):
-        if data is None:
-            raise UsageError(f"{needs_data or 'this job'} needs data for your model: a few batches of its inputs",
-                             hint="pass data= (a DataLoader, a list of tensors or of (inputs, target) tuples)")
         return task_from_model(task, data, eval_data=eval_data, metric=metric, seed=seed)
     given = [name for name, value in (("data", data), ("eval_data", eval_data), ("metric", metric))
              if value is not None]

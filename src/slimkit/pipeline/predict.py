@@ -1,0 +1,111 @@
+"""Predictions on raw files: texts and images made into the model's inputs by the preprocessing the
+artifact's manifest records (its tokenizer files, its image transform), or arrays given as they are."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from slimkit._optional import require
+from slimkit.errors import UsageError
+from slimkit.targets.predictor import Predictor
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+_CHUNK = 32
+
+
+def _texts(path: Path, column: str) -> list[str]:
+    """Texts of a file: a .txt line each, or a csv/jsonl column."""
+    if path.suffix == ".csv":
+        import csv
+
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if rows and column not in rows[0]:
+            raise UsageError(f"{path} has no column '{column}' (columns: {', '.join(rows[0])})",
+                             hint="name the text column with --text-column")
+        return [str(r[column] or "") for r in rows]
+    if path.suffix == ".jsonl":
+        out = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                row = json.loads(line)
+                if not isinstance(row, dict) or column not in row:
+                    raise UsageError(f"line {number} of {path} has no '{column}' field",
+                                     hint="name the text field with --text-column")
+                out.append(str(row[column]))
+        return out
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _images(path: Path) -> list[Path]:
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+    if not files:
+        raise UsageError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def predict_file(predictor: Predictor, path: str | Path, *, text_column: str = "text") -> Iterator[dict[str, Any]]:
+    """One record per item of ``path``: what it was, the output and, for class scores, the class.
+
+    Texts (.txt, .csv, .jsonl) go through the artifact's tokenizer, images (a file or a folder)
+    through its image transform; a .npy/.npz file is the model's inputs as arrays.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"input {path} does not exist")
+    pre = predictor.manifest.get("preprocessing") or {}
+    kind = pre.get("kind")
+    labels = pre.get("labels")
+    if path.suffix in (".npy", ".npz"):
+        yield from _records(predictor, _arrays(path, predictor), None, labels)
+    elif kind == "text":
+        texts = _texts(path, text_column)
+        tokenizer = require("transformers", "text preprocessing").AutoTokenizer.from_pretrained(
+            str(predictor.folder), local_files_only=True)
+        for i in range(0, len(texts), _CHUNK):
+            chunk = texts[i:i + _CHUNK]
+            encoded = tokenizer(chunk, padding=True, truncation=True, max_length=pre.get("max_length", 128),
+                                return_tensors="pt")
+            inputs = {k: v for k, v in encoded.items() if k in predictor.input_names}
+            yield from _records(predictor, inputs, chunk, labels)
+    elif kind == "image":
+        from PIL import Image
+
+        from slimkit.tasks.zoo import image_transform
+
+        transform = image_transform(pre)
+        files = _images(path)
+        for i in range(0, len(files), _CHUNK):
+            part = files[i:i + _CHUNK]
+            x = torch.stack([transform(Image.open(p)) for p in part])
+            yield from _records(predictor, {predictor.input_names[0]: x}, [str(p) for p in part], labels)
+    else:
+        raise UsageError(f"the artifact records no text or image preprocessing; {path.name} cannot be made "
+                         "into its inputs", hint="give the inputs as arrays: a .npy file, or an .npz named by input")
+
+
+def _arrays(path: Path, predictor: Predictor) -> dict[str, torch.Tensor]:
+    loaded = np.load(path, allow_pickle=False)  # never unpickle an input file
+    if isinstance(loaded, np.ndarray):
+        return {predictor.input_names[0]: torch.from_numpy(loaded)}
+    return {k: torch.from_numpy(loaded[k]) for k in loaded.files}
+
+
+def _records(predictor: Predictor, inputs: dict[str, torch.Tensor], shown: list[str] | None,
+             labels: list[str] | None) -> Iterator[dict[str, Any]]:
+    out = predictor(**inputs)
+    for i in range(out.shape[0]):
+        row: dict[str, Any] = {"input": shown[i] if shown else i}
+        if out.dim() == 2 and out.shape[1] > 1:
+            k = int(out[i].argmax())
+            row["class"] = k
+            if labels and k < len(labels):
+                row["label"] = labels[k]
+        row["output"] = [round(float(v), 6) for v in out[i].flatten()[:4096]]
+        yield row

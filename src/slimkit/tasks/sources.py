@@ -1,0 +1,158 @@
+"""Data named on the command line: ``imagefolder:DIR``, ``csv:FILE``, ``jsonl:FILE``, ``hf-disk:DIR``,
+made into the model's inputs with its preprocessing (image transforms, its tokenizer)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slimkit._optional import require
+from slimkit.errors import UsageError, shown
+from slimkit.tasks.zoo import UserModel, image_preprocess, image_transform
+
+KINDS = ("imagefolder", "csv", "jsonl", "hf-disk")
+_CHUNK = 32
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a table hold the text and the label (``label`` absent: unlabelled)."""
+
+    text: str = "text"
+    label: str = "label"
+
+
+def load_data(spec: str, user: UserModel, *, columns: Columns = Columns(), max_items: int | None = None) -> Any:
+    """The data ``spec`` names, as something :func:`slimkit.tasks.user.task_from_model` reads.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from slimkit.tasks.zoo import UserModel
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "d.csv"; _ = f.write_text("a,b,label\\n1,2,0\\n3,4,1\\n")
+        >>> batches = load_data(f"csv:{f}", UserModel(torch.nn.Linear(2, 2), "m"))
+        >>> batches[0]["input"].tolist(), batches[0]["labels"].tolist()
+        ([[1.0, 2.0], [3.0, 4.0]], [0, 1])
+    """
+    kind, sep, where = spec.partition(":")
+    if not sep or kind not in KINDS:
+        raise UsageError(f"cannot read data '{spec}'",
+                         hint="use imagefolder:DIR, csv:FILE, jsonl:FILE or hf-disk:DIR")
+    path = Path(where)
+    if not path.exists():
+        raise UsageError(f"{kind} data {path} does not exist")
+    if kind == "imagefolder":
+        return _imagefolder(path, user)
+    if kind == "hf-disk":
+        return _hf_disk(path, user, columns)
+    rows = _read_rows(path, kind, max_items)
+    return _table(rows, user, columns, path)
+
+
+def _imagefolder(path: Path, user: UserModel) -> Any:
+    tv = require("torchvision", "imagefolder data")
+    transform = user.transform or image_transform(image_preprocess(224))
+    try:
+        return tv.datasets.ImageFolder(str(path), transform=transform)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise UsageError(f"{path} is not an image folder: {str(exc).splitlines()[0][:200]}",
+                         hint="one subfolder per class, images inside (torchvision ImageFolder layout)") from None
+
+
+def _read_rows(path: Path, kind: str, max_items: int | None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        if kind == "csv":
+            reader: Any = csv.DictReader(f)
+        else:
+            reader = (_json_line(line, path, i) for i, line in enumerate(f, 1) if line.strip())
+        for row in reader:
+            rows.append(row)
+            if max_items is not None and len(rows) >= max_items:
+                break
+    if not rows:
+        raise UsageError(f"{path} holds no rows")
+    return rows
+
+
+def _json_line(line: str, path: Path, number: int) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        raise UsageError(f"line {number} of {path} is not JSON: {shown(line.strip())}") from None
+    if not isinstance(row, dict):
+        raise UsageError(f"line {number} of {path} is a JSON {type(row).__name__}, not an object")
+    return row
+
+
+def _labels(values: Sequence[Any], user: UserModel) -> torch.Tensor:
+    """Class numbers from a label column: numbers as they are, names through the model's labels."""
+    if all(_is_int(v) for v in values):
+        return torch.tensor([int(v) for v in values])
+    names = user.labels or sorted({str(v) for v in values})
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({str(v) for v in values} - set(index))
+    if unknown:
+        raise UsageError(f"labels {', '.join(unknown[:5])} are not among the model's ({', '.join(names[:10])})")
+    return torch.tensor([index[str(v)] for v in values])
+
+
+def _is_int(value: Any) -> bool:
+    try:
+        return float(value) == int(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _table(rows: list[dict[str, Any]], user: UserModel, columns: Columns, path: Path) -> list[dict[str, Any]]:
+    """Batches of a table: tokenized text for a model with a tokenizer, else numeric feature columns."""
+    keys = list(rows[0])
+    has_label = columns.label in keys
+    labels = _labels([r.get(columns.label) for r in rows], user) if has_label else None
+    if user.tokenizer is not None:
+        if columns.text not in keys:
+            raise UsageError(f"{path} has no text column '{columns.text}' (columns: {', '.join(keys)})",
+                             hint="name it with --text-column")
+        texts = [str(r.get(columns.text) or "") for r in rows]
+        return [_tokenized(texts[i:i + _CHUNK], user, None if labels is None else labels[i:i + _CHUNK])
+                for i in range(0, len(rows), _CHUNK)]
+    features = [k for k in keys if k != columns.label]
+    try:
+        x = torch.tensor([[float(r[k]) for k in features] for r in rows], dtype=torch.float32)
+    except (TypeError, ValueError, KeyError):
+        raise UsageError(f"{path} has columns that are not numbers, and the model has no tokenizer",
+                         hint="give numeric feature columns, or a Hugging Face model (hf:DIR) for text") from None
+    return [{"input": x[i:i + _CHUNK], **({"labels": labels[i:i + _CHUNK]} if labels is not None else {})}
+            for i in range(0, len(rows), _CHUNK)]
+
+
+def tokenize(texts: list[str], user: UserModel) -> dict[str, torch.Tensor]:
+    """The model's inputs for ``texts``, as its recorded preprocessing makes them."""
+    pre = user.preprocess
+    encoded = user.tokenizer(texts, padding=True, truncation=True, max_length=pre.get("max_length", 128),
+                             return_tensors="pt")
+    return {k: v for k, v in encoded.items() if isinstance(v, torch.Tensor)}
+
+
+def _tokenized(texts: list[str], user: UserModel, labels: torch.Tensor | None) -> dict[str, Any]:
+    batch: dict[str, Any] = dict(tokenize(texts, user))
+    if labels is not None:
+        batch["labels"] = labels
+    return batch
+
+
+def _hf_disk(path: Path, user: UserModel, columns: Columns) -> Any:
+    datasets = require("datasets", "hf-disk data (pip install datasets)")
+    data = datasets.load_from_disk(str(path))
+    if isinstance(data, datasets.DatasetDict):
+        split = "train" if "train" in data else next(iter(data))
+        data = data[split]
+    if "input_ids" not in data.column_names and user.tokenizer is not None and columns.text in data.column_names:
+        data = data.map(lambda b: user.tokenizer(b[columns.text], truncation=True,
+                                                 max_length=user.preprocess.get("max_length", 128)), batched=True)
+    return data
