@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ def _entry(entry_id: str, ms: float, metric: float, size: int = 1000, target: st
                            "ci95": [round(ms * 0.9, 4), round(ms * 1.1, 4)], "mean": ms, "runs": 50},
             "throughput": {"batch": 8, "items_per_s": 100.0}, "size_bytes": size, "params": 10, "macs": 100,
             "peak_memory_bytes": 0, "artifact": None, "pareto": True, "meets_constraints": True,
-            "details": {}, "notes": [], "float_reference": None}
+            "details": {}, "notes": [], "float_reference": None, "missed": []}
 
 
 def _report(extra: dict[str, Any], candidates: list[dict[str, Any]] | None = None) -> Report:
@@ -106,3 +107,17 @@ def test_a_best_within_timing_noise_of_the_baseline_says_so():
     report = _report({}, [_entry("same", 9.9, 99.0)])
     finalize(report, max_drop=1.0)
     assert report.best == "same" and "within timing noise of baseline" in report.entry("same").notes[0]
+
+
+def test_each_candidate_says_which_constraint_it_missed(tmp_path):
+    from slimkit.pipeline import finalize
+    from slimkit.report import write_report
+
+    report = _report({}, [_entry("slow", 9.0, 99.5), _entry("lossy", 2.0, 90.0, target="onnxruntime")])
+    finalize(report, max_drop=1.0, latency_budget=5.0)
+    assert report.entry("slow").missed == ["latency 9.000 ms over the budget 5 ms"]
+    assert report.entry("lossy").missed[0].startswith("accuracy 90.00 below the floor")
+    assert report.entry("baseline").missed and not report.best
+    write_report(report, tmp_path)
+    assert "misses latency" in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "report.json").read_text())["candidates"][0]["missed"] == report.entry("slow").missed

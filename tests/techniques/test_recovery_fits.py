@@ -54,3 +54,14 @@ def test_reestimation_skips_single_item_batches_and_models_without_batchnorm() -
     data = Batches({"input": torch.randn(5, 3)}, torch.zeros(5), batch_size=1)
     assert reestimate(nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)), data) == 1
     assert reestimate(nn.Linear(3, 2), data) == 0
+
+
+def test_the_recovery_rate_fits_the_model_family() -> None:
+    from slimkit.techniques.prune._recover import recovery_lr
+
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, batch_first=True), 1, enable_nested_tensor=False)
+    assert recovery_lr(encoder, "finetune") == 2e-5 and recovery_lr(encoder, "distill") == 2e-4
+    assert recovery_lr(_net(), "finetune") == 1e-3 and recovery_lr(_net(), "finetune", 0.05) == 0.05
+    net = _net()
+    _, result = prune_model(net, _task(net), PruneConfig(ratio=0.5, recover_epochs=1))
+    assert result.recovery is not None and result.recovery.lr == 1e-3  # recorded in the report

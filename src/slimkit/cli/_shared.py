@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from rich import box
 from rich.table import Table
@@ -52,7 +53,8 @@ def _short_row(entry: Entry, report: Report) -> list[str]:
     full = row(entry, report.baseline, report.best)
     lat = entry.measurement.latency
     name = entry.id if entry.id == "baseline" or entry.target in entry.id else f"{entry.id}@{entry.target}"
-    flags = full[10].replace("misses constraints", "miss").replace("pareto", "P").replace(", ", " ")
+    # "misses accuracy/latency" shortens to "miss": the lines under the table say what and by how much.
+    flags = re.sub(r"misses \S+", "miss", full[10]).replace("pareto", "P").replace(", ", " ")
     return [name, full[2], f"{lat.median:.2f}", f"{lat.ci95[0]:.2f}-{lat.ci95[1]:.2f}", f"{lat.p90:.2f}",
             full[4], full[6].replace(" ", "").replace("iB", ""), full[8], flags]
 
@@ -76,6 +78,8 @@ def print_report(report: Report, out_dir: str) -> None:
     for skip in report.skipped:
         out.print(f"[yellow]skipped[/] {skip['target']}: {skip['reason']}")
     for entry in report.entries:
+        if entry.missed:
+            out.print(f"[yellow]missed[/] {entry.id}: {'; '.join(entry.missed)}")
         for note in entry.notes:
             out.print(f"[yellow]note[/] {entry.id}: {note}")
     out.print(f"best: [bold]{report.best or 'none'}[/]   report: {out_dir}/report.json, {out_dir}/report.md")

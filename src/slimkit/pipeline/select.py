@@ -29,13 +29,8 @@ def finalize(report: Report, max_drop: float, latency_budget: float | None = Non
     report.constraints = {"max_drop": max_drop, "metric_floor": floor,
                           "latency_budget_ms": latency_budget, "size_budget_bytes": size_budget}
     for e in report.entries:
-        m = e.measurement
-        ok = meets_floor(m.metric, floor)
-        if latency_budget is not None:
-            ok = ok and m.latency.median <= latency_budget
-        if size_budget is not None:
-            ok = ok and m.size_bytes <= size_budget
-        e.meets_constraints = ok
+        e.missed = missed(e, floor, latency_budget, size_budget)
+        e.meets_constraints = not e.missed
     front = set(pareto_ids(report.entries, lambda e: e.latency_ms))
     for e in report.entries:
         e.pareto = e.id in front
@@ -69,6 +64,29 @@ def finalize(report: Report, max_drop: float, latency_budget: float | None = Non
                 if note not in best.notes:
                     best.notes.append(note)
     return report
+
+
+def missed(entry: Entry, floor: float, latency_budget: float | None = None,
+           size_budget: int | None = None) -> list[str]:
+    """The constraints ``entry`` misses, each with its numbers; the first word names the constraint.
+
+    Example:
+        >>> from slimkit.measure.latency import Latency
+        >>> from slimkit.measure.measure import Measurement
+        >>> m = Measurement("accuracy", 92.1, {}, Latency(1, 3.2, 3.5, (3.1, 3.3), 3.2, 5), 1, 10.0, 2**20, 0)
+        >>> missed(Entry("x", [], "torch", m, 0, 0, None), 98.72, latency_budget=2.0)
+        ['accuracy 92.10 below the floor 98.72', 'latency 3.200 ms over the budget 2 ms']
+    """
+    m = entry.measurement
+    out = []
+    if not meets_floor(m.metric, floor):
+        out.append(f"{m.metric_name} {m.metric:.4g} below the floor {floor:.4g}" if abs(floor) < 10 else
+                   f"{m.metric_name} {m.metric:.2f} below the floor {floor:.2f}")
+    if latency_budget is not None and m.latency.median > latency_budget:
+        out.append(f"latency {m.latency.median:.3f} ms over the budget {latency_budget:g} ms")
+    if size_budget is not None and m.size_bytes > size_budget:
+        out.append(f"size {m.size_bytes / 2**20:.2f} MiB over the budget {size_budget / 2**20:.2f} MiB")
+    return out
 
 
 def _ci(e: Entry) -> str:

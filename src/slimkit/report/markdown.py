@@ -21,7 +21,8 @@ def row(entry: Entry, baseline: Entry, best: str | None) -> list[str]:
     if entry.pareto:
         flags.append("pareto")
     if not entry.meets_constraints:
-        flags.append("misses constraints")
+        kinds = [m.split(" ", 1)[0] for m in entry.missed]
+        flags.append("misses " + "/".join(kinds) if kinds else "misses constraints")
     return [
         entry.id,
         entry.target,

@@ -29,6 +29,8 @@ class Entry:
     notes: list[str] = field(default_factory=list)
     # id of the unmodified model on the same target: a candidate slower than it is never the best.
     float_reference: str | None = None
+    # The constraints this entry misses, each said with its numbers ("accuracy 92.10 below the floor 98.72").
+    missed: list[str] = field(default_factory=list)
 
     @property
     def latency_ms(self) -> float:
@@ -54,6 +56,7 @@ class Entry:
             "details": m.details,
             "notes": self.notes,
             "float_reference": self.float_reference,
+            "missed": self.missed,
         }
 
 
@@ -76,7 +79,7 @@ class Entry:
         )
         return cls(d["id"], list(d["recipe"]), d["target"], m, int(d["params"]), int(d["macs"]), d.get("artifact"),
                    bool(d.get("pareto", False)), bool(d.get("meets_constraints", True)), list(d.get("notes", [])),
-                   d.get("float_reference"))
+                   d.get("float_reference"), [str(x) for x in d.get("missed", [])])
 
 
 @dataclass

@@ -60,7 +60,7 @@ class PruneConfig(StepConfig):
     recover: Literal["finetune", "distill"] = "finetune"
     hidden_weight: float = 1.0
     reconstruct: bool = True
-    lr: float = 1e-3
+    lr: float | None = None  # recovery learning rate; None: chosen for the model family (recovery_lr)
     max_drop: float | None = None
     calibration_batches: int = 4
     seed: int = 0
@@ -117,7 +117,7 @@ class PruneConfig(StepConfig):
         # Recovery settings with recovery off, or a ratio that removes nothing, changed nothing while
         # the recipe recorded them.
         recovery = [f"{name} {value}" for name, value, default in (
-            ("recover", self.recover, "finetune"), ("lr", self.lr, 1e-3), ("hidden_weight", self.hidden_weight, 1.0))
+            ("recover", self.recover, "finetune"), ("lr", self.lr, None), ("hidden_weight", self.hidden_weight, 1.0))
             if value != default]
         if recovery and not self.recover_epochs:
             raise UsageError(f"prune config: {', '.join(recovery)} set the recovery, which is off (recover_epochs 0)",

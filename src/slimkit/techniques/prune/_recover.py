@@ -31,6 +31,7 @@ class RecoveryResult:
     stopped_early: bool = False
     selection: str | None = None  # which data the early-stopping check read
     hidden_layers: list[str] = field(default_factory=list)  # hidden states matched by distillation
+    lr: float | None = None  # the learning rate recovery trained at (given, or chosen for the model family)
     batchnorms: int = 0  # BatchNorms whose statistics were re-estimated after training
     # The check metric (validation split) before and after recovery; recovery that lowered it is undone.
     check_before: float | None = None
@@ -39,7 +40,7 @@ class RecoveryResult:
 
     def to_dict(self) -> dict[str, object]:
         return {"epochs": self.epochs, "stopped_early": self.stopped_early, "history": self.history,
-                "early_stopping_on": self.selection, "hidden_layers": self.hidden_layers,
+                "early_stopping_on": self.selection, "hidden_layers": self.hidden_layers, "lr": self.lr,
                 "batchnorms_reestimated": self.batchnorms, "check_before": self.check_before,
                 "check_after": self.check_after, "undone": self.undone}
 
@@ -95,6 +96,31 @@ def hidden_layers(student: nn.Module, teacher: nn.Module, inputs: dict[str, torc
     return [n for n in names if n in shapes["s"] and shapes["s"][n] == shapes["t"].get(n)]
 
 
+# Recovery learning rates by model family and method. Pretrained transformers fine-tune at rates far
+# below a small CNN's: 1e-3 took a pruned MiniLM classifier from 75.7 to 26.9 validation accuracy in one
+# epoch. Distillation's per-layer signal takes a higher rate than fine-tuning on labels.
+RECOVERY_LR = {("transformer", "finetune"): 2e-5, ("transformer", "distill"): 2e-4,
+               ("other", "finetune"): 1e-3, ("other", "distill"): 1e-3}
+
+
+def model_family(model: nn.Module) -> str:
+    """"transformer" for a model with attention layers (torch's or Hugging Face's), else "other".
+
+    Example:
+        >>> model_family(nn.TransformerEncoderLayer(8, 2)), model_family(nn.Linear(2, 2))
+        ('transformer', 'other')
+    """
+    for m in model.modules():
+        if isinstance(m, nn.MultiheadAttention) or type(m).__name__.endswith(("Attention", "SelfAttention")):
+            return "transformer"
+    return "transformer" if hasattr(model, "config") and hasattr(model.config, "num_attention_heads") else "other"
+
+
+def recovery_lr(model: nn.Module, method: str, given: float | None = None) -> float:
+    """``given``, else the learning rate for ``model``'s family and the recovery ``method``."""
+    return given if given is not None else RECOVERY_LR[(model_family(model), method)]
+
+
 def _split(data: Iterable[Batch]) -> tuple[Iterable[Batch], Iterable[Batch] | None]:
     if isinstance(data, Batches) and data.num_items >= 20:
         return data.holdout(0.1)
@@ -111,7 +137,7 @@ def train_split(task: Task, method: str) -> Iterable[Batch]:
     return _split(_source(task, method))[0]
 
 
-def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str = "finetune",
+def recover(model: nn.Module, task: Task, *, epochs: int, lr: float | None = None, method: str = "finetune",
             teacher: nn.Module | None = None, floor: float | None = None, seed: int = 0,
             hidden_weight: float = 1.0, keep_better: bool = True,
             on_epoch: Callable[[int, dict[str, float]], None] | None = None,
@@ -136,6 +162,7 @@ def recover(model: nn.Module, task: Task, *, epochs: int, lr: float, method: str
     result = RecoveryResult()
     if epochs < 1:
         return result
+    lr = result.lr = recovery_lr(model, method, lr)
     if method == "distill" and teacher is None:
         raise ValueError("distillation needs the unpruned teacher")
     train, val = _split(_source(task, method))
