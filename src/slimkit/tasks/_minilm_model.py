@@ -71,7 +71,7 @@ def model_folder() -> Path:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' weight-loading progress bar and load report, then restore them."""
     logging = require("transformers", "the minilm task").utils.logging
     verbosity, bar = logging.get_verbosity(), logging.is_progress_bar_enabled()
@@ -89,7 +89,7 @@ def load_encoder(folder: Path | None = None) -> SentenceEncoder:
     """The pretrained encoder in eval mode, loaded from local files only (never the network)."""
     transformers = require("transformers", "the minilm task")
     folder = folder or model_folder()
-    with _quiet_transformers():
+    with quiet_transformers():
         # local_files_only is the per-call form of HF_HUB_OFFLINE=1: it never touches the
         # network and, unlike the environment variable, leaves the rest of the process alone.
         bert = transformers.AutoModel.from_pretrained(
@@ -101,7 +101,7 @@ def load_encoder(folder: Path | None = None) -> SentenceEncoder:
 def load_tokenizer(folder: Path | None = None) -> Any:
     """The model's own (uncased WordPiece) tokenizer, from local files only."""
     transformers = require("transformers", "the minilm task")
-    with _quiet_transformers():
+    with quiet_transformers():
         return transformers.AutoTokenizer.from_pretrained(
             str(folder or model_folder()), local_files_only=True
         )

@@ -179,8 +179,11 @@ def _hf(folder: Path, max_length: int) -> UserModel:
     if not any(folder.glob("*.safetensors")):
         raise UsageError(f"{folder} holds no .safetensors weights; slimkit does not unpickle .bin files",
                          hint="convert them: model.save_pretrained(folder, safe_serialization=True)")
+    from slimkit.tasks._minilm_model import quiet_transformers
+
     try:
-        model = cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
+        with quiet_transformers():  # no weight-loading progress bar and load report in the user's terminal
+            model = cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
     except Exception as exc:
         raise TaskError(f"transformers cannot load {folder}: {str(exc).splitlines()[0][:300]}") from None
     model.config.return_dict = True
