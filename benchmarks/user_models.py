@@ -153,6 +153,13 @@ def _report_fields(r) -> dict:
 
 # --------------------------------------------------------------------------------------------- part 1
 
+def _scale(ref: torch.Tensor) -> dict[str, float]:
+    """How readable the random-weight model's top-1 is: its logits' size and the top-1/top-2 margin."""
+    top2 = ref.float().topk(2, dim=1).values
+    return {"torch_logit_absmax": float(ref.abs().max()),
+            "torch_top2_margin_median": float((top2[:, 0] - top2[:, 1]).median())}
+
+
 def _smallest_side(model: torch.nn.Module, preferred: int) -> int:
     sides = [preferred] + [s for s in SIDES if s > preferred]
     last: Exception | None = None
@@ -177,9 +184,10 @@ def child_torchvision(name: str, args: argparse.Namespace, log: Path) -> None:
     fresh = [torch.randn(CHECK_BATCH, 3, side, side, generator=g) for _ in range(CHECK_CALLS)]
     with torch.no_grad():
         ref = torch.cat([_logits(model(x)) for x in fresh])
+    scale = _scale(ref)
     for target in TARGETS:
         t0 = time.time()
-        rec: dict[str, Any] = {"model": name, "target": target, "input": f"3x{side}x{side}"}
+        rec: dict[str, Any] = {"model": name, "target": target, "input": f"3x{side}x{side}", **scale}
         stage = "quantize"
         try:
             r = _quantize(model, data, target, Path(args.out) / "runs" / f"{name}-{target}", args.threads)

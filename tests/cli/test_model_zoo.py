@@ -54,7 +54,7 @@ def test_an_hf_folder_and_a_csv_go_through_quantize_and_predict(hf_folder: Path,
     assert manifest["input_order"][:2] == ["input_ids", "attention_mask"]  # forward()'s order
     pre = manifest["preprocessing"]
     assert pre["kind"] == "text" and pre["labels"] == ["neg", "neu", "pos"] and "tokenizer.json" in pre["files"]
-    assert manifest["metric"]["name"] == "accuracy"
+    assert manifest["metric"]["name"] == "accuracy" and manifest["outputs"]["output"]["shape"] == [None, 3]
     texts = tmp_path / "t.txt"
     texts.write_text("a good movie\nthe plot was terrible and the acting was bad from start to end\n")
     capsys.readouterr()

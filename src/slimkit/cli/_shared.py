@@ -29,17 +29,14 @@ def split_list(text: str) -> list[str]:
 
 
 def add_task_options(p: argparse.ArgumentParser, default_task: str | None = None, *, model: bool = False) -> None:
-    """--task, --seed, --threads; with ``model``, --model and --data may replace --task."""
+    """--task, --seed, --threads; with ``model``, --task may be left out (cli._model adds --model, --data)."""
     p.add_argument("--task", required=default_task is None and not model, default=default_task,
                    help="built-in task name (see `slimkit list`) or path/to/file.py:function"
                         + (" (or --model with --data)" if model else ""))
     p.add_argument("--seed", type=int, default=0, help="seed of the baseline and data order")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads for every target (default: all cores this process may use)")
-    if model:
-        from slimkit.cli._model import add_model_options
 
-        add_model_options(p)
 
 
 def progress(message: str) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from slimkit.cli._model import add_model_options
 from slimkit.cli._shared import add_task_options, print_report, progress, split_list
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure a task's model on several targets side by side")
     add_task_options(p, model=True)
+    add_model_options(p)
     p.add_argument("--targets", default="torch,onnxruntime,openvino",
                    help="comma-separated targets (see `slimkit list`)")
     p.add_argument("--max-drop", type=float, default=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from slimkit.cli._model import add_model_options
 from slimkit.cli._shared import add_task_options, positive_int, print_report, progress, split_list
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("optimize", help="search pruning x quantization x runtime for the best trade-off")
     add_task_options(p, model=True)
+    add_model_options(p)
     p.add_argument("--max-drop", type=float, default=None,
                    help="largest accepted metric drop vs the baseline (default: the task's, else 1%% of the "
                         "baseline's metric)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from slimkit.cli._model import add_model_options
 from slimkit.cli._shared import add_task_options, positive_int, print_report, progress, split_list
 
 
@@ -20,6 +21,7 @@ def _ratio(text: str) -> float:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="prune a task's model (structured or unstructured) and measure it")
     add_task_options(p, model=True)
+    add_model_options(p)
     p.add_argument("--ratio", type=_ratio, required=True,
                    help="fraction of channels (structured) or weights (unstructured) to remove")
     kind = p.add_mutually_exclusive_group(required=True)

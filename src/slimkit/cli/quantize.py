@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from slimkit.cli._model import add_model_options
 from slimkit.cli._shared import add_task_options, positive_int, print_report, progress, split_list
 
 
@@ -12,6 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("quantize", help="quantize a model for a target (int8, int4 weights, fp16/bf16, QAT)")
     add_task_options(p, model=True)
+    add_model_options(p)
     p.add_argument("--scheme", default="int8-static", choices=SCHEMES,
                    help="default: int8-static; see `slimkit list` for the matrix")
     p.add_argument("--target", default="openvino", help="torch, onnxruntime or openvino (default: openvino)")

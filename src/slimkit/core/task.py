@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from slimkit.core.data import Batch, Inputs, primary_output
 from slimkit.errors import ShapeError, TaskError
@@ -76,6 +77,11 @@ class Task:
     ``model`` is a module or a zero-argument factory returning one (e.g. one that trains
     or loads a baseline); :meth:`build_model` always returns a fresh copy so techniques
     never change the baseline. Inputs are named after the model's forward arguments.
+    Every field but ``name`` and ``model`` has a default: ``calibration_data`` is the
+    training data, ``eval_data`` the calibration data, ``example_inputs`` the first item of
+    the evaluation data, the metric accuracy and the loss cross-entropy (a classifier's).
+    For a model and data that are not yet slimkit Batches, :func:`slimkit.quantize` and
+    the other one-call functions build the Task themselves.
 
     Example:
         >>> import torch
@@ -83,20 +89,19 @@ class Task:
         >>> from slimkit.core.data import Batches
         >>> x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
         >>> data = Batches({"input": x}, y, batch_size=8)
-        >>> task = Task("toy", nn.Linear(4, 2), {"input": x[:1]}, data, data, data,
-        ...             Metric("accuracy", accuracy), nn.functional.cross_entropy)
-        >>> task.build_model()(**task.example_inputs).shape
-        torch.Size([1, 2])
+        >>> task = Task("toy", nn.Linear(4, 2), train_data=data)
+        >>> task.build_model()(**task.example_inputs).shape, task.metric.name
+        (torch.Size([1, 2]), 'accuracy')
     """
 
     name: str
     model: nn.Module | Callable[[], nn.Module]
-    example_inputs: Inputs
-    train_data: Iterable[Batch]
-    calibration_data: Iterable[Batch]
-    eval_data: Iterable[Batch]
-    metric: Metric
-    loss: LossFn
+    example_inputs: Inputs = field(default_factory=dict)
+    train_data: Iterable[Batch] = ()
+    calibration_data: Iterable[Batch] = ()
+    eval_data: Iterable[Batch] = ()
+    metric: Metric = field(default_factory=lambda: Metric("accuracy", accuracy))
+    loss: LossFn = F.cross_entropy
     description: str = ""
     throughput_batch: int = 8
     # A metric drop this small (in the metric's units) still counts as "no loss": the default
@@ -119,6 +124,17 @@ class Task:
     _cached: nn.Module | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        # The empty tuple is the "not given" default: a data set of the user's is never that object.
+        if self.calibration_data == ():
+            self.calibration_data = self.train_data
+        if self.eval_data == ():
+            self.eval_data = self.calibration_data
+        if isinstance(self.example_inputs, Mapping) and not self.example_inputs:
+            first = next(iter(self.eval_data), None)
+            if first is None:
+                raise TaskError(f"task '{self.name}' has no data to take example inputs from",
+                                hint="give eval_data (or train_data), or example_inputs")
+            self.example_inputs = {k: v[:1].clone() for k, v in first[0].items()}
         if not isinstance(self.example_inputs, Mapping):
             raise TaskError(
                 f"task '{self.name}': example_inputs must be a dict of forward-argument names to tensors",

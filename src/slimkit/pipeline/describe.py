@@ -7,9 +7,13 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+import torch
+
+from slimkit.core.data import token_inputs
 from slimkit.core.files import atomic_write_json
-from slimkit.core.task import Task
+from slimkit.core.task import Task, run_model
 from slimkit.report.schema import Entry
 from slimkit.targets.manifest import MANIFEST, ArtifactError, read_manifest, sha256_of
 
@@ -23,7 +27,20 @@ def artifact_folder(entry: Entry, out: Path) -> Path | None:
     return path if path.is_dir() else path.parent
 
 
-def describe(folder: Path, task: Task, entry: Entry | None = None) -> None:
+def outputs(task: Task) -> dict[str, Any]:
+    """The artifact's output as the manifest records it: every artifact returns the model's primary
+    output as one tensor named ``output``, its batch axis (and a token input's sequence axis) dynamic."""
+    inputs = task.example_inputs
+    with torch.no_grad():
+        out = run_model(task.build_model(), inputs)
+    lengths = {inputs[n].shape[1] for n in token_inputs(inputs)}
+    shape: list[int | None] = [None, *out.shape[1:]]
+    if out.dim() >= 2 and out.shape[1] in lengths:
+        shape[1] = None  # one vector per token: as long as the text
+    return {"output": {"dtype": "float32", "shape": shape}}
+
+
+def describe(folder: Path, task: Task, entry: Entry | None = None, output: dict[str, Any] | None = None) -> None:
     """Add the task's side to the manifest in ``folder`` (none there: nothing to do)."""
     if not (folder / MANIFEST).is_file():
         return
@@ -32,6 +49,7 @@ def describe(folder: Path, task: Task, entry: Entry | None = None) -> None:
     except ArtifactError:
         return  # a damaged manifest is reported when it is loaded, not rewritten here
     manifest["input_order"] = list(task.example_inputs)
+    manifest["outputs"] = output if output is not None else outputs(task)
     if entry is not None:
         m = entry.measurement
         manifest["metric"] = {"name": m.metric_name, "value": m.metric, **m.extras}
@@ -73,7 +91,9 @@ def _is_asset(folder: Path, name: str) -> bool:
 
 def describe_all(entries: Iterable[Entry], out: Path, task: Task) -> None:
     """Describe the artifact folder of every entry that kept one."""
+    output = None
     for entry in entries:
         folder = artifact_folder(entry, out)
         if folder is not None:
-            describe(folder, task, entry)
+            output = output or outputs(task)
+            describe(folder, task, entry, output)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +61,27 @@ def preprocess(float_onnx: Path, out: Path) -> Path:
     """ONNX Runtime's recommended pre-processing (shape inference + graph optimization)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with atomic_path(out) as tmp:
+    source = Path(float_onnx).resolve()
+    with atomic_path(out) as tmp, _scratch_cwd(Path(out).resolve().parent):
         try:
-            quant_pre_process(str(float_onnx), str(tmp))
+            quant_pre_process(str(source), str(Path(tmp).resolve()))
         except Exception:  # symbolic shape inference fails on some exporter outputs; ONNX's suffices
-            quant_pre_process(str(float_onnx), str(tmp), skip_symbolic_shape=True)
+            quant_pre_process(str(source), str(Path(tmp).resolve()), skip_symbolic_shape=True)
     return out
+
+
+@contextlib.contextmanager
+def _scratch_cwd(parent: Path) -> Iterator[None]:
+    """Run in a scratch folder removed afterwards: when symbolic shape inference fails (a dynamic
+    sequence axis), ONNX Runtime leaves a temporary model and its weights in the working directory."""
+    scratch = Path(tempfile.mkdtemp(prefix=".ort-pre", dir=parent))
+    here = os.getcwd()
+    os.chdir(scratch)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class _Reader:
