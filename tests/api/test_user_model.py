@@ -171,3 +171,70 @@ def test_a_pruned_torch_model_loads_into_the_original_and_reproduces_the_report(
     assert _reproduce(result, "pruned-torch", task) == entry.measurement.metric
     with pytest.raises(SlimkitError, match="needs the model"):
         slimkit.load(tmp_path / "p", entry="pruned-torch")
+
+
+@pytest.mark.parametrize("scheme", ["int8-dynamic", "fp16"])
+def test_a_torch_quantized_model_is_rebuilt_from_the_original_and_reproduces_the_report(scheme: str,
+                                                                                        tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(192, 64), nn.ReLU(), nn.Linear(64, 5)).eval()
+    result = slimkit.quantize(model, (X, Y), target="torch", scheme=scheme, out=tmp_path / scheme, quick=True,
+                              threads=1)
+    task = task_from_model(model, (X, Y))
+    entry = result.entry(f"torch-{scheme}")
+    assert _reproduce(result, entry.id, task) == entry.measurement.metric
+    with pytest.raises(SlimkitError, match="does not give the weights"):
+        slimkit.load(tmp_path / scheme, entry=entry.id, model=nn.Sequential(nn.Flatten(), nn.Linear(192, 64),
+                                                                            nn.ReLU(), nn.Linear(64, 5)))
+
+
+def test_batches_of_one_still_give_batchnorm_statistics_and_recovery(tmp_path: Path) -> None:
+    model = _cnn()
+    loader = DataLoader(TensorDataset(X, Y), batch_size=1)
+    result = slimkit.prune(model, loader, ratio=0.3, recover_epochs=1, targets=["torch"], out=tmp_path / "p",
+                           quick=True, threads=1, metric="cosine")
+    assert result.entry("pruned-torch").measurement.metric > 0.5
+
+
+def test_sorted_data_is_sampled_across_it_and_label_forms_are_read() -> None:
+    x, y = torch.randn(300, 3, 8, 8), torch.arange(10).repeat_interleave(30)  # sorted by class, as folders are
+    task = task_from_model(_cnn(), TensorDataset(x, y % 5), max_items=100)
+    assert len(set(task.calibration_data.targets.tolist())) == 5 and "at most 100" in task.description
+    float_labels = task_from_model(_cnn(), (X, Y.float()[:, None]))
+    assert float_labels.metric.name == "accuracy" and float_labels.eval_data.targets.dtype == torch.long
+    regression = task_from_model(_cnn(), (X, torch.rand(60)))
+    assert regression.metric.name == "agreement" and "labels not used" in regression.description
+
+
+class Tabular(nn.Module):  # token ids and category ids: integer inputs of different lengths
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.cat = nn.Embedding(50, 8), nn.Embedding(20, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, input_ids: torch.Tensor, categories: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.head(self.emb(input_ids).mean(1) + self.cat(categories).mean(1))
+        return {"loss": logits.sum() * 0, "logits": logits}  # a loss first, as HF models return one
+
+
+def test_integer_inputs_of_other_lengths_and_outputs_with_a_loss_first(tmp_path: Path) -> None:
+    data = [{"input_ids": torch.randint(0, 50, (16, 12)), "categories": torch.randint(0, 20, (16, 5))}
+            for _ in range(4)]
+    result = slimkit.quantize(Tabular().eval(), data, target="onnxruntime", scheme="int8-dynamic",
+                              out=tmp_path / "q", quick=True, threads=1)
+    predictor = result.load("onnxruntime-int8-dynamic")
+    assert predictor.deployed.input_shapes["categories"] == [None, 5]
+    assert predictor(torch.randint(0, 50, (3, 30)), torch.randint(0, 20, (3, 5))).shape == (3, 3)
+
+
+def test_an_input_the_export_dropped_is_accepted(tmp_path: Path) -> None:
+    class IgnoresMask(TwoInputs):
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+            return self.head(self.emb(input_ids).mean(1))
+
+    ids = torch.randint(1, 50, (40, 9))
+    mask = torch.ones(10, 9, dtype=torch.long)
+    data = [{"input_ids": ids[i:i + 10], "attention_mask": mask} for i in (0, 10, 20, 30)]
+    result = slimkit.benchmark(IgnoresMask().eval(), data, targets=["onnxruntime"], out=tmp_path / "b", quick=True,
+                               threads=1)
+    predictor = result.load("onnxruntime")
+    assert predictor(ids[:2], torch.ones(2, 9, dtype=torch.long)).shape == (2, 3)

@@ -62,6 +62,12 @@ def test_an_hf_folder_and_a_csv_go_through_quantize_and_predict(hf_folder: Path,
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["input"] for r in rows] == texts.read_text().splitlines()
     assert all(r["label"] in ("neg", "neu", "pos") and len(r["output"]) == 3 for r in rows)
+    # recipe.yaml records the --model/--data options: `slimkit run` repeats the run from it alone
+    assert "--model and --data options recorded" in (out / "recipe.yaml").read_text()
+    assert main(["run", str(out), "--quick", "--threads", "1", "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "report.json").read_text())
+    first = json.loads((out / "report.json").read_text())
+    assert [c["metric"] for c in again["candidates"]] == [c["metric"] for c in first["candidates"]]
 
 
 def test_an_image_folder_goes_through_a_torchvision_model(tmp_path: Path, capsys) -> None:

@@ -24,10 +24,19 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="accuracy (labels), agreement or cosine with the original model (default: from the data)")
 
 
-def task_from_args(args: argparse.Namespace) -> Any:
-    """``--task``, or the Task that ``--model`` and ``--data`` make."""
+SOURCE_OPTIONS = {"model": None, "weights": None, "data": None, "eval_data": None, "text_column": "text",
+                  "label_column": "label", "max_length": 128, "image_size": 224, "metric": None}
+
+
+def task_from_args(args: argparse.Namespace, recorded: dict[str, Any] | None = None) -> Any:
+    """``--task``, or the Task that ``--model`` and ``--data`` make (``recorded``: a recipe's
+    options, used where the command line gives none)."""
     from slimkit.errors import UsageError
 
+    if recorded and args.task is None and getattr(args, "model", None) is None:
+        for key, default in SOURCE_OPTIONS.items():
+            if getattr(args, key, default) == default and key in recorded:
+                setattr(args, key, recorded[key])
     model_given = getattr(args, "model", None) is not None
     if model_given == (args.task is not None):
         raise UsageError("give either --task or --model (with --data)",
@@ -44,9 +53,35 @@ def task_from_args(args: argparse.Namespace) -> Any:
     from slimkit.tasks.zoo import load_model
 
     user = load_model(args.model, weights=args.weights, image_size=args.image_size, max_length=args.max_length)
+    if args.weights is None and args.model.startswith(("torchvision:", "timm:")):
+        from slimkit.cli._shared import progress
+
+        progress(f"{args.model} has random weights (no --weights given): fine for speed, not for accuracy")
     columns = Columns(args.text_column, args.label_column)
-    data = load_data(args.data, user, columns=columns)
-    if user.labels is None and isinstance(getattr(data, "classes", None), list):
-        user.labels = [str(c) for c in data.classes]  # an image folder's class names, in label order
-    eval_data = load_data(args.eval_data, user, columns=columns) if args.eval_data else None
-    return task_from_user_model(user, data, eval_data=eval_data, metric=args.metric, seed=args.seed)
+    data = load_data(args.data, user, columns=columns, image_size=args.image_size)
+    eval_data = load_data(args.eval_data, user, columns=columns, image_size=args.image_size) if args.eval_data else None
+    metric = args.metric
+    classes = getattr(data, "classes", None)
+    if isinstance(classes, list):  # an image folder: one class per subfolder
+        if _output_width(user, data) == len(classes):
+            user.labels = user.labels or [str(c) for c in classes]
+        elif metric is None:
+            # Folder indices are not the model's classes (an ImageNet head over cats and dogs):
+            # measure agreement with the original model instead of accuracy against them.
+            metric = "agreement"
+    task = task_from_user_model(user, data, eval_data=eval_data, metric=metric, seed=args.seed or 0)
+    task.source = {k: getattr(args, k) for k, default in SOURCE_OPTIONS.items() if getattr(args, k) != default}
+    return task
+
+
+def _output_width(user: Any, data: Any) -> int | None:
+    """How many classes the model's output holds, from one item of ``data``."""
+    import torch
+
+    from slimkit.core.task import run_model
+    from slimkit.tasks._adapters import Signature
+
+    x = data[0][0].unsqueeze(0)
+    with torch.no_grad():
+        out = run_model(user.model, {Signature.of(user.model).names[0]: x})
+    return int(out.shape[1]) if out.dim() == 2 else None

@@ -139,13 +139,16 @@ def trim_padding(inputs: Mapping[str, torch.Tensor], mask: str) -> Inputs:
 
 def token_inputs(inputs: Mapping[str, torch.Tensor]) -> list[str]:
     """Inputs whose second axis is a sequence that varies from call to call: integer tensors of two
-    or more axes (token ids, attention masks, token types). Exports keep that axis dynamic.
+    or more axes (token ids, attention masks, token types) as long as the first of them. Exports
+    keep that axis dynamic; an integer input of another length (category ids) keeps its own.
 
     Example:
-        >>> token_inputs({"input_ids": torch.zeros(1, 8, dtype=torch.long), "pixels": torch.zeros(1, 3, 8, 8)})
-        ['input_ids']
+        >>> ids, cats = torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 5, dtype=torch.long)
+        >>> token_inputs({"input_ids": ids, "mask": ids, "categories": cats, "pixels": torch.zeros(1, 3, 8, 8)})
+        ['input_ids', 'mask']
     """
-    return [n for n, t in inputs.items() if not t.is_floating_point() and t.dim() >= 2]
+    ints = [n for n, t in inputs.items() if not t.is_floating_point() and t.dim() >= 2]
+    return [n for n in ints if inputs[n].shape[1] == inputs[ints[0]].shape[1]]
 
 
 def shorter(inputs: Mapping[str, torch.Tensor], names: list[str]) -> Inputs:
@@ -175,11 +178,26 @@ def batch_of(inputs: Mapping[str, torch.Tensor], size: int) -> Inputs:
 
 
 def primary_output(output: object) -> torch.Tensor:
-    """The tensor a metric reads from a model's output (tensor, tuple, dict or ModelOutput)."""
+    """The tensor a metric reads from a model's output (tensor, tuple, dict or ModelOutput): the
+    first one with a batch axis, so a loss returned first (``{"loss": ..., "logits": ...}``) is passed over.
+
+    Example:
+        >>> primary_output({"loss": torch.tensor(0.5), "logits": torch.ones(2, 3)}).shape
+        torch.Size([2, 3])
+    """
     if isinstance(output, torch.Tensor):
         return output
-    if isinstance(output, Mapping):
-        return primary_output(next(iter(output.values())))
-    if isinstance(output, (tuple, list)) and output:
-        return primary_output(output[0])
+    values = list(output.values()) if isinstance(output, Mapping) else output
+    if isinstance(values, (tuple, list)):
+        found = [t for t in (_first_tensor(v) for v in values) if t is not None]
+        batched = [t for t in found if t.dim() > 0]
+        if batched or found:
+            return (batched or found)[0]
     raise TypeError(f"cannot find a tensor in model output of type {type(output).__name__}")
+
+
+def _first_tensor(value: object) -> torch.Tensor | None:
+    try:
+        return primary_output(value)
+    except TypeError:
+        return None

@@ -121,6 +121,9 @@ class Task:
     # into a folder, so an artifact folder alone serves raw text or images.
     preprocess: Mapping[str, Any] | None = None
     write_assets: Callable[[Path], None] | None = None
+    # The command-line options (--model, --data, ...) that build this task again: recorded in the
+    # run's recipe.yaml, so `slimkit run` repeats a run made on a user's model.
+    source: Mapping[str, Any] | None = None
     _cached: nn.Module | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

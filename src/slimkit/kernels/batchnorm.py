@@ -295,19 +295,25 @@ def reestimate(model: nn.Module, data: Iterable[Batch], max_batches: int = 64) -
     if not norms:
         return 0
     momenta = [m.momentum for m in norms]
+    kept = [{k: v.clone() for k, v in m.state_dict().items() if k.startswith(("running_", "num_batches"))}
+            for m in norms]
     model.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over every batch seen, not an exponential one
         m.train()
+    ran = 0
     try:
         for i, (inputs, _) in enumerate(data):
             if i >= max_batches:
                 break
             if next(iter(inputs.values())).shape[0] > 1:  # one item has no batch statistics
                 run_model(model, inputs)
+                ran += 1
     finally:
-        for m, momentum in zip(norms, momenta, strict=True):
+        for m, momentum, old in zip(norms, momenta, kept, strict=True):
             m.momentum = momentum
+            if not ran:  # no batch of two or more items: the old statistics beat none
+                m.load_state_dict({**m.state_dict(), **old})
         model.eval()
-    return len(norms)
+    return len(norms) if ran else 0

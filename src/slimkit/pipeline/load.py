@@ -12,6 +12,7 @@ from torch import nn
 
 from slimkit.errors import UsageError
 from slimkit.pipeline.checks import default_threads
+from slimkit.pipeline.describe import artifact_folder
 from slimkit.report.schema import Entry, Report
 from slimkit.targets import load as load_deployed
 from slimkit.targets.manifest import MANIFEST, ArtifactError, read_manifest
@@ -75,11 +76,13 @@ def _entry_folder(run: Path, entry_id: str | None) -> Path:
     except StopIteration:
         raise UsageError(f"the run in {run} has no entry '{wanted}'",
                          hint="its entries: " + ", ".join(e.id for e in report.entries)) from None
-    if chosen.artifact is None:
+    folder = artifact_folder(chosen, run)
+    if folder is None:
         raise UsageError(f"entry '{wanted}' of {run} kept no artifact")
-    artifact = Path(chosen.artifact)
-    artifact = artifact if artifact.is_absolute() else run / artifact
-    return artifact if artifact.is_dir() else artifact.parent
+    return folder
+
+
+TORCH_SCHEMES = ("int8-dynamic", "int8-weight-only", "fp16", "bf16")
 
 
 def _torch_model(folder: Path, manifest: dict[str, Any], model: nn.Module | None, threads: int) -> TorchDeployed:
@@ -96,7 +99,11 @@ def _torch_model(folder: Path, manifest: dict[str, Any], model: nn.Module | None
 
     weights = artifact_path(manifest, folder)
     fresh = copy.deepcopy(model).eval()
-    if (folder / "structure.json").is_file():
+    if manifest.get("precision") in TORCH_SCHEMES:  # quantized in torch (torchao int8, fp16/bf16 casts)
+        from slimkit.techniques.quantize._torch import rebuild
+
+        loaded = rebuild(fresh, manifest["precision"], weights)
+    elif (folder / "structure.json").is_file():
         loaded = load_pruned(folder, fresh)
     else:
         missing, unexpected = fresh.load_state_dict(load_file(str(weights)), strict=False)

@@ -3,7 +3,6 @@ artifact's manifest records (its tokenizer files, its image transform), or array
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import torch
 from slimkit._optional import require
 from slimkit.errors import UsageError
 from slimkit.targets.predictor import Predictor
+from slimkit.tasks.sources import encode_texts, read_rows
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 _CHUNK = 32
@@ -21,26 +21,21 @@ _CHUNK = 32
 
 def _texts(path: Path, column: str) -> list[str]:
     """Texts of a file: a .txt line each, or a csv/jsonl column."""
-    if path.suffix == ".csv":
-        import csv
-
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        if rows and column not in rows[0]:
-            raise UsageError(f"{path} has no column '{column}' (columns: {', '.join(rows[0])})",
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; this model reads text",
+                         hint="give a .txt file (one text per line), or a .csv/.jsonl with a text column")
+    if path.suffix in (".csv", ".jsonl"):
+        rows = read_rows(path, path.suffix[1:], None)
+        missing = next((i for i, r in enumerate(rows, 1) if column not in r), None)
+        if missing is not None:
+            fields = ", ".join(map(str, rows[missing - 1]))
+            raise UsageError(f"row {missing} of {path} has no '{column}' (it has: {fields})",
                              hint="name the text column with --text-column")
         return [str(r[column] or "") for r in rows]
-    if path.suffix == ".jsonl":
-        out = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                row = json.loads(line)
-                if not isinstance(row, dict) or column not in row:
-                    raise UsageError(f"line {number} of {path} has no '{column}' field",
-                                     hint="name the text field with --text-column")
-                out.append(str(row[column]))
-        return out
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text", hint="give a text file, one text per line") from None
 
 
 def _images(path: Path) -> list[Path]:
@@ -70,8 +65,7 @@ def predict_file(predictor: Predictor, path: str | Path, *, text_column: str = "
             str(predictor.folder), local_files_only=True)
         for i in range(0, len(texts), _CHUNK):
             chunk = texts[i:i + _CHUNK]
-            encoded = tokenizer(chunk, padding=True, truncation=True, max_length=pre.get("max_length", 128),
-                                return_tensors="pt")
+            encoded = encode_texts(tokenizer, chunk, pre.get("max_length", 128))
             inputs = {k: v for k, v in encoded.items() if k in predictor.input_names}
             yield from _records(predictor, inputs, chunk, labels)
     elif kind == "image":

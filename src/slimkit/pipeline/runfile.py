@@ -23,7 +23,7 @@ FORMAT = "slimkit-recipe/1"
 _KNOWN = {"format", "steps", "targets", "target", "max_drop", "seed", "task", "command"}
 # What a command records beside its recipe for the reader (the distill command's student, the
 # threads of the run); read back as the recipe's extra, not used to re-run it.
-_RECORDED = {"threads", "student", "label_fraction", "alone", "precision"}
+_RECORDED = {"threads", "student", "label_fraction", "alone", "precision", "source"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,12 @@ def write_run_recipe(path: Path, *, command: str, task: str, steps: list[dict[st
     if threads is not None:
         doc["threads"] = threads
     doc.update(extra or {})
-    again = (f"`slimkit run {path.name} --task {task} --out DIR`" if command != "distill" else
-             "`slimkit distill` with the student and options recorded here (its student is not a recipe step)")
+    source = (extra or {}).get("source")
+    if command == "distill":
+        again = "`slimkit distill` with the student and options recorded here (its student is not a recipe step)"
+    elif source:  # a user's model: `slimkit run` reads the recorded --model/--data options
+        again = f"`slimkit run {path.name} --out DIR` (the --model and --data options recorded under source)"
+    else:
+        again = f"`slimkit run {path.name} --task {task} --out DIR`"
     header = f"# slimkit recipe written by `slimkit {command}`; re-run it with\n#   {again}\n"
     atomic_write_text(path, header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))

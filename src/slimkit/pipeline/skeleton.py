@@ -81,6 +81,9 @@ class Run:
         check_seed(seed)
         out_dir = claim_out(out, command)
         task_obj = load_task(task, seed=seed)
+        if progress is not None and task_obj.description:
+            # A task made from the user's model says what it read and chose (the metric, labels unused).
+            progress(f"task {task_obj.name}: {task_obj.description} (metric: {task_obj.metric.name})")
         return cls(command, task_obj, out_dir, threads or default_threads(), quick, seed,
                    progress or (lambda _m: None), task_spec=task_key(task) if isinstance(task, str) else task_obj.name,
                    api_name=api_name or command)
@@ -210,9 +213,10 @@ class Run:
         assert self.report is not None, "measure the baseline first"
         max_drop = self.max_drop(max_drop)
         finalize(self.report, max_drop, latency_budget, size_budget)
+        source = {"source": dict(self.task.source)} if self.task.source else {}
         write_run_recipe(self.out / "recipe.yaml", command=self.command, task=self.task_spec, steps=self.steps,
                          targets=self.targets, max_drop=max_drop, seed=self.seed, threads=self.threads,
-                         extra=record)
+                         extra={**(record or {}), **source})
         drop_stale_artifacts(self.report, self.out)
         describe_all(self.report.entries, self.out, self.task)
         write_report(self.report, self.out)

@@ -100,10 +100,11 @@ def _spent(study: Any) -> int:
 def _over_budget(trial: Any, trials: int | None) -> bool:
     """Whether the budget is already spent by the trials counted plus those started before this one
     and still running (workers each checked the count before their trials were created)."""
-    if not trials:
-        return False
+    if not trials or trial.user_attrs.get("reference"):
+        return False  # a reference (the unmodified model on a target) is measured whatever the budget
     earlier = trial.study.get_trials(deepcopy=False)
-    running = sum(t.state.name == "RUNNING" and t.number < trial.number for t in earlier)
+    running = sum(t.state.name == "RUNNING" and t.number < trial.number and not t.user_attrs.get("reference")
+                  for t in earlier)
     return sum(_counts(t) for t in earlier) + running >= trials
 
 

@@ -192,8 +192,8 @@ def _check_arguments(task: str | Task, *, sampler: str, pruner: str, workers: in
 
 def _check_folder(out_dir: Path, resume: bool, *, task: str | Task, **given: Any) -> Path:
     """The settings file of the search in ``out_dir``: there to resume, not there to start; a resume
-    given other settings than the stored ones is refused. Runs before the task's code does (a search
-    is resumed for the task it was started for)."""
+    given other settings than the stored ones is refused. Runs before a task file's code does (a
+    search is resumed for the task it was started for); a model given in Python was read already."""
     settings_file = _settings_path(out_dir)
     if resume and not settings_file.exists():
         raise UsageError(f"nothing to resume in {out_dir}", hint="run without --resume to start a search there")

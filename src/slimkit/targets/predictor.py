@@ -22,9 +22,11 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 class Predictor:
     """Runs a deployed artifact on the inputs the original model took.
 
-    Positional inputs follow ``input_names`` (the original ``forward()``'s order); NumPy inputs give a
-    NumPy output, tensors a tensor. Inputs are cast to the dtypes the artifact expects, and a batch
-    larger than an artifact with a fixed batch size takes is run in slices.
+    Positional inputs follow ``input_names`` (the original ``forward()``'s order); an input the
+    exported graph dropped (one the model never reads) is accepted and left out. NumPy inputs give
+    a NumPy output, tensors a tensor. Inputs are cast to the dtypes the artifact expects, and a
+    batch larger than an artifact with a fixed batch size takes is run in slices. The output is the
+    model's primary output (its logits or embeddings), as every artifact returns it.
 
     Example:
         >>> import tempfile, torch
@@ -68,6 +70,9 @@ class Predictor:
                 raise UsageError(f"input '{k}' given twice (by position and by name)")
             named[k] = v
         wanted = set(self.deployed.input_shapes) or set(names)
+        # An exporter drops inputs the graph never reads (a mask the model ignores): the original
+        # model took them, so they are accepted and left out.
+        named = {k: v for k, v in named.items() if k in wanted or k not in names}
         unknown = sorted(set(named) - wanted)
         if unknown:
             raise UsageError(f"the model takes no input named {', '.join(unknown)}",

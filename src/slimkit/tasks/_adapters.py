@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ class Tensors:
     inputs: dict[str, torch.Tensor]
     targets: torch.Tensor | None
     batch_size: int
-    truncated: bool = False  # the data held more than the cap; only the first items were read
+    truncated: bool = False  # the data held more than the cap: a sample (sized data) or the first items
 
     @property
     def num_items(self) -> int:
@@ -87,26 +87,70 @@ def _batches(data: Any, max_items: int) -> Iterator[Any]:
     from torch.utils.data import DataLoader, Dataset, IterableDataset
 
     if isinstance(data, torch.Tensor | np.ndarray):
-        yield from (data[i:i + _CHUNK] for i in range(0, min(len(data), max_items), _CHUNK))
+        data = _rows(data, max_items)
+        yield from (data[i:i + _CHUNK] for i in range(0, len(data), _CHUNK))
     elif isinstance(data, tuple) and data and all(isinstance(d, torch.Tensor | np.ndarray) for d in data):
         # (X, y) or (X1, X2) whole: one set cut into batches (a tuple of batches would be a list).
-        n = min(len(data[0]), max_items)
-        yield from (tuple(d[i:i + _CHUNK] for d in data) for i in range(0, n, _CHUNK))
+        parts = [_rows(d, max_items) for d in data]
+        yield from (tuple(d[i:i + _CHUNK] for d in parts) for i in range(0, len(parts[0]), _CHUNK))
     elif isinstance(data, Mapping):
-        n = min(len(next(iter(data.values()))), max_items) if data else 0
-        yield from ({k: v[i:i + _CHUNK] for k, v in data.items()} for i in range(0, n, _CHUNK))
+        columns = {k: _rows(v, max_items) for k, v in data.items()}
+        n = len(next(iter(columns.values()))) if columns else 0
+        yield from ({k: v[i:i + _CHUNK] for k, v in columns.items()} for i in range(0, n, _CHUNK))
     elif hasattr(data, "column_names") and hasattr(data, "with_format") and hasattr(data, "__len__"):
         # A Hugging Face datasets.Dataset: sliced rows come as a dict of columns.
         rows = data.with_format("torch")
+        if len(rows) > max_items and hasattr(rows, "select"):
+            rows = rows.select(sample(len(rows), max_items))
         yield from (rows[i:i + _CHUNK] for i in range(0, min(len(rows), max_items), _CHUNK))
     elif isinstance(data, Dataset) and not isinstance(data, IterableDataset) and hasattr(data, "__len__"):
-        yield from DataLoader(data, batch_size=_CHUNK)  # map-style: items collated into batches
+        yield from DataLoader(_sampled(data, max_items), batch_size=_CHUNK)  # map-style: items collated
+    elif isinstance(data, DataLoader) and _sized(data.dataset) and len(cast(Any, data.dataset)) > max_items:
+        # More items than are read: a random sample of the loader's data set (a folder of images is
+        # sorted by class, and its first items would be one or two classes), batched as it batches.
+        yield from DataLoader(_sampled(data.dataset, max_items), batch_size=data.batch_size or _CHUNK,
+                              collate_fn=data.collate_fn)
     elif isinstance(data, Iterable) and not isinstance(data, (str, bytes)):
         yield from data
     else:
         raise TaskError(f"data of type {type(data).__name__} cannot be read",
                         hint="give a DataLoader, a Dataset, or any iterable of tensors, (inputs, target) "
                              "tuples or dicts")
+
+
+def sample(size: int, count: int, seed: int = 0) -> list[int]:
+    """``count`` of ``range(size)`` drawn at random (seeded), in order."""
+    return sorted(torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:count].tolist())
+
+
+def _total(data: Any) -> int:
+    """How many items a data set holds, where it says (0 when it does not)."""
+    from torch.utils.data import DataLoader
+
+    inner: Any = data.dataset if isinstance(data, DataLoader) else data
+    if isinstance(inner, tuple | Mapping):
+        inner = next(iter(inner.values() if isinstance(inner, Mapping) else inner), ())
+    try:
+        return len(inner) if _sized(inner) or isinstance(inner, torch.Tensor | np.ndarray) else 0
+    except TypeError:
+        return 0
+
+
+def _rows(array: Any, max_items: int) -> Any:
+    """An array's rows, a seeded random sample of ``max_items`` of them when it has more."""
+    return array[sample(len(array), max_items)] if len(array) > max_items else array
+
+
+def _sized(data: Any) -> bool:
+    from torch.utils.data import IterableDataset
+
+    return hasattr(data, "__len__") and hasattr(data, "__getitem__") and not isinstance(data, IterableDataset)
+
+
+def _sampled(data: Any, max_items: int) -> Any:
+    from torch.utils.data import Subset
+
+    return Subset(data, sample(len(data), max_items)) if len(data) > max_items else data
 
 
 def _split(item: Any, sig: Signature) -> tuple[dict[str, Any], Any]:
@@ -153,7 +197,8 @@ def read_tensors(data: Any, model: nn.Module, *, max_items: int = MAX_ITEMS, wha
     sig = Signature.of(model)
     parts: dict[str, list[torch.Tensor]] = {}
     targets: list[torch.Tensor] = []
-    count, batch_size, truncated = 0, 0, False
+    count, batch_size = 0, 0
+    truncated = _total(data) > max_items
     for item in _batches(data, max_items):
         if count >= max_items:
             truncated = True

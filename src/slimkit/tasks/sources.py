@@ -14,6 +14,7 @@ import torch
 
 from slimkit._optional import require
 from slimkit.errors import UsageError, shown
+from slimkit.tasks._adapters import LABEL_KEYS, MAX_ITEMS, Signature, sample
 from slimkit.tasks.zoo import UserModel, image_preprocess, image_transform
 
 KINDS = ("imagefolder", "csv", "jsonl", "hf-disk")
@@ -28,8 +29,13 @@ class Columns:
     label: str = "label"
 
 
-def load_data(spec: str, user: UserModel, *, columns: Columns = Columns(), max_items: int | None = None) -> Any:
+def load_data(spec: str, user: UserModel, *, columns: Columns = Columns(), max_items: int | None = MAX_ITEMS,
+              image_size: int = 224) -> Any:
     """The data ``spec`` names, as something :func:`slimkit.tasks.user.task_from_model` reads.
+
+    A table with more than ``max_items`` rows gives a seeded random sample of them (files are
+    often sorted by label). An image folder for a model without a transform of its own gets the
+    standard one at ``image_size``, recorded in ``user.preprocess``.
 
     Example:
         >>> import tempfile, pathlib
@@ -47,16 +53,19 @@ def load_data(spec: str, user: UserModel, *, columns: Columns = Columns(), max_i
     if not path.exists():
         raise UsageError(f"{kind} data {path} does not exist")
     if kind == "imagefolder":
-        return _imagefolder(path, user)
+        return _imagefolder(path, user, image_size)
     if kind == "hf-disk":
         return _hf_disk(path, user, columns)
-    rows = _read_rows(path, kind, max_items)
+    rows = read_rows(path, kind, max_items)
     return _table(rows, user, columns, path)
 
 
-def _imagefolder(path: Path, user: UserModel) -> Any:
+def _imagefolder(path: Path, user: UserModel, size: int) -> Any:
     tv = require("torchvision", "imagefolder data")
-    transform = user.transform or image_transform(image_preprocess(224))
+    if user.transform is None:  # a model from a file: the standard transform, recorded for predict
+        user.preprocess = image_preprocess(size)
+        user.transform = image_transform(user.preprocess)
+    transform = user.transform
     try:
         return tv.datasets.ImageFolder(str(path), transform=transform)
     except (FileNotFoundError, RuntimeError) as exc:
@@ -64,19 +73,18 @@ def _imagefolder(path: Path, user: UserModel) -> Any:
                          hint="one subfolder per class, images inside (torchvision ImageFolder layout)") from None
 
 
-def _read_rows(path: Path, kind: str, max_items: int | None) -> list[dict[str, Any]]:
+def read_rows(path: Path, kind: str, max_items: int | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with open(path, newline="", encoding="utf-8") as f:
         if kind == "csv":
             reader: Any = csv.DictReader(f)
         else:
             reader = (_json_line(line, path, i) for i, line in enumerate(f, 1) if line.strip())
-        for row in reader:
-            rows.append(row)
-            if max_items is not None and len(rows) >= max_items:
-                break
+        rows = list(reader)
     if not rows:
         raise UsageError(f"{path} holds no rows")
+    if max_items is not None and len(rows) > max_items:
+        rows = [rows[i] for i in sample(len(rows), max_items)]
     return rows
 
 
@@ -127,15 +135,19 @@ def _table(rows: list[dict[str, Any]], user: UserModel, columns: Columns, path: 
     except (TypeError, ValueError, KeyError):
         raise UsageError(f"{path} has columns that are not numbers, and the model has no tokenizer",
                          hint="give numeric feature columns, or a Hugging Face model (hf:DIR) for text") from None
-    return [{"input": x[i:i + _CHUNK], **({"labels": labels[i:i + _CHUNK]} if labels is not None else {})}
+    name = Signature.of(user.model).names[0]  # the feature vector is the model's first input
+    return [{name: x[i:i + _CHUNK], **({"labels": labels[i:i + _CHUNK]} if labels is not None else {})}
             for i in range(0, len(rows), _CHUNK)]
 
 
 def tokenize(texts: list[str], user: UserModel) -> dict[str, torch.Tensor]:
     """The model's inputs for ``texts``, as its recorded preprocessing makes them."""
-    pre = user.preprocess
-    encoded = user.tokenizer(texts, padding=True, truncation=True, max_length=pre.get("max_length", 128),
-                             return_tensors="pt")
+    return encode_texts(user.tokenizer, texts, user.preprocess.get("max_length", 128))
+
+
+def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+    """Token tensors for ``texts``: padded to the longest, cut at ``max_length`` (what every run records)."""
+    encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     return {k: v for k, v in encoded.items() if isinstance(v, torch.Tensor)}
 
 
@@ -155,4 +167,6 @@ def _hf_disk(path: Path, user: UserModel, columns: Columns) -> Any:
     if "input_ids" not in data.column_names and user.tokenizer is not None and columns.text in data.column_names:
         data = data.map(lambda b: user.tokenizer(b[columns.text], truncation=True,
                                                  max_length=user.preprocess.get("max_length", 128)), batched=True)
+    if columns.label in data.column_names and columns.label not in LABEL_KEYS:
+        data = data.rename_column(columns.label, "labels")  # --label-column names it
     return data

@@ -60,6 +60,18 @@ def soft_target_loss(outputs: torch.Tensor, reference: torch.Tensor) -> torch.Te
                     reduction="batchmean", log_target=True)
 
 
+def _class_labels(labels: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor | None:
+    """Labels as class numbers where they are ones in disguise: a trailing axis of 1, or whole
+    numbers stored as floats (a TensorDataset of float targets), for logits."""
+    if labels is None or not _is_logits(out):
+        return labels
+    if labels.dim() == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.is_floating_point() and labels.dim() == 1 and bool((labels == labels.round()).all()):
+        labels = labels.long()
+    return labels
+
+
 def _is_logits(out: torch.Tensor) -> bool:
     return out.is_floating_point() and out.dim() == 2 and out.shape[1] > 1
 
@@ -148,32 +160,42 @@ def task_from_model(
     model = model.eval()
     train = read_tensors(data, model, max_items=max_items)
     evals = read_tensors(eval_data, model, max_items=max_items, what="eval_data") if eval_data is not None else None
+    notes: list[str] = []
     if evals is None:
         if train.num_items < _MIN_ITEMS:
-            raise TaskError(f"data holds {train.num_items} item(s): too few to hold some out for evaluation",
-                            hint="give more items, or eval_data=")
-        train, evals = _split(train, seed)
+            evals = train  # one item: measured on what it calibrates with (nothing to hold out)
+            notes.append("evaluated on the calibration item itself")
+        else:
+            train, evals = _split(train, seed)
     if (train.targets is None) != (evals.targets is None):
-        raise TaskError("one of data and eval_data carries labels and the other does not",
-                        hint="give labels in both, or in neither (the metric is then fidelity to the model)")
+        train.targets = evals.targets = None
+        notes.append("labels ignored: only one of data and eval_data carries them")
     ref_eval = _outputs(model, evals)
+    train.targets, evals.targets = _class_labels(train.targets, ref_eval), _class_labels(evals.targets, ref_eval)
     chosen, fn_loss, use_labels = _choose_metric(metric, loss, evals.targets, ref_eval)
+    if evals.targets is not None and not use_labels:
+        notes.append(f"labels not used: they are not class numbers for outputs of shape "
+                     f"{[None, *ref_eval.shape[1:]]}; the metric is {chosen.name} with the original model")
     ref_train = None if use_labels else _outputs(model, train)
     train_targets = train.targets if use_labels else ref_train
     eval_targets = evals.targets if use_labels else ref_eval
     assert train_targets is not None and eval_targets is not None
-    batch = max(1, min(train.batch_size, 64))
+    # The loader's batch size within [16, 64]: batch statistics (BatchNorm re-estimation, training
+    # in train mode) need more than one item per batch.
+    batch = max(16, min(train.batch_size, 64))
     return Task(
         name=name or type(model).__name__,
         model=model,
         example_inputs={k: v[:1].clone() for k, v in evals.inputs.items()},
-        train_data=Batches(train.inputs, train_targets, batch, shuffle=True, seed=seed),
+        train_data=Batches(train.inputs, train_targets, batch, shuffle=True, seed=seed,
+                           drop_last=train.num_items > batch),  # no one-item last batch in training
         calibration_data=Batches(train.inputs, train_targets, batch),
         eval_data=Batches(evals.inputs, eval_targets, batch),
         metric=chosen,
         loss=fn_loss,
         description=(f"{type(model).__name__} on {train.num_items} + {evals.num_items} items of the user's data"
-                     + (" (the first items only)" if train.truncated or evals.truncated else "")),
+                     + (f" (at most {max_items} of each set read)" if train.truncated or evals.truncated else "")
+                     + "".join(f"; {n}" for n in notes)),
         throughput_batch=min(32, batch),
         preprocess=preprocess,
         write_assets=write_assets,

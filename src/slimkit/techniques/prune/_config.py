@@ -116,9 +116,10 @@ class PruneConfig(StepConfig):
             raise UsageError("prune config: the 2:4 pattern is unstructured", hint="use mode='unstructured'")
         # Recovery settings with recovery off, or a ratio that removes nothing, changed nothing while
         # the recipe recorded them.
+        # lr 1e-3 was the recorded default before it became None (chosen by model family): old recipes hold it.
         recovery = [f"{name} {value}" for name, value, default in (
             ("recover", self.recover, "finetune"), ("lr", self.lr, None), ("hidden_weight", self.hidden_weight, 1.0))
-            if value != default]
+            if value != default and not (name == "lr" and value == 1e-3)]
         if recovery and not self.recover_epochs:
             raise UsageError(f"prune config: {', '.join(recovery)} set the recovery, which is off (recover_epochs 0)",
                              hint="add --recover-epochs N, or drop them")

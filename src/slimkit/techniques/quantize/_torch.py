@@ -17,7 +17,8 @@ from slimkit._optional import require
 from slimkit.core.data import Inputs
 from slimkit.core.files import atomic_path
 from slimkit.core.task import run_model
-from slimkit.targets.base import dynamic_shapes
+from slimkit.targets.base import dtype_name, dynamic_shapes
+from slimkit.targets.manifest import write_manifest
 from slimkit.targets.torch_eager import TorchDeployed
 from slimkit.techniques.quantize._config import QuantizeConfig
 
@@ -72,5 +73,22 @@ def deploy_torch(model: nn.Module, example_inputs: Inputs, path: Path, threads: 
     torch.set_num_threads(threads)
     with atomic_path(path) as tmp:
         save_file(_flat_state(model), str(tmp))
-    return TorchDeployed("torch", path, dynamic_shapes(example_inputs), {"threads": threads, "scheme": scheme},
-                         model=model.eval())
+    deployed = TorchDeployed("torch", path, dynamic_shapes(example_inputs), {"threads": threads, "scheme": scheme},
+                             {k: dtype_name(v.dtype) for k, v in example_inputs.items()}, model=model.eval())
+    write_manifest(deployed)  # precision = the scheme: slimkit.load(folder, model=original) rebuilds it
+    return deployed
+
+
+def rebuild(model: nn.Module, scheme: str, weights: Path) -> nn.Module:
+    """``model`` quantized with ``scheme`` again, proven to be the model whose weights are in ``weights``
+    (torch quantization here is a function of the float weights alone: no calibration)."""
+    from safetensors.torch import load_file
+
+    from slimkit.targets.manifest import ArtifactError
+
+    rebuilt = quantize_torch(model, QuantizeConfig(scheme, "torch"))
+    stored, again = load_file(str(weights)), _flat_state(rebuilt)
+    if set(stored) != set(again) or any(not torch.equal(stored[k], again[k]) for k in stored):
+        raise ArtifactError(f"the model given, quantized {scheme} again, does not give the weights in {weights}",
+                            hint="pass the model this artifact was made from (before any step of its recipe)")
+    return rebuilt
