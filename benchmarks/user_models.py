@@ -371,11 +371,15 @@ def part_hf(args: argparse.Namespace, out: Path) -> dict:
 # --------------------------------------------------------------------------------------------- summary
 
 def _summary(rows: list[dict], names: list[str], total: int) -> dict:
-    s: dict[str, Any] = {"models_in_list": total, "models_run": len(names)}
+    started = [n for n in names if any(r["model"] == n and r.get("status") != "not run" for r in rows)]
+    s: dict[str, Any] = {"models_in_list": total, "models_asked": len(names), "models_run": len(started),
+                         "not_run": [n for n in names if n not in started]}
     for t in TARGETS:
         mine = [r for r in rows if r["target"] == t]
         ok = [r for r in mine if r["ok"]]
-        s[t] = {"ok": len(ok), "of": len(mine), "rate": round(100 * len(ok) / max(1, len(mine)), 1)}
+        ran = [r for r in mine if r.get("status") != "not run"]
+        s[t] = {"ok": len(ok), "of": len(mine), "rate": round(100 * len(ok) / max(1, len(mine)), 1),
+                "of_run": len(ran), "rate_of_run": round(100 * len(ok) / max(1, len(ran)), 1)}
         ag = [r["agreement"] for r in ok if "agreement" in r]
         if ag:
             s[t].update(agreement_median=statistics.median(ag), agreement_min=min(ag),
@@ -385,24 +389,32 @@ def _summary(rows: list[dict], names: list[str], total: int) -> dict:
     cells = [r for r in rows]
     s["cells"] = {"ok": sum(r["ok"] for r in cells), "of": len(cells),
                   "rate": round(100 * sum(r["ok"] for r in cells) / max(1, len(cells)), 1)}
+    ran = [r for r in rows if r.get("status") != "not run"]
+    s["cells_run"] = {"ok": sum(r["ok"] for r in ran), "of": len(ran),
+                      "rate": round(100 * sum(r["ok"] for r in ran) / max(1, len(ran)), 1)}
     groups: dict[str, list[str]] = {}
     for r in rows:
-        if not r["ok"]:
+        if not r["ok"] and r.get("status") != "not run":
             groups.setdefault(r["error"][:160], []).append(f"{r['model']}@{r['target']}")
     s["failures"] = groups
     return s
 
 
 def _print_summary(title: str, s: dict) -> None:
-    print(f"\n{title}: models run {s['models_run']} of {s['models_in_list']}", flush=True)
+    print(f"\n{title}: models run {s['models_run']} of {s['models_asked']} asked ({s['models_in_list']} in the list)",
+          flush=True)
     for t in TARGETS:
         x = s[t]
         ag = (f", agreement median {x['agreement_median']:.1f}% min {x['agreement_min']:.1f}% "
               f"({x['agreement_min_model']})" if "agreement_median" in x else "")
-        print(f"  {t:11s}: {x['ok']}/{x['of']} = {x['rate']:.1f}% succeeded{ag}")
+        print(f"  {t:11s}: {x['ok']}/{x['of']} = {x['rate']:.1f}% succeeded "
+              f"({x['ok']}/{x['of_run']} = {x['rate_of_run']:.1f}% of those run){ag}")
     print(f"  both targets: {s['all_targets']['ok']}/{s['all_targets']['of']} = {s['all_targets']['rate']:.1f}%; "
           f"model x target: {s['cells']['ok']}/{s['cells']['of']} = {s['cells']['rate']:.1f}% "
-          f"(target >= 95%: {'PASS' if s['cells']['rate'] >= 95 else 'FAIL'})")
+          f"(target >= 95%: {'PASS' if s['cells']['rate'] >= 95 else 'FAIL'}); of those run: "
+          f"{s['cells_run']['ok']}/{s['cells_run']['of']} = {s['cells_run']['rate']:.1f}%")
+    if s["not_run"]:
+        print(f"  not run ({len(s['not_run'])}): {', '.join(s['not_run'])}")
     for err, who in sorted(s["failures"].items(), key=lambda kv: -len(kv[1])):
         print(f"  {len(who):3d} x {err}\n        {', '.join(who)}")
 

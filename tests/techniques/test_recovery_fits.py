@@ -52,7 +52,10 @@ def test_recovery_that_makes_the_model_worse_is_undone() -> None:
 
 def test_reestimation_skips_single_item_batches_and_models_without_batchnorm() -> None:
     data = Batches({"input": torch.randn(5, 3)}, torch.zeros(5), batch_size=1)
-    assert reestimate(nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)), data) == 1
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    net[1].running_mean.fill_(3.0)
+    assert reestimate(net, data) == 0 and float(net[1].running_mean[0]) == 3.0  # no batch ran: stats kept
+    assert reestimate(net, data.with_batch_size(5)) == 1 and float(net[1].running_mean[0]) != 3.0
     assert reestimate(nn.Linear(3, 2), data) == 0
 
 
