@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from slimkit.cli._shared import positive_int
@@ -31,12 +32,12 @@ SOURCE_OPTIONS = {"model": None, "weights": None, "data": None, "eval_data": Non
 def task_from_args(args: argparse.Namespace, recorded: dict[str, Any] | None = None) -> Any:
     """``--task``, or the Task that ``--model`` and ``--data`` make (``recorded``: a recipe's
     options, used where the command line gives none)."""
-    from slimkit.errors import UsageError
+    from slimkit.errors import SlimkitError, UsageError
 
     if recorded and args.task is None and getattr(args, "model", None) is None:
         for key, default in SOURCE_OPTIONS.items():
             if getattr(args, key, default) == default and key in recorded:
-                setattr(args, key, recorded[key])
+                setattr(args, key, _recorded_value(key, recorded[key]))
     model_given = getattr(args, "model", None) is not None
     if model_given == (args.task is not None):
         raise UsageError("give either --task or --model (with --data)",
@@ -48,6 +49,45 @@ def task_from_args(args: argparse.Namespace, recorded: dict[str, Any] | None = N
     if not args.data:
         raise UsageError("--model needs --data: a few batches of its inputs (calibration, evaluation)",
                          hint="e.g. --data imagefolder:photos/ or --data csv:reviews.csv")
+    try:
+        return _build(args)
+    except SlimkitError:
+        raise
+    except (OSError, ValueError, RuntimeError, TypeError, IndexError, AttributeError, RecursionError) as exc:
+        # The user's files (an unreadable image, a model file's code) failed while slimkit read them.
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise UsageError(f"reading --model {args.model} / --data {args.data} failed: {type(exc).__name__}: {text}",
+                         hint="check those files: every image must open, every row must parse") from exc
+
+
+def _recorded_value(key: str, value: Any) -> Any:
+    """A value of a recipe's ``source`` block, checked: it comes from a file anyone may edit."""
+    from slimkit.errors import UsageError
+
+    default = SOURCE_OPTIONS[key]
+    kind = int if isinstance(default, int) else str
+    if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, int) and value < 1):
+        raise UsageError(f"recipe source '{key}' must be a {'whole number >= 1' if kind is int else 'string'}, "
+                         f"got {value!r:.60}", hint="fix that line of recipe.yaml, or give the option instead")
+    return value
+
+
+def _absolute(spec: str | None) -> str | None:
+    """``kind:path`` (or ``file.py:fn``, or a path) with the path made absolute, so the recipe that
+    records it re-runs from any folder."""
+    if spec is None:
+        return None
+    head, sep, tail = spec.partition(":")
+    if sep and not head.endswith(".py") and head in ("torchvision", "timm"):
+        return spec
+    if sep and head.endswith(".py"):
+        return f"{Path(head).resolve()}:{tail}"
+    if sep:
+        return f"{head}:{Path(tail).resolve()}"
+    return str(Path(spec).resolve())
+
+
+def _build(args: argparse.Namespace) -> Any:
     from slimkit.tasks.sources import Columns, load_data
     from slimkit.tasks.user import task_from_user_model
     from slimkit.tasks.zoo import load_model
@@ -58,19 +98,20 @@ def task_from_args(args: argparse.Namespace, recorded: dict[str, Any] | None = N
 
         progress(f"{args.model} has random weights (no --weights given): fine for speed, not for accuracy")
     columns = Columns(args.text_column, args.label_column)
+    own = user.labels  # class names the model knows itself (an HF config's)
+    # The data read first numbers the classes (folder or label names); evaluation data follows it.
     data = load_data(args.data, user, columns=columns, image_size=args.image_size)
     eval_data = load_data(args.eval_data, user, columns=columns, image_size=args.image_size) if args.eval_data else None
     metric = args.metric
     classes = getattr(data, "classes", None)
-    if isinstance(classes, list):  # an image folder: one class per subfolder
-        if _output_width(user, data) == len(classes):
-            user.labels = user.labels or [str(c) for c in classes]
-        elif metric is None:
-            # Folder indices are not the model's classes (an ImageNet head over cats and dogs):
-            # measure agreement with the original model instead of accuracy against them.
-            metric = "agreement"
+    if isinstance(classes, list) and own is None and _output_width(user, data) != len(classes):
+        # Folder indices are not the model's classes (an ImageNet head over cats and dogs): measure
+        # agreement with the original model instead of accuracy against them, and name no classes.
+        user.labels = None
+        metric = metric or "agreement"
     task = task_from_user_model(user, data, eval_data=eval_data, metric=metric, seed=args.seed or 0)
-    task.source = {k: getattr(args, k) for k, default in SOURCE_OPTIONS.items() if getattr(args, k) != default}
+    given = {k: getattr(args, k) for k, default in SOURCE_OPTIONS.items() if getattr(args, k) != default}
+    task.source = {k: _absolute(v) if k in ("model", "weights", "data", "eval_data") else v for k, v in given.items()}
     return task
 
 

@@ -25,12 +25,12 @@ def run(args: argparse.Namespace) -> int:
     import json
     import os
     import sys
-    from pathlib import Path
 
     from slimkit.core.files import atomic_path
     from slimkit.pipeline.load import load
-    from slimkit.pipeline.predict import predict_file
+    from slimkit.pipeline.predict import check_output, predict_file
 
+    output = check_output(args.output, args.model, args.input) if args.output is not None else None
     predictor = load(args.model, entry=args.entry, target=args.target, threads=args.threads)
     rows = predict_file(predictor, args.input, text_column=args.text_column)
     if args.output is None:
@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         except BrokenPipeError:  # `slimkit predict ... | head`: the reader has all it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    with atomic_path(Path(args.output)) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    assert output is not None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as f:
         count = sum(f.write(json.dumps(row) + "\n") > 0 for row in rows)
     sys.stderr.write(f"{count} predictions written to {args.output}\n")
     return 0

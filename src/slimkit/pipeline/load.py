@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from slimkit.errors import UsageError
-from slimkit.pipeline.checks import default_threads
+from slimkit.pipeline.checks import check_threads, default_threads
 from slimkit.pipeline.describe import artifact_folder
 from slimkit.report.schema import Entry, Report
 from slimkit.targets import load as load_deployed
@@ -46,6 +46,9 @@ def load(
         >>> load(out, entry="onnxruntime")(x[:5]).shape
         torch.Size([5, 3])
     """
+    if not isinstance(path, (str, Path)):
+        raise UsageError(f"slimkit.load takes a folder path, not {type(path).__name__}")
+    check_threads(threads)
     folder = Path(path)
     threads = threads or default_threads()
     if (folder / "report.json").is_file() and not (folder / MANIFEST).is_file():
@@ -53,7 +56,11 @@ def load(
     elif entry is not None:
         raise UsageError(f"entry= picks an entry of a run folder; {folder} is not one (no report.json)")
     manifest = read_manifest(folder)
-    names = list(manifest.get("input_order") or manifest["inputs"])
+    order = manifest.get("input_order")
+    if order is not None and not (isinstance(order, list) and all(isinstance(n, str) for n in order)):
+        raise ArtifactError(f"the manifest of {folder} has an 'input_order' that is not a list of names",
+                            hint="the file was edited or damaged: deploy the model again to rewrite it")
+    names = list(order or manifest["inputs"])
     if manifest["target"] == "torch" and target in (None, "torch"):
         return Predictor(_torch_model(folder, manifest, model, threads), names, manifest, folder)
     return Predictor(load_deployed(folder, threads, target), names, manifest, folder)
@@ -63,13 +70,15 @@ def _entry_folder(run: Path, entry_id: str | None) -> Path:
     """The artifact folder of ``run``'s best entry (or of ``entry_id``)."""
     try:
         report = Report.from_dict(json.loads((run / "report.json").read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if not all(e.artifact is None or isinstance(e.artifact, str) for e in report.entries):
+            raise TypeError("an entry's artifact is not a path")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise UsageError(f"{run}/report.json cannot be read: {str(exc)[:200]}",
                          hint="give the artifact folder itself (it has a manifest.json)") from None
     wanted = entry_id or report.best
     if wanted is None:
         raise UsageError(f"the run in {run} found no best model (no candidate met every constraint)",
-                         hint="pick one by id: slimkit.load(run, entry='...'); ids: "
+                         hint="pick one by id (--entry ID in slimkit predict, entry= in slimkit.load): "
                               + ", ".join(e.id for e in report.entries))
     try:
         chosen: Entry = report.entry(wanted)
@@ -89,7 +98,8 @@ def _torch_model(folder: Path, manifest: dict[str, Any], model: nn.Module | None
     """The original model's architecture with the artifact's weights (a pruned model's shapes first)."""
     if model is None:
         raise ArtifactError(f"{folder} holds torch weights only: loading them needs the model they belong to",
-                            hint="pass the original model: slimkit.load(path, model=my_model)")
+                            hint="in Python pass the original model (slimkit.load(path, model=my_model)); from the "
+                                 "command line pick an ONNX Runtime or OpenVINO entry (--entry)")
     if not isinstance(model, nn.Module):
         raise UsageError(f"model must be a torch.nn.Module, not {type(model).__name__}")
     from safetensors.torch import load_file
@@ -106,7 +116,10 @@ def _torch_model(folder: Path, manifest: dict[str, Any], model: nn.Module | None
     elif (folder / "structure.json").is_file():
         loaded = load_pruned(folder, fresh)
     else:
-        missing, unexpected = fresh.load_state_dict(load_file(str(weights)), strict=False)
+        try:
+            missing, unexpected = fresh.load_state_dict(load_file(str(weights)), strict=False)
+        except RuntimeError:  # shapes that differ: another architecture's weights
+            missing, unexpected = ["(tensor shapes differ)"], []
         if missing or unexpected:
             raise ArtifactError(f"the weights in {folder} do not fit the model given ({len(missing)} missing, "
                                 f"{len(unexpected)} unexpected, e.g. {(missing or unexpected)[0]})",

@@ -25,6 +25,7 @@ FORMAT_VERSION = 1
 # The artifact a target or a quantizer leaves for the user is always model.<ext>; the other files
 # beside it (float.onnx, sens0.xml, ...) are steps on the way and get no manifest.
 ARTIFACT_STEM = "model"
+_MAX_BYTES = 1 << 20  # a manifest lists names, shapes and digests: anything larger is not one
 _REQUIRED = {"format_version": int, "target": str, "artifact": str, "inputs": dict}
 
 
@@ -141,9 +142,12 @@ def read_manifest(folder: Path) -> dict[str, Any]:
                             "this slimkit did not deploy it, or an older one did",
                             hint="deploy the model again with this slimkit; an older run's file loads with "
                                  "slimkit.targets.load_artifact(target, file, threads)")
+    if path.stat().st_size > _MAX_BYTES:
+        raise ArtifactError(f"{path} is {path.stat().st_size} bytes, not a manifest slimkit wrote (under 1 MiB)",
+                            hint="deploy the model again to rewrite it")
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ArtifactError(f"{path} is unreadable: {str(exc).splitlines()[0][:200]}",
                             hint="the file is damaged: deploy the model again to rewrite it") from exc
     return _checked(manifest, path)

@@ -84,6 +84,9 @@ class Predictor:
 
     def _tensor(self, name: str, value: Any) -> torch.Tensor:
         if isinstance(value, np.ndarray):
+            if value.dtype.kind not in "biuf":
+                raise ShapeError(f"input '{name}' holds {value.dtype} values, not numbers",
+                                 hint="give numeric arrays (tokenize text, decode images first)")
             t = torch.from_numpy(np.ascontiguousarray(value))
         elif isinstance(value, torch.Tensor):
             t = value.detach().cpu()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimkit.errors import TaskError, shown
+from slimkit.errors import SlimkitError, TaskError, shown
 
 MAX_ITEMS = 2048  # items read from a user's data set by default (each data set: training and evaluation)
 LABEL_KEYS = ("labels", "label", "targets", "target", "y")
@@ -91,9 +91,11 @@ def _batches(data: Any, max_items: int) -> Iterator[Any]:
         yield from (data[i:i + _CHUNK] for i in range(0, len(data), _CHUNK))
     elif isinstance(data, tuple) and data and all(isinstance(d, torch.Tensor | np.ndarray) for d in data):
         # (X, y) or (X1, X2) whole: one set cut into batches (a tuple of batches would be a list).
+        _same_length({str(i): d for i, d in enumerate(data)})
         parts = [_rows(d, max_items) for d in data]
         yield from (tuple(d[i:i + _CHUNK] for d in parts) for i in range(0, len(parts[0]), _CHUNK))
     elif isinstance(data, Mapping):
+        _same_length(data)
         columns = {k: _rows(v, max_items) for k, v in data.items()}
         n = len(next(iter(columns.values()))) if columns else 0
         yield from ({k: v[i:i + _CHUNK] for k, v in columns.items()} for i in range(0, n, _CHUNK))
@@ -134,6 +136,13 @@ def _total(data: Any) -> int:
         return len(inner) if _sized(inner) or isinstance(inner, torch.Tensor | np.ndarray) else 0
     except TypeError:
         return 0
+
+
+def _same_length(columns: Mapping[Any, Any]) -> None:
+    lengths = {str(k): len(v) for k, v in columns.items() if hasattr(v, "__len__")}
+    if len(set(lengths.values())) > 1:
+        raise TaskError(f"the data's parts differ in length ({lengths})",
+                        hint="give inputs and labels with one row per item each")
 
 
 def _rows(array: Any, max_items: int) -> Any:
@@ -185,6 +194,26 @@ def _positional(values: tuple[Any, ...], sig: Signature) -> dict[str, Any]:
     return dict(zip(sig.names, values, strict=False))
 
 
+def _guarded(items: Iterator[Any], what: str) -> Iterator[Any]:
+    """``items``, with a failure of the user's data (a corrupt image, a loader that raises) said as one."""
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except SlimkitError:
+            raise
+        except Exception as exc:  # the user's Dataset/DataLoader code: anything can come out of it
+            raise TaskError(f"reading {what} failed: {type(exc).__name__}: {first_line(exc)}",
+                            hint="every item must load: look for a corrupt file or a bad row in the data") from exc
+        yield item
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else "")[:300]
+
+
 def read_tensors(data: Any, model: nn.Module, *, max_items: int = MAX_ITEMS, what: str = "data") -> Tensors:
     """Read ``data`` (up to ``max_items`` items) into whole tensors named after ``model.forward``.
 
@@ -199,7 +228,7 @@ def read_tensors(data: Any, model: nn.Module, *, max_items: int = MAX_ITEMS, wha
     targets: list[torch.Tensor] = []
     count, batch_size = 0, 0
     truncated = _total(data) > max_items
-    for item in _batches(data, max_items):
+    for item in _guarded(_batches(data, max_items), what):
         if count >= max_items:
             truncated = True
             break

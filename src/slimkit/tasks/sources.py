@@ -66,21 +66,49 @@ def _imagefolder(path: Path, user: UserModel, size: int) -> Any:
         user.preprocess = image_preprocess(size)
         user.transform = image_transform(user.preprocess)
     transform = user.transform
+    if not path.is_dir():
+        raise UsageError(f"imagefolder {path} is not a folder", hint="one subfolder per class, images inside")
+    known = user.labels
+
+    class Folder(tv.datasets.ImageFolder):  # type: ignore[name-defined]
+        """An image folder numbering its classes as the first one read did (evaluation data after
+        training data), not by its own subfolders: one class missing would shift every index."""
+
+        def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+            classes, _ = super().find_classes(directory)
+            if known is None:
+                return classes, {c: i for i, c in enumerate(classes)}
+            unknown = sorted(set(classes) - set(known))
+            if unknown:
+                raise UsageError(f"{directory} has classes {', '.join(unknown[:5])} the model does not know "
+                                 f"({', '.join(known[:10])})", hint="name the subfolders after the training classes")
+            return list(known), {c: i for i, c in enumerate(known)}
+
     try:
-        return tv.datasets.ImageFolder(str(path), transform=transform)
+        folder = Folder(str(path), transform=transform)
     except (FileNotFoundError, RuntimeError) as exc:
         raise UsageError(f"{path} is not an image folder: {str(exc).splitlines()[0][:200]}",
                          hint="one subfolder per class, images inside (torchvision ImageFolder layout)") from None
+    user.labels = user.labels or list(folder.classes)
+    return folder
 
 
 def read_rows(path: Path, kind: str, max_items: int | None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    with open(path, newline="", encoding="utf-8") as f:
-        if kind == "csv":
-            reader: Any = csv.DictReader(f)
-        else:
-            reader = (_json_line(line, path, i) for i, line in enumerate(f, 1) if line.strip())
-        rows = list(reader)
+    """The rows of a CSV (with a header) or JSON Lines file (one object per line), UTF-8 with or without BOM."""
+    if not path.is_file():
+        raise UsageError(f"{kind} data {path} is not a file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            if kind == "csv":
+                reader: Any = csv.DictReader(f)
+            else:
+                reader = (_json_line(line, path, i) for i, line in enumerate(f, 1) if line.strip())
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start})", hint="save it as UTF-8") from None
+    except csv.Error as exc:
+        raise UsageError(f"{path} is not a CSV file slimkit can read: {exc}",
+                         hint="one header row, then one row per item; fields under 128 KiB") from None
     if not rows:
         raise UsageError(f"{path} holds no rows")
     if max_items is not None and len(rows) > max_items:
@@ -91,29 +119,37 @@ def read_rows(path: Path, kind: str, max_items: int | None) -> list[dict[str, An
 def _json_line(line: str, path: Path, number: int) -> dict[str, Any]:
     try:
         row = json.loads(line)
-    except ValueError:
-        raise UsageError(f"line {number} of {path} is not JSON: {shown(line.strip())}") from None
+    except (ValueError, RecursionError):
+        raise UsageError(f"line {number} of {path} is not JSON slimkit reads: {shown(line.strip())}") from None
     if not isinstance(row, dict):
         raise UsageError(f"line {number} of {path} is a JSON {type(row).__name__}, not an object")
     return row
 
 
-def _labels(values: Sequence[Any], user: UserModel) -> torch.Tensor:
-    """Class numbers from a label column: numbers as they are, names through the model's labels."""
+def _labels(values: Sequence[Any], user: UserModel, path: Path) -> torch.Tensor:
+    """Class numbers from a label column: numbers as they are, names through the model's labels (or,
+    where it has none, the names sorted, kept in ``user.labels`` so evaluation data numbers them alike)."""
+    blank = next((i for i, v in enumerate(values, 1) if v is None or str(v).strip() == ""), None)
+    if blank is not None:
+        raise UsageError(f"row {blank} of {path} has no label", hint="give every row a label, or drop the label column")
     if all(_is_int(v) for v in values):
-        return torch.tensor([int(v) for v in values])
+        return torch.tensor([int(float(v)) for v in values])
     names = user.labels or sorted({str(v) for v in values})
+    user.labels = names
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted({str(v) for v in values} - set(index))
     if unknown:
-        raise UsageError(f"labels {', '.join(unknown[:5])} are not among the model's ({', '.join(names[:10])})")
+        raise UsageError(f"labels {', '.join(map(shown, unknown[:5]))} of {path} are not among the model's "
+                         f"({', '.join(names[:10])})", hint="use the class names (or numbers) the model was trained on")
     return torch.tensor([index[str(v)] for v in values])
 
 
 def _is_int(value: Any) -> bool:
+    """A whole number a class index can be (not 1e400, not 10**30)."""
     try:
-        return float(value) == int(float(value))
-    except (TypeError, ValueError):
+        number = float(value)
+        return number == int(number) and 0 <= number < 2**31
+    except (TypeError, ValueError, OverflowError):
         return False
 
 
@@ -121,7 +157,7 @@ def _table(rows: list[dict[str, Any]], user: UserModel, columns: Columns, path: 
     """Batches of a table: tokenized text for a model with a tokenizer, else numeric feature columns."""
     keys = list(rows[0])
     has_label = columns.label in keys
-    labels = _labels([r.get(columns.label) for r in rows], user) if has_label else None
+    labels = _labels([r.get(columns.label) for r in rows], user, path) if has_label else None
     if user.tokenizer is not None:
         if columns.text not in keys:
             raise UsageError(f"{path} has no text column '{columns.text}' (columns: {', '.join(keys)})",
@@ -132,10 +168,15 @@ def _table(rows: list[dict[str, Any]], user: UserModel, columns: Columns, path: 
     features = [k for k in keys if k != columns.label]
     try:
         x = torch.tensor([[float(r[k]) for k in features] for r in rows], dtype=torch.float32)
-    except (TypeError, ValueError, KeyError):
-        raise UsageError(f"{path} has columns that are not numbers, and the model has no tokenizer",
-                         hint="give numeric feature columns, or a Hugging Face model (hf:DIR) for text") from None
-    name = Signature.of(user.model).names[0]  # the feature vector is the model's first input
+    except (TypeError, ValueError, KeyError, OverflowError):
+        raise UsageError(f"{path} has feature values that are not numbers (or rows missing columns), and the "
+                         "model has no tokenizer", hint="give numeric feature columns in every row, or a model "
+                         "with a tokenizer (an hf: folder that holds one) for text") from None
+    names = Signature.of(user.model).names
+    if not names:
+        raise UsageError("the model's forward() takes no named tensor argument to feed the feature columns to",
+                         hint="give the model a forward(x) taking the features")
+    name = names[0]  # the feature vector is the model's first input
     return [{name: x[i:i + _CHUNK], **({"labels": labels[i:i + _CHUNK]} if labels is not None else {})}
             for i in range(0, len(rows), _CHUNK)]
 

@@ -18,8 +18,8 @@ from torch.nn import functional as F
 
 from slimkit.core.data import Batches
 from slimkit.core.task import Metric, Task, accuracy, run_model
-from slimkit.errors import TaskError, UsageError
-from slimkit.tasks._adapters import MAX_ITEMS, Tensors, read_tensors
+from slimkit.errors import SlimkitError, TaskError, UsageError
+from slimkit.tasks._adapters import MAX_ITEMS, Tensors, first_line, read_tensors
 from slimkit.tasks.zoo import UserModel
 
 EVAL_SHARE = 0.2  # of one data set given alone, held out for evaluation
@@ -107,8 +107,20 @@ def _as_metric(metric: Metric | str | Callable[..., Any]) -> Metric:
 
 @torch.no_grad()
 def _outputs(model: nn.Module, data: Tensors) -> torch.Tensor:
-    outs = [run_model(model, inputs).float() for inputs, _ in _cut(data, None)]
-    return torch.cat(outs)
+    """The original model's outputs on ``data`` (in eval mode, its own mode given back afterwards)."""
+    training = model.training
+    model.eval()
+    try:
+        outs = [run_model(model, inputs).float() for inputs, _ in _cut(data, None)]
+        return torch.cat(outs)
+    except SlimkitError:
+        raise
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        shapes = {k: f"{list(v.shape)} {str(v.dtype).removeprefix('torch.')}" for k, v in data.inputs.items()}
+        raise TaskError(f"the model fails on the data ({shapes}): {type(exc).__name__}: {first_line(exc)}",
+                        hint="give data of the dtype and shape the model's forward() takes") from exc
+    finally:
+        model.train(training)
 
 
 def _cut(data: Tensors, targets: torch.Tensor | None) -> Batches:
@@ -157,7 +169,6 @@ def task_from_model(
     """
     if not isinstance(model, nn.Module):
         raise TaskError(f"model must be a torch.nn.Module, not {type(model).__name__}")
-    model = model.eval()
     train = read_tensors(data, model, max_items=max_items)
     evals = read_tensors(eval_data, model, max_items=max_items, what="eval_data") if eval_data is not None else None
     notes: list[str] = []

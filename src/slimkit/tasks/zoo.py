@@ -85,6 +85,9 @@ def load_model(spec: str, *, weights: str | Path | None = None, image_size: int 
     if kind == "timm" and sep:
         return _timm(rest, weights)
     if kind == "hf" and sep:
+        if weights is not None:
+            raise UsageError("--weights is for torchvision, timm and file models; an hf: folder holds its weights",
+                             hint="drop --weights (save the model with save_pretrained into the folder)")
         return _hf(Path(rest), max_length)
     head, _, _ = spec.rpartition(":")
     if head.endswith(".py"):
@@ -100,13 +103,17 @@ def _state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors' own error types: a truncated or foreign file
+            raise UsageError(f"{path} is not a readable safetensors file ({type(exc).__name__})",
+                             hint="save it again with safetensors.torch.save_file(model.state_dict(), path)") from None
     try:
         # The user named this file; PyTorch's weights-only loader refuses anything but tensors.
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UsageError(f"{path} is not a weights file torch can read safely: {str(exc).splitlines()[0][:200]}",
-                         hint="save the state_dict (torch.save(model.state_dict(), f)) or as safetensors") from None
+    except Exception:  # torch's message suggests weights_only=False, which slimkit never does
+        raise UsageError(f"{path} is not a state_dict torch can read without unpickling objects",
+                         hint="save the weights alone: torch.save(model.state_dict(), f), or as safetensors") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -144,7 +151,8 @@ def _load(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) ->
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise UsageError(f"the weights in {path} do not fit the model: {str(exc).splitlines()[1:2] or exc}",
+        lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        raise UsageError(f"the weights in {path} do not fit the model: {(lines or [str(exc)])[0][:300]}",
                          hint="give the weights this architecture was trained with") from None
 
 
@@ -172,10 +180,16 @@ def _hf(folder: Path, max_length: int) -> UserModel:
     if not (folder / "config.json").is_file():
         raise UsageError(f"{folder} holds no config.json: not a Hugging Face model folder",
                          hint="give the folder save_pretrained() wrote")
-    config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
-    arch = (getattr(config, "architectures", None) or [None])[0]
-    cls = getattr(transformers, arch, None) if arch else None
-    cls = cls or transformers.AutoModel
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # a broken config.json, or one that asks for remote code
+        raise UsageError(f"{folder}/config.json cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                         hint="give a folder that model.save_pretrained() wrote (no custom code)") from None
+    archs = getattr(config, "architectures", None)
+    arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
+    cls: Any = getattr(transformers, arch, None) if arch else None
+    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+        cls = transformers.AutoModel  # no architecture named, or one that is not a model class
     if not any(folder.glob("*.safetensors")):
         raise UsageError(f"{folder} holds no .safetensors weights; slimkit does not unpickle .bin files",
                          hint="convert them: model.save_pretrained(folder, safe_serialization=True)")
@@ -190,7 +204,14 @@ def _hf(folder: Path, max_length: int) -> UserModel:
     tokenizer = None
     pre: dict[str, Any] = {"kind": "tensors"}
     if any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except Exception as exc:
+            raise UsageError(f"the tokenizer in {folder} cannot be read: {type(exc).__name__}",
+                             hint="save it again with tokenizer.save_pretrained(folder)") from None
+        positions = getattr(config, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions > 2:
+            max_length = min(max_length, positions)  # longer texts would index past the position table
         pre = {"kind": "text", "tokenizer": "the tokenizer files of this folder", "max_length": max_length,
                "padding": "longest", "truncation": True}
     labels = None

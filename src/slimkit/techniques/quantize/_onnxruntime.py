@@ -62,11 +62,13 @@ def preprocess(float_onnx: Path, out: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     source = Path(float_onnx).resolve()
-    with atomic_path(out) as tmp, _scratch_cwd(Path(out).resolve().parent):
-        try:
-            quant_pre_process(str(source), str(Path(tmp).resolve()))
-        except Exception:  # symbolic shape inference fails on some exporter outputs; ONNX's suffices
-            quant_pre_process(str(source), str(Path(tmp).resolve()), skip_symbolic_shape=True)
+    with atomic_path(Path(out).resolve()) as tmp:
+        target = str(Path(tmp).resolve())  # before the working directory changes below
+        with _scratch_cwd(Path(out).resolve().parent):
+            try:
+                quant_pre_process(str(source), target)
+            except Exception:  # symbolic shape inference fails on some exporter outputs; ONNX's suffices
+                quant_pre_process(str(source), target, skip_symbolic_shape=True)
     return out
 
 
