@@ -120,3 +120,70 @@ def test_data_specs_refuse_what_they_cannot_read(tmp_path: Path) -> None:
                           (f"imagefolder:{tmp_path / 'none'}", "does not exist")):
         with pytest.raises(SlimkitError, match=message):
             load_data(spec, user)
+
+
+MODELS = '''
+import torch
+class Lin(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(2, 3)
+    def forward(self, x):
+        return self.fc(x)
+def lin():
+    torch.manual_seed(0)
+    return Lin()
+'''
+
+
+def test_hostile_files_give_clear_errors_and_nothing_is_lost(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(MODELS)
+    (tmp_path / "d.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},{'xyz'[i % 3]}\n" for i in range(30)))
+    # A relative --out (ONNX Runtime's pre-processing runs in a scratch folder) and recorded sources
+    assert main(["quantize", "--model", "m.py:lin", "--data", "csv:d.csv", "--target", "onnxruntime",
+                 "--quick", "--threads", "1", "--out", "q"]) == 0
+    assert str(tmp_path / "m.py") in (tmp_path / "q" / "recipe.yaml").read_text()  # re-runs from any folder
+    np = pytest.importorskip("numpy")
+    np.save(tmp_path / "x.npy", np.zeros((4, 2), dtype=np.float32))
+    artifact = tmp_path / "q" / "artifacts" / "onnxruntime-fp32" / "model.onnx"
+    before = artifact.read_bytes()
+    for args, message in (
+        (["--input", "x.npy", "--output", str(artifact)], "the model's folder"),
+        (["--input", "x.npy", "--output", "x.npy"], "the input"),
+        (["--input", "d.csv"], "records no text or image preprocessing"),
+    ):
+        assert main(["predict", "--model", "q", "--entry", "onnxruntime-fp32", *args]) == 2
+        assert message in capsys.readouterr().err
+    assert artifact.read_bytes() == before and np.load(tmp_path / "x.npy").shape == (4, 2)
+    # bad data: blank labels, latin-1 text, a pickle posing as weights (never unpickled)
+    (tmp_path / "blank.csv").write_text("a,b,label\n1,2,x\n3,4,\n")
+    (tmp_path / "latin.csv").write_bytes("a,b,label\n1,2,caf\xe9\n".encode("latin-1"))
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "PWNED"), "w"))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"fc.weight": Boom()}))
+    for args, message in (
+        (["--data", "csv:blank.csv"], "has no label"),
+        (["--data", "csv:latin.csv"], "not UTF-8"),
+        (["--data", "csv:d.csv", "--weights", "evil.pt"], "without unpickling"),
+    ):
+        assert main(["bench", "--model", "m.py:lin", *args, "--targets", "torch", "--out", "b"]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "b").exists()
+
+
+def test_evaluation_folders_number_classes_as_the_training_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for folder, classes in (("train", ("cat", "dog")), ("dogs", ("dog",))):
+        for c in classes:
+            (tmp_path / folder / c).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / folder / c / "0.png")
+    user = UserModel(torch.nn.Linear(2, 2), "m")
+    train = load_data(f"imagefolder:{tmp_path / 'train'}", user, image_size=8)
+    dogs = load_data(f"imagefolder:{tmp_path / 'dogs'}", user, image_size=8)
+    assert train.classes == ["cat", "dog"] and dogs[0][1] == 1  # "dog" stays class 1

@@ -85,7 +85,7 @@ def _imagefolder(path: Path, user: UserModel, size: int) -> Any:
             return list(known), {c: i for i, c in enumerate(known)}
 
     try:
-        folder = Folder(str(path), transform=transform)
+        folder = Folder(str(path), transform=transform, allow_empty=known is not None)  # eval: a class may be absent
     except (FileNotFoundError, RuntimeError) as exc:
         raise UsageError(f"{path} is not an image folder: {str(exc).splitlines()[0][:200]}",
                          hint="one subfolder per class, images inside (torchvision ImageFolder layout)") from None
