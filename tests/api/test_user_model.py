@@ -238,3 +238,19 @@ def test_an_input_the_export_dropped_is_accepted(tmp_path: Path) -> None:
                                threads=1)
     predictor = result.load("onnxruntime")
     assert predictor(ids[:2], torch.ones(2, 9, dtype=torch.long)).shape == (2, 3)
+
+
+def test_openvino_never_keeps_a_precision_that_loses_the_output(tmp_path: Path) -> None:
+    """f16 turns outputs of ~1e-9 into zeros: faster, but not the model any more."""
+    from slimkit.targets import get_target
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8)).eval()
+    with torch.no_grad():
+        model[0].weight.mul_(1e-9)
+        model[0].bias.zero_()
+    x = {"input": torch.randn(4, 16)}
+    deployed = get_target("openvino").deploy(model, x, tmp_path, threads=1)
+    out = deployed.run(x)
+    cos = torch.nn.functional.cosine_similarity(out.flatten(), model(**x).flatten(), dim=0)
+    assert float(cos) > 0.99, deployed.details
