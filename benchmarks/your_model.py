@@ -125,7 +125,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench-your-model")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--epochs", type=int, default=30, help="MobileNetV3 training epochs")
-    p.add_argument("--recover-epochs", type=int, default=8)
+    p.add_argument("--recover-epochs", type=int, default=20)
     p.add_argument("--trials", type=int, default=16)
     args = p.parse_args()
     out = Path(args.out)

@@ -37,7 +37,8 @@ def agreement(outputs: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def _cosines(outputs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    return F.cosine_similarity(outputs.flatten(1).float(), reference.flatten(1).float(), dim=1, eps=1e-12)
+    # In float64 with a tiny eps: outputs of ~1e-9 (a badly scaled model) still have a direction.
+    return F.cosine_similarity(outputs.flatten(1).double(), reference.flatten(1).double(), dim=1, eps=1e-30)
 
 
 def cosine(outputs: torch.Tensor, reference: torch.Tensor) -> float:
