@@ -54,10 +54,11 @@ def prune(
     :func:`slimkit.quantize`). Without labels, recovery learns the original model's outputs.
 
     ``config`` overrides every pruning argument when given. ``lr`` is recovery's learning rate
-    (default: chosen for the model family: 2e-5 fine-tuning a transformer, 1e-3 a CNN or MLP). Writes ``out/report.json``
-    (baseline = the unpruned model on torch eager; candidates = the pruned model on torch and
-    every other available target), ``out/report.md``, ``out/recipe.yaml`` and the pruned
-    model in ``out/pruned/`` (reload it with :func:`slimkit.techniques.prune.load_pruned`).
+    (default: chosen for the model family: 2e-5 fine-tuning a transformer, 1e-3 a CNN or MLP).
+    Writes ``out/report.json`` (baseline = the unpruned model on torch eager; candidates = the
+    pruned model on torch and every other available target), ``out/report.md``,
+    ``out/recipe.yaml`` and the pruned model in ``out/pruned/`` (load it back with
+    :func:`slimkit.load` and the original model, or :func:`slimkit.techniques.prune.load_pruned`).
 
     Example:
         >>> import tempfile
