@@ -127,10 +127,10 @@ class Task:
     _cached: nn.Module | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        # The empty tuple is the "not given" default: a data set of the user's is never that object.
-        if self.calibration_data == ():
+        # The empty tuple is the "not given" default (never compared with ==: a data set may be an array).
+        if _unset(self.calibration_data):
             self.calibration_data = self.train_data
-        if self.eval_data == ():
+        if _unset(self.eval_data):
             self.eval_data = self.calibration_data
         if isinstance(self.example_inputs, Mapping) and not self.example_inputs:
             first = next(iter(self.eval_data), None)
@@ -179,6 +179,10 @@ class Task:
     @property
     def input_names(self) -> list[str]:
         return list(self.example_inputs)
+
+
+def _unset(data: object) -> bool:
+    return isinstance(data, tuple) and not data
 
 
 def as_inputs(model: nn.Module, inputs: object) -> Inputs:
