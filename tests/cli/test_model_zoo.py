@@ -187,3 +187,16 @@ def test_evaluation_folders_number_classes_as_the_training_folder(tmp_path: Path
     train = load_data(f"imagefolder:{tmp_path / 'train'}", user, image_size=8)
     dogs = load_data(f"imagefolder:{tmp_path / 'dogs'}", user, image_size=8)
     assert train.classes == ["cat", "dog"] and dogs[0][1] == 1  # "dog" stays class 1
+
+
+def test_a_timm_model_with_its_own_head_and_its_transform() -> None:
+    timm = pytest.importorskip("timm")
+    import tempfile
+
+    mine = timm.create_model("resnet18", pretrained=False, num_classes=7)
+    path = Path(tempfile.mkdtemp()) / "w.pt"
+    torch.save(mine.state_dict(), path)
+    user = load_model("timm:resnet18", weights=path)
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(user.model(x), mine.eval()(x)) and user.model(x).shape == (1, 7)
+    assert user.preprocess["kind"] == "image" and user.preprocess["crop"] == 224
