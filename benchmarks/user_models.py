@@ -202,9 +202,14 @@ def child_torchvision(name: str, args: argparse.Namespace, log: Path) -> None:
                        torch_classes=int(ref.argmax(1).unique().numel()))
         except Exception as exc:  # one line per failure, the run goes on
             rec.update(ok=False, status="error", stage=stage, **_error(exc))
-        rec["seconds"] = round(time.time() - t0, 1)
-        with log.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
+        _record(log, rec, t0)
+
+
+def _record(log: Path, rec: dict, started: float) -> None:
+    """One model x target's result, timed, appended to the JSON Lines log as soon as it is known."""
+    rec["seconds"] = round(time.time() - started, 1)
+    with log.open("a") as f:
+        f.write(json.dumps(rec) + "\n")
 
 
 def part_torchvision(args: argparse.Namespace, out: Path) -> dict:
@@ -350,9 +355,7 @@ def child_hf(arch: str, args: argparse.Namespace, log: Path) -> None:
                 rec.update(ok=True, status="ok")
         except Exception as exc:  # one line per failure, the run goes on
             rec.update(ok=False, status="error", stage=stage, **_error(exc))
-        rec["seconds"] = round(time.time() - t0, 1)
-        with log.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
+        _record(log, rec, t0)
 
 
 def part_hf(args: argparse.Namespace, out: Path) -> dict:

@@ -23,6 +23,18 @@ def shown(value: object) -> str:
     return _SHOWN.repr(value)
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, cut at ``limit`` characters ("" when it has none):
+    what a SlimkitError quotes of a library's failure.
+
+    Example:
+        >>> first_line(ValueError("bad shape\\n  at layer 3")), first_line(OSError())
+        ('bad shape', '')
+    """
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else "")[:limit]
+
+
 class SlimkitError(Exception):
     """Base class: ``message`` says what is wrong, ``hint`` says what to do.
 

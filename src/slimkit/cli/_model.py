@@ -32,7 +32,7 @@ SOURCE_OPTIONS = {"model": None, "weights": None, "data": None, "eval_data": Non
 def task_from_args(args: argparse.Namespace, recorded: dict[str, Any] | None = None) -> Any:
     """``--task``, or the Task that ``--model`` and ``--data`` make (``recorded``: a recipe's
     options, used where the command line gives none)."""
-    from slimkit.errors import SlimkitError, UsageError
+    from slimkit.errors import SlimkitError, UsageError, first_line
 
     if recorded and args.task is None and getattr(args, "model", None) is None:
         for key, default in SOURCE_OPTIONS.items():
@@ -55,8 +55,8 @@ def task_from_args(args: argparse.Namespace, recorded: dict[str, Any] | None = N
         raise
     except (OSError, ValueError, RuntimeError, TypeError, IndexError, AttributeError, RecursionError) as exc:
         # The user's files (an unreadable image, a model file's code) failed while slimkit read them.
-        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        raise UsageError(f"reading --model {args.model} / --data {args.data} failed: {type(exc).__name__}: {text}",
+        raise UsageError(f"reading --model {args.model} / --data {args.data} failed: {type(exc).__name__}: "
+                         f"{first_line(exc)}",
                          hint="check those files: every image must open, every row must parse") from exc
 
 

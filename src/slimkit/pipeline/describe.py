@@ -18,12 +18,19 @@ from slimkit.report.schema import Entry
 from slimkit.targets.manifest import MANIFEST, ArtifactError, read_manifest, sha256_of
 
 
-def artifact_folder(entry: Entry, out: Path) -> Path | None:
-    """The folder holding ``entry``'s artifact, or None when it kept none."""
+def entry_artifact(entry: Entry, out: Path) -> Path | None:
+    """``entry``'s artifact (its path in the report is relative to the run folder ``out``), or None."""
     if entry.artifact is None:
         return None
     path = Path(entry.artifact)
-    path = path if path.is_absolute() else out / path
+    return path if path.is_absolute() else out / path
+
+
+def artifact_folder(entry: Entry, out: Path) -> Path | None:
+    """The folder holding ``entry``'s artifact, or None when it kept none."""
+    path = entry_artifact(entry, out)
+    if path is None:
+        return None
     return path if path.is_dir() else path.parent
 
 

@@ -17,7 +17,7 @@ from slimkit.core.technique import StepState
 from slimkit.measure.env import environment
 from slimkit.measure.memory import PeakMemory
 from slimkit.pipeline.checks import check_seed, check_targets, default_threads
-from slimkit.pipeline.describe import describe_all
+from slimkit.pipeline.describe import describe_all, entry_artifact
 from slimkit.pipeline.folder import Progress, claim_out, command_line, drop_stale_artifacts, fresh_dir
 from slimkit.pipeline.measure import measure_entry, measure_model
 from slimkit.pipeline.recipe import Recipe, apply_steps
@@ -179,7 +179,7 @@ class Run:
         if rest.steps:
             state = StepState(self.task, copy.deepcopy(modified), target, self.folder(entry_id), self.threads,
                               make_teacher=lambda: copy.deepcopy(base), progress=self.say, info=copy.deepcopy(info),
-                              float_artifact=_artifact(reference, self.out) if unchanged else None,
+                              float_artifact=entry_artifact(reference, self.out) if unchanged else None,
                               reference_metric=reference.measurement.metric if unchanged else None)
             with PeakMemory() as mem:
                 state = apply_steps(state, rest)
@@ -221,13 +221,6 @@ class Run:
         describe_all(self.report.entries, self.out, self.task)
         write_report(self.report, self.out)
         return self.report
-
-
-def _artifact(entry: Entry, out: Path) -> Path | None:
-    if entry.artifact is None:
-        return None
-    path = Path(entry.artifact)
-    return path if path.is_absolute() else out / path
 
 
 def note_steps(entry: Entry, info: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimkit.errors import SlimkitError, TaskError, shown
+from slimkit.errors import SlimkitError, TaskError, first_line, shown
 
 MAX_ITEMS = 2048  # items read from a user's data set by default (each data set: training and evaluation)
 LABEL_KEYS = ("labels", "label", "targets", "target", "y")
@@ -207,11 +207,6 @@ def _guarded(items: Iterator[Any], what: str) -> Iterator[Any]:
             raise TaskError(f"reading {what} failed: {type(exc).__name__}: {first_line(exc)}",
                             hint="every item must load: look for a corrupt file or a bad row in the data") from exc
         yield item
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else "")[:300]
 
 
 def read_tensors(data: Any, model: nn.Module, *, max_items: int = MAX_ITEMS, what: str = "data") -> Tensors:

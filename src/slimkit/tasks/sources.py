@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from slimkit._optional import require
-from slimkit.errors import UsageError, shown
+from slimkit.errors import UsageError, first_line, shown
 from slimkit.tasks._adapters import LABEL_KEYS, MAX_ITEMS, Signature, sample
 from slimkit.tasks.zoo import UserModel, image_preprocess, image_transform
 
@@ -87,7 +87,7 @@ def _imagefolder(path: Path, user: UserModel, size: int) -> Any:
     try:
         folder = Folder(str(path), transform=transform, allow_empty=known is not None)  # eval: a class may be absent
     except (FileNotFoundError, RuntimeError) as exc:
-        raise UsageError(f"{path} is not an image folder: {str(exc).splitlines()[0][:200]}",
+        raise UsageError(f"{path} is not an image folder: {first_line(exc, 200)}",
                          hint="one subfolder per class, images inside (torchvision ImageFolder layout)") from None
     user.labels = user.labels or list(folder.classes)
     return folder

@@ -18,8 +18,8 @@ from torch.nn import functional as F
 
 from slimkit.core.data import Batches
 from slimkit.core.task import Metric, Task, accuracy, run_model
-from slimkit.errors import SlimkitError, TaskError, UsageError
-from slimkit.tasks._adapters import MAX_ITEMS, Tensors, first_line, read_tensors
+from slimkit.errors import SlimkitError, TaskError, UsageError, first_line
+from slimkit.tasks._adapters import MAX_ITEMS, Tensors, read_tensors
 from slimkit.tasks.zoo import UserModel
 
 EVAL_SHARE = 0.2  # of one data set given alone, held out for evaluation

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from slimkit._optional import require
-from slimkit.errors import TaskError, UsageError
+from slimkit.errors import TaskError, UsageError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -161,7 +161,7 @@ def _timm(name: str, weights: str | Path | None) -> UserModel:
     try:
         model = timm.create_model(name, pretrained=False)
     except Exception as exc:
-        raise UsageError(f"timm cannot build '{name}': {str(exc).splitlines()[0][:200]}",
+        raise UsageError(f"timm cannot build '{name}': {first_line(exc, 200)}",
                          hint="names as in timm.list_models()") from None
     if weights is not None:
         state = _state_dict(weights)
@@ -183,7 +183,7 @@ def _hf(folder: Path, max_length: int) -> UserModel:
     try:
         config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # a broken config.json, or one that asks for remote code
-        raise UsageError(f"{folder}/config.json cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+        raise UsageError(f"{folder}/config.json cannot be read: {type(exc).__name__}: {first_line(exc, 200)}",
                          hint="give a folder that model.save_pretrained() wrote (no custom code)") from None
     archs = getattr(config, "architectures", None)
     arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
@@ -199,7 +199,7 @@ def _hf(folder: Path, max_length: int) -> UserModel:
         with quiet_transformers():  # no weight-loading progress bar and load report in the user's terminal
             model = cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
     except Exception as exc:
-        raise TaskError(f"transformers cannot load {folder}: {str(exc).splitlines()[0][:300]}") from None
+        raise TaskError(f"transformers cannot load {folder}: {first_line(exc)}") from None
     model.config.return_dict = True
     tokenizer = None
     pre: dict[str, Any] = {"kind": "tensors"}
