@@ -8,6 +8,11 @@ from typing import Any
 
 from slimkit.cli._shared import positive_int
 
+# The options that build a task from a user's model, with their defaults: a recipe records those
+# given otherwise, and `slimkit run` reads them back.
+SOURCE_OPTIONS = {"model": None, "weights": None, "data": None, "eval_data": None, "text_column": "text",
+                  "label_column": "label", "max_length": 128, "image_size": 224, "metric": None}
+
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("your own model (instead of --task)")
@@ -17,16 +22,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", metavar="SPEC",
                    help="imagefolder:DIR, csv:FILE, jsonl:FILE or hf-disk:DIR (calibration and recovery data)")
     g.add_argument("--eval-data", metavar="SPEC", help="data to measure on (default: a fifth of --data held out)")
-    g.add_argument("--text-column", default="text", help="text column of csv/jsonl data (default: text)")
-    g.add_argument("--label-column", default="label", help="label column, if any (default: label)")
-    g.add_argument("--max-length", type=positive_int, default=128, help="tokens per text (default: 128)")
-    g.add_argument("--image-size", type=positive_int, default=224, help="image side after cropping (default: 224)")
+    d = SOURCE_OPTIONS
+    g.add_argument("--text-column", default=d["text_column"],
+                   help="text column of csv/jsonl data (default: %(default)s)")
+    g.add_argument("--label-column", default=d["label_column"], help="label column, if any (default: %(default)s)")
+    g.add_argument("--max-length", type=positive_int, default=d["max_length"],
+                   help="tokens per text (default: %(default)s)")
+    g.add_argument("--image-size", type=positive_int, default=d["image_size"],
+                   help="image side after cropping (default: %(default)s)")
     g.add_argument("--metric", choices=("accuracy", "agreement", "cosine"),
                    help="accuracy (labels), agreement or cosine with the original model (default: from the data)")
-
-
-SOURCE_OPTIONS = {"model": None, "weights": None, "data": None, "eval_data": None, "text_column": "text",
-                  "label_column": "label", "max_length": 128, "image_size": 224, "metric": None}
 
 
 def task_from_args(args: argparse.Namespace, recorded: dict[str, Any] | None = None) -> Any:
