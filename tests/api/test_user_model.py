@@ -101,6 +101,16 @@ def test_a_tokenized_dataset_of_rows_of_any_length_reads() -> None:
     assert t.num_items == 40 and t.inputs["input_ids"].shape == (40, 5) and t.targets is not None
 
 
+def test_a_real_tokenized_datasets_dataset_reads() -> None:
+    datasets = pytest.importorskip("datasets")
+    rows = [{"input_ids": list(range(1, 3 + i % 4)), "attention_mask": [1] * (2 + i % 4), "label": i % 3,
+             "text": "x"} for i in range(40)]
+    data = datasets.Dataset.from_list(rows)
+    t = read_tensors(data, TwoInputs())
+    assert t.num_items == 40 and t.inputs["input_ids"].shape == (40, 5) and t.targets is not None
+    assert t.targets.tolist() == [r["label"] for r in rows]
+
+
 @pytest.mark.parametrize("data, message", [
     ([], "holds no items"),
     ([{"pixels": torch.zeros(2, 3)}], "no key of the data's dicts"),
@@ -254,3 +264,21 @@ def test_openvino_never_keeps_a_precision_that_loses_the_output(tmp_path: Path) 
     out, ref = deployed.run(x).double().flatten(), model(**x).detach().double().flatten()
     cos = float(out @ ref) / float(out.norm() * ref.norm() + 1e-300)  # torch's cosine clamps norms at 1e-8
     assert cos > 0.99, deployed.details
+
+
+def test_a_model_whose_outputs_are_all_zero_or_constant_is_said_in_the_report(tmp_path: Path) -> None:
+    """A metric alone hides a dead model (an int8 model of tiny activations outputs zeros): the entry says it."""
+    from slimkit.measure.measure import output_warning
+
+    zero = nn.Sequential(nn.Linear(16, 4)).eval()
+    with torch.no_grad():
+        zero[0].weight.zero_()
+        zero[0].bias.zero_()
+    data = [torch.randn(10, 16) for _ in range(4)]
+    result = slimkit.benchmark(zero, data, targets=["onnxruntime"], out=tmp_path / "b", quick=True, threads=1)
+    notes = [n for e in result.entries for n in e.notes]
+    assert any("exactly zero" in n for n in notes), notes
+    assert "exactly zero" in (tmp_path / "b" / "report.md").read_text()
+    assert "same output" in str(output_warning(torch.ones(5, 3)))
+    assert "NaN" in str(output_warning(torch.tensor([[1.0, float("nan")]])))
+    assert output_warning(torch.randn(1, 3)) is None  # one item: nothing to compare

@@ -200,3 +200,22 @@ def test_a_timm_model_with_its_own_head_and_its_transform() -> None:
     x = torch.randn(1, 3, 32, 32)
     assert torch.equal(user.model(x), mine.eval()(x)) and user.model(x).shape == (1, 7)
     assert user.preprocess["kind"] == "image" and user.preprocess["crop"] == 224
+
+
+def test_a_saved_hf_dataset_goes_through_quantize(hf_folder: Path, tmp_path: Path) -> None:
+    """hf-disk: a DatasetDict of raw text with a label column of another name, tokenized by the model's tokenizer."""
+    datasets = pytest.importorskip("datasets")
+    rng = random.Random(1)
+    rows = {"sentence": [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 12))) for _ in range(40)],
+            "stars": [rng.randrange(3) for _ in range(40)]}
+    folder = tmp_path / "reviews-ds"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}).save_to_disk(str(folder))
+    out = tmp_path / "q"
+    assert main(["quantize", "--model", f"hf:{hf_folder}", "--data", f"hf-disk:{folder}", "--text-column", "sentence",
+                 "--label-column", "stars", "--target", "onnxruntime", "--scheme", "int8-dynamic", "--quick",
+                 "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    # the renamed label column was read as labels: accuracy, not agreement with the model itself
+    assert report["baseline"]["metric"]["name"] == "accuracy"
+    assert 0 <= report["baseline"]["metric"]["value"] <= 100
+    assert "hf-disk:" in (out / "recipe.yaml").read_text()

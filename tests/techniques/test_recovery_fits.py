@@ -68,3 +68,21 @@ def test_the_recovery_rate_fits_the_model_family() -> None:
     net = _net()
     _, result = prune_model(net, _task(net), PruneConfig(ratio=0.5, recover_epochs=1))
     assert result.recovery is not None and result.recovery.lr == 1e-3  # recorded in the report
+
+
+def test_a_distilled_student_trains_at_its_family_rate_and_the_rate_is_recorded() -> None:
+    from slimkit.core.data import Batches
+    from slimkit.techniques.distill import DistillConfig, distill_model
+    from slimkit.train.rates import learning_rate
+
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, batch_first=True), 1, enable_nested_tensor=False)
+    assert learning_rate(encoder, "student") == 2e-4 and learning_rate(_net(), "student") == 3e-3
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 3, 6, 6), torch.randint(0, 4, (32,))
+    teacher, student = _net(), _net()
+    r = distill_model(teacher, student, Batches({"input": x}, y, 8), DistillConfig(epochs=1),
+                      nn.functional.cross_entropy)
+    assert r.config.lr == 3e-3
+    r = distill_model(teacher, _net(), Batches({"input": x}, y, 8), DistillConfig(epochs=1, lr=0.01),
+                      nn.functional.cross_entropy)
+    assert r.config.lr == 0.01

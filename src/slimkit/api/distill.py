@@ -28,6 +28,7 @@ from slimkit.report.schema import Report
 from slimkit.tasks import load_task
 from slimkit.techniques.distill import DistillConfig, DistillResult
 from slimkit.train.engine import TrainConfig, evaluate_torch, fit
+from slimkit.train.rates import learning_rate
 
 
 def _load_module_fn(spec: str) -> object:
@@ -156,8 +157,9 @@ def _train_alone(student: nn.Module, init: dict[str, torch.Tensor], s_train: Bat
                           cfg.batch_size or s_train.batch_size, True, s_train.seed)
     # The same number of optimizer steps as the distilled student (its epochs cover every image).
     epochs_alone = max(1, round(cfg.epochs * len(s_train) / max(1, len(labels_only))))
+    lr = learning_rate(lone, "student", cfg.lr)
     fit(lone, labels_only, student_task.loss,
-        TrainConfig(epochs=epochs_alone, lr=cfg.lr, seed=cfg.seed, precision=cfg.precision))
+        TrainConfig(epochs=epochs_alone, lr=lr, seed=cfg.seed, precision=cfg.precision))
     return lone, {"epochs": epochs_alone, "metric": evaluate_torch(lone, student_task.eval_data, student_task.metric)}
 
 

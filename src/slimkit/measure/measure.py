@@ -32,6 +32,11 @@ class Measurement:
 
 def evaluate_deployed(deployed: Deployed, task: Task) -> tuple[float, dict[str, float]]:
     """The task metric with the evaluation set run through ``deployed`` (not a torch stand-in)."""
+    metric, extras, _ = _evaluate(deployed, task)
+    return metric, extras
+
+
+def _evaluate(deployed: Deployed, task: Task) -> tuple[float, dict[str, float], torch.Tensor]:
     outs, tgts = [], []
     for inputs, targets in task.eval_data:
         outs.append(deployed.run(inputs))
@@ -39,7 +44,31 @@ def evaluate_deployed(deployed: Deployed, task: Task) -> tuple[float, dict[str, 
     outputs, targets_all = torch.cat(outs), torch.cat(tgts)
     # Rounded at the source so a value read back from report.json compares equal to a fresh one.
     extras = {k: round(v, 6) for k, v in task.metric.compute_extras(outputs, targets_all).items()}
-    return round(task.metric.compute(outputs, targets_all), 6), extras
+    return round(task.metric.compute(outputs, targets_all), 6), extras, outputs
+
+
+def output_warning(outputs: torch.Tensor) -> str | None:
+    """What is wrong with a model's evaluation outputs as a whole, if anything: a metric alone hides it.
+
+    An int8 or f16 model whose activations are too small for its format outputs exactly zero; a
+    broken one gives every input the same output or NaN. The report says so next to the entry.
+
+    Example:
+        >>> output_warning(torch.zeros(4, 3))
+        'every output is exactly zero (values too small for this precision, or a dead model)'
+        >>> output_warning(torch.randn(4, 3)) is None
+        True
+    """
+    out = outputs.detach().float()
+    if out.numel() == 0:
+        return None
+    if not torch.isfinite(out).all():
+        return f"{int((~torch.isfinite(out)).sum())} of {out.numel()} output values are NaN or infinite"
+    if not out.any():
+        return "every output is exactly zero (values too small for this precision, or a dead model)"
+    if out.shape[0] > 1 and bool((out == out[:1]).all()):
+        return f"all {out.shape[0]} evaluation items give the same output: the model ignores its input"
+    return None
 
 
 class _Budget(TypedDict, total=False):
@@ -75,7 +104,9 @@ def measure_deployed(deployed: Deployed, task: Task, *, quick: bool = False,
         True
     """
     with PeakMemory() as mem:
-        metric, extras = evaluate_deployed(deployed, task)
+        metric, extras, outputs = _evaluate(deployed, task)
+    warning = output_warning(outputs)
+    del outputs
     with OtherLoad() as load:
         latency = batch1_latency(deployed, task, quick=quick)
     big = batch_of(task.example_inputs, task.throughput_batch)
@@ -91,5 +122,6 @@ def measure_deployed(deployed: Deployed, task: Task, *, quick: bool = False,
         throughput=task.throughput_batch / (tp.median / 1e3),
         size_bytes=deployed.size_bytes(),
         peak_memory_bytes=max(mem.peak_increase, load_memory),
-        details={**deployed.details, **({"other_load_cores": load.cores} if load.cores is not None else {})},
+        details={**deployed.details, **({"other_load_cores": load.cores} if load.cores is not None else {}),
+                 **({"output_warning": warning} if warning else {})},
     )

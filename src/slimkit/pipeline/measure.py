@@ -40,7 +40,10 @@ def measure_entry(
     if deployed.artifact is not None:
         artifact = str(deployed.artifact.relative_to(out) if out and deployed.artifact.is_relative_to(out)
                        else deployed.artifact)
-    return Entry(entry_id, recipe, deployed.target, measurement, count_params(model),
-                 count_macs(model, task.example_inputs), artifact)
+    entry = Entry(entry_id, recipe, deployed.target, measurement, count_params(model),
+                  count_macs(model, task.example_inputs), artifact)
+    if warning := measurement.details.get("output_warning"):
+        entry.notes.append(str(warning))
+    return entry
 
 

@@ -38,7 +38,7 @@ class DistillConfig(StepConfig):
     auto_pairs: int = 2
     cache_teacher: bool = True
     epochs: int = 30
-    lr: float = 3e-3
+    lr: float | None = None  # None: by the student's family (slimkit.train.rates, 'student')
     batch_size: int | None = None
     seed: int = 0
     # Hard labels are kept for this share of the training items (the first ones); the rest teach

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from slimkit.core.task import Metric
 from slimkit.techniques.distill._config import DistillConfig
 from slimkit.techniques.distill._distiller import Distiller, paired_batches
 from slimkit.train.engine import TrainConfig, TrainResult, fit
+from slimkit.train.rates import learning_rate
 
 
 @dataclass
@@ -65,7 +67,8 @@ def distill_model(
     if cfg.cache_teacher and not cfg.needs_features:
         module.cache_teacher(paired)
     base = train_config or TrainConfig()
-    tcfg = TrainConfig(**{**base.to_dict(), "epochs": cfg.epochs, "lr": cfg.lr, "seed": cfg.seed,
+    lr = learning_rate(student, "student", cfg.lr)
+    tcfg = TrainConfig(**{**base.to_dict(), "epochs": cfg.epochs, "lr": lr, "seed": cfg.seed,
                           "batch_size": cfg.batch_size if cfg.batch_size is not None else base.batch_size})
     if tcfg.precision == "auto":  # probe the student alone: the wrapper's teacher hooks do not survive a copy
         from slimkit.train import precision as P
@@ -78,4 +81,5 @@ def distill_model(
         result = fit(module, paired, module.loss, tcfg, eval_data=eval_data, metric=metric, progress=progress)
     finally:
         module.remove()  # the student is returned without the feature hooks
-    return DistillResult(student.eval(), result, module.pairs, cfg)
+    # The rate used is recorded, not None: a report says what ran.
+    return DistillResult(student.eval(), result, module.pairs, dataclasses.replace(cfg, lr=lr))

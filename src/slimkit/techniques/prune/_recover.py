@@ -18,6 +18,7 @@ from slimkit.kernels.teacher import TeacherStudent
 from slimkit.train.engine import TrainConfig, evaluate_torch, fit
 from slimkit.train.losses import distill_loss, hidden_state_loss
 from slimkit.train.modes import frozen_embeddings, no_dropout
+from slimkit.train.rates import learning_rate
 
 
 class _Stop(Exception):
@@ -96,29 +97,9 @@ def hidden_layers(student: nn.Module, teacher: nn.Module, inputs: dict[str, torc
     return [n for n in names if n in shapes["s"] and shapes["s"][n] == shapes["t"].get(n)]
 
 
-# Recovery learning rates by model family and method. Pretrained transformers fine-tune at rates far
-# below a small CNN's: 1e-3 took a pruned MiniLM classifier from 75.7 to 26.9 validation accuracy in one
-# epoch. Distillation's per-layer signal takes a higher rate than fine-tuning on labels.
-RECOVERY_LR = {("transformer", "finetune"): 2e-5, ("transformer", "distill"): 2e-4,
-               ("other", "finetune"): 1e-3, ("other", "distill"): 1e-3}
-
-
-def model_family(model: nn.Module) -> str:
-    """"transformer" for a model with attention layers (torch's or Hugging Face's), else "other".
-
-    Example:
-        >>> model_family(nn.TransformerEncoderLayer(8, 2)), model_family(nn.Linear(2, 2))
-        ('transformer', 'other')
-    """
-    for m in model.modules():
-        if isinstance(m, nn.MultiheadAttention) or type(m).__name__.endswith(("Attention", "SelfAttention")):
-            return "transformer"
-    return "transformer" if hasattr(model, "config") and hasattr(model.config, "num_attention_heads") else "other"
-
-
 def recovery_lr(model: nn.Module, method: str, given: float | None = None) -> float:
-    """``given``, else the learning rate for ``model``'s family and the recovery ``method``."""
-    return given if given is not None else RECOVERY_LR[(model_family(model), method)]
+    """``given``, else the recovery learning rate for ``model``'s family and ``method`` (finetune, distill)."""
+    return learning_rate(model, method, given)
 
 
 def _split(data: Iterable[Batch]) -> tuple[Iterable[Batch], Iterable[Batch] | None]:
