@@ -64,6 +64,10 @@ class UsageError(SlimkitError):
     exit_code = 2
 
 
+class FolderInUseError(UsageError):
+    """Another slimkit process holds the run folder: nothing of it is touched (not even a cleanup)."""
+
+
 class MissingDependencyError(SlimkitError):
     """An optional backend is not installed; the hint names the pip command."""
 

@@ -81,6 +81,28 @@ def test_digits_cnn_task_and_cache(monkeypatch):
     assert task.build_model() is not task.build_model()
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "meta-garbage"])
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path, monkeypatch, damage: str) -> None:
+    from torch import nn
+
+    from slimkit.core.cache import load_weights, save_weights
+
+    monkeypatch.setenv("SLIMKIT_CACHE", str(tmp_path))
+    model = nn.Linear(4, 3)
+    weights = save_weights(model, "k", {"metric": 1.0})
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:60])
+    elif damage == "garbage":
+        weights.write_bytes(b"\xff" * 500)
+    elif damage == "empty":
+        weights.write_bytes(b"")
+    else:
+        (tmp_path / "k.json").write_text("{no")
+    assert load_weights(nn.Linear(4, 3), "k") is None  # retrained by the caller, never a traceback
+    save_weights(model, "k", {"metric": 1.0})
+    assert load_weights(nn.Linear(4, 3), "k") == {"metric": 1.0}
+
+
 @pytest.mark.slow
 def test_digits_resnet18_baseline_reaches_97():
     from slimkit.train.engine import evaluate_torch

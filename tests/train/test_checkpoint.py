@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from slimkit.errors import SlimkitError
 from slimkit.train import checkpoint as ckpt
 
 
@@ -50,3 +51,34 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch) -> No
         ckpt.save(tmp_path, 2, model, {"x": 2})
     assert ckpt.latest(tmp_path).name == "epoch-0001"
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("damage", ["pointer-garbage", "pointer-outside", "pointer-list", "truncated-weights",
+                                    "truncated-state", "state-json-garbage", "state-json-list", "state-mismatch"])
+def test_a_damaged_checkpoint_falls_back_or_is_named(tmp_path, damage: str) -> None:
+    model = nn.Linear(3, 2)
+    for epoch in (1, 2):
+        ckpt.save(tmp_path, epoch, model, {"step": epoch, "t": torch.ones(2)})
+    last = tmp_path / "epoch-0002"
+    pointer = tmp_path / "latest.json"
+    if damage.startswith("pointer"):
+        pointer.write_text({"pointer-garbage": "{not json", "pointer-outside": '{"path": "../../etc"}',
+                            "pointer-list": "[1, 2]"}[damage])
+        assert ckpt.latest(tmp_path) == last  # the newest complete epoch folder instead
+        assert ckpt.load(last, nn.Linear(3, 2))["step"] == 2
+        return
+    target = {"truncated-weights": last / "model.safetensors", "truncated-state": last / "state.safetensors"}.get(
+        damage, last / "state.json")
+    if damage.startswith("truncated"):
+        target.write_bytes(target.read_bytes()[:40])
+    elif damage == "state-json-garbage":
+        target.write_text("{")
+    elif damage == "state-json-list":
+        target.write_text("[]")
+    else:
+        raw = json.loads(target.read_text())
+        raw["state"] = {"__tensor__": "missing"} if isinstance(raw["state"], dict) else raw["state"]
+        target.write_text(json.dumps(raw))
+    with pytest.raises(SlimkitError) as err:
+        ckpt.load(ckpt.latest(tmp_path), nn.Linear(3, 2))
+    assert "epoch-0002" in str(err.value) and err.value.hint

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 from slimkit.cli._shared import add_task_options, print_report, progress
@@ -46,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from slimkit.pipeline.folder import SEARCH_OUTPUTS, clear_own
+    from slimkit.pipeline.lock import lock_run
     from slimkit.search import SearchSpace, optimize
     from slimkit.ui import out
 
@@ -56,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
             # It replaced any search folder, so `slimkit demo --out runs/opt` deleted a real search.
             raise UsageError(f"{out_dir} holds a search the demo did not make",
                              hint="choose another --out (the demo replaces only its own earlier runs)")
-        shutil.rmtree(out_dir)  # the demo always starts fresh; `slimkit optimize --resume` continues runs
+        # The demo always starts fresh (`slimkit optimize --resume` continues runs), removing only
+        # what a search writes: a user's file in the folder stops it instead of being deleted.
+        lock_run(out_dir)
+        clear_own(out_dir, SEARCH_OUTPUTS)
     progress(f"demo: optimizing '{args.task}' within 1 point of the baseline over pruning x int8 x "
              f"{' / '.join(space.targets)} ({space.size()} combinations, budget {args.time_budget:g} min)")
     report = optimize(args.task, max_drop=1.0, space=space, trials=space.size(), sampler="grid",

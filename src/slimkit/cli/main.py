@@ -79,7 +79,7 @@ def _make_out(out: str) -> Path | None:
 
 def _holds_nothing(path: Path) -> bool:
     """Nothing but slimkit's own mark: a failure before any output leaves no empty folder."""
-    return path.is_dir() and all(p.name == ".slimkit-run" for p in path.iterdir())
+    return path.is_dir() and all(p.name in (".slimkit-run", ".slimkit-lock") for p in path.iterdir())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

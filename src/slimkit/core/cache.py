@@ -21,6 +21,7 @@ def cache_dir() -> Path:
 
 def load_weights(model: nn.Module, key: str) -> dict | None:
     """Load cached weights for ``key`` into ``model``; returns their metadata or None."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file  # safetensors: no pickle, safe to load
 
     weights = cache_dir() / f"{key}.safetensors"
@@ -30,8 +31,8 @@ def load_weights(model: nn.Module, key: str) -> dict | None:
     try:
         model.load_state_dict(load_file(str(weights)))
         return json.loads(meta.read_text())
-    except (RuntimeError, ValueError, OSError):
-        # A stale or damaged cache entry is retrained rather than trusted.
+    except (RuntimeError, ValueError, OSError, SafetensorError):
+        # A stale or damaged cache entry (truncated, another version's) is retrained rather than trusted.
         return None
 
 

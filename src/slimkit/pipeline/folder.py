@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from slimkit.core.files import atomic_write_json
-from slimkit.errors import SlimkitError, UsageError
+from slimkit.errors import FolderInUseError, SlimkitError, UsageError
+from slimkit.pipeline.lock import LOCK_NAME, holding, lock_run, release, release_all
 from slimkit.report.schema import Report
 
 Progress = Callable[[str], None]
@@ -80,17 +81,25 @@ def claim_out(out: str | Path, command: str) -> Path:
     if not str(out).strip():
         raise UsageError("--out is empty", hint="give the run folder a name, e.g. --out runs/" + command)
     out = Path(out)
-    if out.is_dir():
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder", hint="choose a folder path for --out")
+    out.mkdir(parents=True, exist_ok=True)
+    had_lock = (out / LOCK_NAME).exists()
+    # Locked first: what another process is writing there right now is neither read nor touched.
+    lock_run(out)
+    try:
         owner = run_kind(out)
         if owner is not None and owner != command:
             raise UsageError(f"{out} holds a `slimkit {owner}` run; this {command} run there would mix the two",
                              hint="choose another --out, or delete that folder first")
-        if owner is None and any(out.iterdir()):
+        if owner is None and any(p.name != LOCK_NAME for p in out.iterdir()):
             raise UsageError(f"{out} already holds files that are not a slimkit run",
                              hint="choose a new or empty folder for --out (slimkit replaces what it writes there)")
-    elif out.exists():
-        raise UsageError(f"--out {out} is a file, not a folder", hint="choose a folder path for --out")
-    out.mkdir(parents=True, exist_ok=True)
+    except UsageError:
+        release(out)
+        if not had_lock:
+            (out / LOCK_NAME).unlink(missing_ok=True)  # no stray file left in a folder refused
+        raise
     if not (out / _MARK).exists():
         atomic_write_json(out / _MARK, {"command": command})
     return out
@@ -118,7 +127,8 @@ def first_missing(path: Path) -> Path | None:
 def refusal_leaves_no_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a command's API function: a run refused for its input (exit code 2) removes the
     ``out`` folder it created (with the parent folders it created for it), as the CLI does; a folder
-    that existed before is left as it was."""
+    that existed before, or one another process works in, is left as it was. The run folder's lock
+    (:func:`claim_out`) is released when the command returns."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -127,12 +137,17 @@ def refusal_leaves_no_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
         bound.apply_defaults()
         out = bound.arguments.get("out")
         new = first_missing(Path(out)) if isinstance(out, (str, Path)) and str(out).strip() else None
+        before = holding()
         try:
             return fn(*args, **kwargs)
+        except FolderInUseError:
+            raise
         except SlimkitError as err:
             if new is not None and err.exit_code == 2:
                 shutil.rmtree(new, ignore_errors=True)
             raise
+        finally:
+            release_all(keep=before)
 
     return wrapper
 
@@ -140,15 +155,51 @@ def refusal_leaves_no_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
 def drop_stale_artifacts(report: Report, out: Path) -> None:
     """Remove folders under ``out/artifacts`` that no entry of ``report`` points to: what an earlier
     run of the same command left (other targets, another scheme) beside a report that no longer
-    names it."""
+    names it. Only folders slimkit wrote (holding its manifest, or empty) go: a user's folder stays."""
+    from slimkit.targets.manifest import MANIFEST
+
     folder = out / "artifacts"
     if not folder.is_dir():
         return
     used = {Path(e.artifact).parts[1] for e in report.entries
             if e.artifact and len(Path(e.artifact).parts) > 2 and Path(e.artifact).parts[0] == "artifacts"}
     for child in folder.iterdir():
-        if child.is_dir() and child.name not in used:
+        if child.is_dir() and child.name not in used and ((child / MANIFEST).is_file() or not any(child.iterdir())):
             shutil.rmtree(child, ignore_errors=True)
+
+
+# What ``slimkit optimize`` (and so the demo) writes at the top of its run folder: the demo starts
+# afresh by removing these, and refuses a folder holding anything else (a user's file there was lost).
+SEARCH_OUTPUTS = frozenset({_MARK, LOCK_NAME, "search.json", "study.db", "study.db-journal", "study.db-wal",
+                            "study.db-shm", "baseline", "baseline.json", "references", "references.json", "trials",
+                            "best", ".retime", "report.json", "report.md", "report.html", "recipe.yaml"})
+
+
+def clear_own(out: Path, own: frozenset[str]) -> None:
+    """Remove the entries named in ``own`` at the top of ``out``; refuse, removing nothing, when
+    ``out`` holds anything else (slimkit never deletes a file it did not write).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "mine.txt").write_text("keep me")
+        >>> clear_own(folder, SEARCH_OUTPUTS)
+        Traceback (most recent call last):
+        slimkit.errors.UsageError: ... holds files slimkit did not write: mine.txt
+          hint: move them elsewhere, or choose another --out
+    """
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in own)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise UsageError(f"{out} holds files slimkit did not write: {', '.join(foreign[:3])}{more}",
+                         hint="move them elsewhere, or choose another --out")
+    for p in out.iterdir():
+        if p.name == LOCK_NAME:
+            continue  # held by this process
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def fresh_dir(path: Path) -> Path:

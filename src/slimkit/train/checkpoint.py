@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from slimkit.core.files import atomic_path, atomic_write_json
-from slimkit.errors import SlimkitError
+from slimkit.errors import SlimkitError, first_line
 
 FORMAT = 1
 
@@ -93,22 +93,44 @@ def latest(folder: Path) -> Path | None:
     pointer = Path(folder) / "latest.json"
     if not pointer.exists():
         return None
-    path = Path(folder) / json.loads(pointer.read_text())["path"]
-    return path if (path / "state.json").exists() else None
+    try:
+        name = json.loads(pointer.read_text())["path"]
+        path = Path(folder) / str(name)
+        if path.parent == Path(folder) and (path / "state.json").exists():
+            return path
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    # A damaged or stale pointer: the newest epoch folder that finished writing (save() writes
+    # state.json last) is the checkpoint it named or one before it.
+    done = sorted(p for p in Path(folder).glob("epoch-*") if (p / "state.json").is_file())
+    return done[-1] if done else None
 
 
 def load(path: Path, model: nn.Module) -> dict[str, Any]:
     """Load weights into ``model`` and return the training state (tensors restored)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     try:
-        model.load_state_dict(load_file(str(path / "model.safetensors")))
         raw = json.loads((path / "state.json").read_text())
         tensors = load_file(str(path / "state.safetensors"))
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise SlimkitError(f"cannot resume from {path}: {exc}",
-                           hint="the checkpoint belongs to another model; start without --resume") from exc
-    if raw.get("format") != FORMAT:
-        raise SlimkitError(f"checkpoint {path} has format {raw.get('format')}, expected {FORMAT}")
-    return _join(raw["state"], tensors)
+        weights = load_file(str(path / "model.safetensors"))
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise SlimkitError(f"checkpoint {path} is damaged: {first_line(exc)}",
+                           hint="delete that epoch folder to resume from the one before it, "
+                                "or start again without --resume") from None
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise SlimkitError(f"cannot resume from {path}: {first_line(exc)}",
+                           hint="the checkpoint belongs to another model; start without --resume") from None
+    fmt = raw.get("format") if isinstance(raw, dict) else None
+    if fmt != FORMAT:
+        raise SlimkitError(f"checkpoint {path} has format {str(fmt)[:40]}, expected {FORMAT}",
+                           hint="start again without --resume, or delete that epoch folder")
+    try:
+        return _join(raw["state"], tensors)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SlimkitError(f"checkpoint {path} is damaged: its state does not match its tensors ({first_line(exc)})",
+                           hint="delete that epoch folder to resume from the one before it") from None
