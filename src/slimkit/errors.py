@@ -68,6 +68,10 @@ class FolderInUseError(UsageError):
     """Another slimkit process holds the run folder: nothing of it is touched (not even a cleanup)."""
 
 
+class NonFiniteError(SlimkitError):
+    """A metric or a loss came out NaN or infinite: the run or trial fails with this reason."""
+
+
 class MissingDependencyError(SlimkitError):
     """An optional backend is not installed; the hint names the pip command."""
 

@@ -77,11 +77,6 @@ def _make_out(out: str) -> Path | None:
     return created
 
 
-def _holds_nothing(path: Path) -> bool:
-    """Nothing but slimkit's own mark: a failure before any output leaves no empty folder."""
-    return path.is_dir() and all(p.name in (".slimkit-run", ".slimkit-lock") for p in path.iterdir())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 runtime failure, 2 usage error)."""
     from slimkit.ui import console
@@ -103,9 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return int(args.run(args) or 0)
         except SlimkitError as err:
-            # A run refused for its input (usage errors, inputs the model rejects: exit 2) leaves no
-            # folder behind, nor the parent folders made for it; there is nothing of value in it.
-            if out and created is not None and (err.exit_code == 2 or _holds_nothing(Path(out))):
+            from slimkit.pipeline.folder import worth_keeping
+
+            # A run refused for its input (usage errors, inputs the model rejects: exit 2), or one that
+            # failed before leaving a report or a state to resume from, leaves no folder behind, nor
+            # the parent folders made for it; there is nothing of value in it.
+            if out and created is not None and (err.exit_code == 2 or not worth_keeping(Path(out))):
                 shutil.rmtree(created, ignore_errors=True)
             raise
     except SlimkitError as err:

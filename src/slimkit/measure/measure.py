@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -9,6 +10,7 @@ import torch
 
 from slimkit.core.data import batch_of
 from slimkit.core.task import Task
+from slimkit.errors import NonFiniteError
 from slimkit.measure.latency import Latency, time_callable
 from slimkit.measure.load import OtherLoad
 from slimkit.measure.memory import PeakMemory
@@ -42,9 +44,17 @@ def _evaluate(deployed: Deployed, task: Task) -> tuple[float, dict[str, float], 
         outs.append(deployed.run(inputs))
         tgts.append(targets)
     outputs, targets_all = torch.cat(outs), torch.cat(tgts)
+    metric = task.metric.compute(outputs, targets_all)
+    if not math.isfinite(metric):
+        # NaN compares false with every floor: left in, it passed budgets silently and broke reports.
+        warning = output_warning(outputs)
+        raise NonFiniteError(f"the metric '{task.metric.name}' is {metric} on {deployed.target}"
+                             + (f": {warning}" if warning else ""),
+                             hint="the model's outputs are broken on this target" if warning else
+                             "check the metric function: it returned a non-finite value on finite outputs")
     # Rounded at the source so a value read back from report.json compares equal to a fresh one.
     extras = {k: round(v, 6) for k, v in task.metric.compute_extras(outputs, targets_all).items()}
-    return round(task.metric.compute(outputs, targets_all), 6), extras, outputs
+    return round(metric, 6), extras, outputs
 
 
 def output_warning(outputs: torch.Tensor) -> str | None:

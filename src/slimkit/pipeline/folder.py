@@ -124,6 +124,21 @@ def first_missing(path: Path) -> Path | None:
     return missing
 
 
+# What a failed run leaves that is worth keeping: a report, or the state a --resume continues from.
+_KEPT = ("report.json", "study.db", "checkpoints")
+
+
+def worth_keeping(out: Path) -> bool:
+    """Whether a failed run in ``out`` left something of value (else the folder it made is removed).
+
+    Example:
+        >>> import tempfile
+        >>> worth_keeping(Path(tempfile.mkdtemp()))
+        False
+    """
+    return any((out / name).exists() for name in _KEPT)
+
+
 def refusal_leaves_no_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a command's API function: a run refused for its input (exit code 2) removes the
     ``out`` folder it created (with the parent folders it created for it), as the CLI does; a folder
@@ -143,7 +158,7 @@ def refusal_leaves_no_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
         except FolderInUseError:
             raise
         except SlimkitError as err:
-            if new is not None and err.exit_code == 2:
+            if new is not None and (err.exit_code == 2 or not worth_keeping(Path(str(out)))):
                 shutil.rmtree(new, ignore_errors=True)
             raise
         finally:

@@ -12,6 +12,7 @@ from typing import Any
 
 from slimkit.core.files import atomic_write_json
 from slimkit.core.task import Task
+from slimkit.errors import SlimkitError
 from slimkit.pipeline import fresh_dir
 from slimkit.pipeline.recipe import Recipe
 from slimkit.search._trial import evaluate_recipe
@@ -44,13 +45,20 @@ def _measure_references(task: Task, space: SearchSpace, out: Path, threads: int,
     Kept in ``references.json``; the report lists them beside the trials."""
     path = out / "references.json"
     refs = json.loads(path.read_text()) if path.exists() else []
-    have = {r["target"] for r in refs} | (measured or set())
+    have = {r["target"] for r in refs if "failed" not in r} | (measured or set())
     for target in space.targets:
         if target == "torch" or target in have or (measured is None and _identity_params(space, target) is not None):
             continue  # torch eager is the baseline; an identity point in the space may still be drawn
         say(f"measuring the unmodified model on {target} (the never-slower reference; no trial measured it)")
-        entry = evaluate_recipe(task, Recipe((), target), fresh_dir(out / "references" / target), threads,
-                                entry_id=f"ref:float@{target}", quick=quick, out=out)
+        refs = [r for r in refs if r["target"] != target]
+        try:
+            entry = evaluate_recipe(task, Recipe((), target), fresh_dir(out / "references" / target), threads,
+                                    entry_id=f"ref:float@{target}", quick=quick, out=out)
+        except SlimkitError as err:
+            # The trials measured are still reported; the target is listed as skipped with the reason.
+            say(f"the reference on {target} failed: {err.message}")
+            refs.append({"target": target, "failed": str(err)})
+            continue
         entry.recipe = [*entry.recipe, {"type": "target", "version": 1, "data": {"name": target}}]
         entry.notes.append("the unmodified model on this target, measured as the never-slower reference "
                            "(no trial of the search measured it)")

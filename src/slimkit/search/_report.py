@@ -52,6 +52,10 @@ def _add_references(report: Report, out: Path) -> dict[str, str]:
     float_by_target: dict[str, str] = {}
     refs = out / "references.json"
     for raw in json.loads(refs.read_text()) if refs.exists() else []:
+        if "failed" in raw:
+            report.skipped.append({"target": raw["target"],
+                                   "reason": f"its unmodified model (the reference) failed: {raw['failed']}"})
+            continue
         entry = Entry.from_dict(raw)
         report.candidates.append(entry)
         float_by_target[entry.target] = entry.id
