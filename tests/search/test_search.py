@@ -108,28 +108,6 @@ def _finished(out, *, polling: bool = False) -> int:
     return sum(t.state.name == "COMPLETE" for t in study.trials)
 
 
-def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path):
-    out = tmp_path / "run"
-    proc = subprocess.Popen(_cli(out, "--trials", "50"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        # trials/ appears once the study exists: reading earlier could race its creation.
-        if (out / "trials").exists() and _finished(out, polling=True) >= 2:
-            break
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    before = _finished(out)
-    assert before >= 2
-    result = subprocess.run(_cli(out, "--resume", "--trials", str(before + 1)), capture_output=True, text=True,
-                            timeout=300, check=False)
-    assert result.returncode == 0, result.stderr
-    assert _finished(out) >= before + 1
-    report = json.loads((out / "report.json").read_text())
-    assert report["search"]["trials_finished"] >= before + 1
-
-
 def test_resume_fails_only_trials_whose_process_is_gone(tmp_path):
     """A --resume beside a live worker (here or on another host) must not fail the trial that worker
     is running: it would throw its result away when the worker finishes."""
@@ -490,3 +468,49 @@ def test_the_unmodified_model_on_each_target_spends_no_trial(tmp_path):
     study = optuna.load_study(study_name="slimkit", storage=f"sqlite:///{tmp_path / 'study.db'}")
     drawn = [t for t in study.trials if not t.user_attrs.get("reference")]
     assert len(study.trials) == 3 and len(drawn) == 1 and drawn[0].state.name == "COMPLETE"
+
+
+def _grid_cli(out, *extra):
+    space = out.parent / "grid.json"
+    space.write_text(json.dumps({"targets": ["torch", "onnxruntime"], "fuse": [False, True]}))
+    return [sys.executable, "-m", "slimkit.cli.main", "optimize", "--task", "digits-cnn", "--space", str(space),
+            "--sampler", "grid", "--threads", "1", "--quick", "--trials", "4", "--out", str(out), *extra]
+
+
+def _points(out) -> list[tuple]:
+    """The measured points (each grid point's params), one per finished trial that ran its recipe."""
+    study = optuna.load_study(study_name="slimkit", storage=f"sqlite:///{(out / 'study.db').resolve()}")
+    return sorted(tuple(sorted(t.params.items())) for t in study.trials
+                  if t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs and "entry" in t.user_attrs)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["int", "term", "kill"])
+def test_a_stopped_search_resumes_with_every_point_measured_once(tmp_path, sig, workers):
+    """Whatever stops it (Ctrl-C, a scheduler's SIGTERM, SIGKILL), with one worker or two: no finished
+    trial lost, no point measured twice, none left after one --resume; a polite stop leaves a partial report."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_grid_cli(out, "--workers", str(workers)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        # Mid-trial: a trial folder exists for a trial that has not finished yet.
+        started = len(list((out / "trials").glob("0*"))) if (out / "trials").exists() else 0
+        if started >= 2 and started > _finished(out, polling=True):
+            break
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if sig != signal.SIGKILL and proc.returncode != 0:  # it may have finished before the signal landed
+        assert "Traceback" not in err, err[-2000:]
+        report = json.loads((out / "report.json").read_text())
+        assert report["search"]["partial"] is True
+        assert "Partial" in (out / "report.md").read_text()
+    before = _points(out)
+    result = subprocess.run(_grid_cli(out, "--resume"), capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = _points(out)
+    assert set(before) <= set(after)  # no finished trial lost
+    assert len(after) == len(set(after)) == 4  # every grid point measured, and once
+    report = json.loads((out / "report.json").read_text())
+    assert not report["search"].get("partial") and report["search"]["trials_finished"] == 4

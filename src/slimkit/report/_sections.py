@@ -63,10 +63,13 @@ def _search(s: dict[str, Any]) -> Section:
         if s.get("trials_repeated") else ""
     early = f", {len(stopped)} stopped early by the pruner" if stopped else ""
     if s.get("trials_interrupted"):
-        early += f", {s['trials_interrupted']} interrupted by a crash (their points queued again on resume)"
+        early += f", {s['trials_interrupted']} interrupted (their points run again on --resume)"
     sec.lines.append(f"Sampler {s.get('sampler')}, pruner {s.get('pruner')}, {s.get('workers', 1)} worker(s): "
                      f"{s.get('trials_finished')} trials measured{repeats}{early}, {len(failed)} failed, "
                      f"{s.get('seconds')} s.")
+    if s.get("partial"):
+        sec.lines.insert(0, "**Partial**: the search was stopped before its budget was spent; this report shows "
+                            "the trials that finished. `slimkit optimize --resume` with the same --out continues it.")
     for st in stopped[:MAX_ROWS]:
         sec.lines.append(f"Trial {st['trial']} {st['why']}.")
     space = {k: v for k, v in (s.get("space") or {}).items() if v not in (None, [], [False], "")}

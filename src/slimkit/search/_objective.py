@@ -67,7 +67,14 @@ def _objective_factory(settings: SearchSettings, say: Callable[[str], None]) -> 
             if _native_constraints():
                 trial.set_constraint("metric", 1.0)
             raise optuna.TrialPruned(why_not)
-        entry = _measure_trial(task, recipe, trial, settings, say)
+        try:
+            entry = _measure_trial(task, recipe, trial, settings, say)
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM (turned into the same by the search): Optuna stores the trial as
+            # failed; this mark has --resume run its point again, spending no budget.
+            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("error", "interrupted: stopped by a signal before it finished")
+            raise
         m = entry.measurement
         entry.recipe = [*entry.recipe, {"type": "target", "version": 1, "data": {"name": recipe.target}}]
         _set_constraints(trial, _violations(entry, settings))

@@ -152,7 +152,13 @@ def _mark_interrupted(study: Any, names: set[str] | None = None) -> tuple[int, i
     optuna = require("optuna")
     host = socket.gethostname()
     failed = left = 0
+    requeued = {t.user_attrs.get("requeue_of") for t in study.trials}
     for t in study.trials:
+        if t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in requeued:
+            # Stopped by a signal in its own process (Ctrl-C, SIGTERM): stored failed, run again once.
+            _requeue(study, t, names)
+            failed += 1
+            continue
         if t.state != optuna.trial.TrialState.RUNNING:
             continue
         owner_host, pid = t.user_attrs.get("host", host), t.user_attrs.get("pid")
@@ -162,7 +168,14 @@ def _mark_interrupted(study: Any, names: set[str] | None = None) -> tuple[int, i
         study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: its process ended before it finished")
         study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        if t.params and (names is None or set(t.params) == names):  # its whole point was drawn: measure it first
-            study.enqueue_trial(t.params)
+        _requeue(study, t, names)
         failed += 1
     return failed, left
+
+
+def _requeue(study: Any, t: Any, names: set[str] | None) -> None:
+    """Queue an interrupted trial's point to run first (when its whole point was drawn); the queued
+    trial names it (``requeue_of``), so a later resume does not queue it again."""
+    attrs = {"requeue_of": t.number, **({"reference": True} if t.user_attrs.get("reference") else {})}
+    if t.params and (names is None or set(t.params) == names):
+        study.enqueue_trial(t.params, user_attrs=attrs)

@@ -8,7 +8,7 @@ from typing import Any
 
 from slimkit._optional import require
 from slimkit.search._objective import _objective_factory
-from slimkit.search._process import _exit_with_parent
+from slimkit.search._process import _exit_with_parent, signals_as_interrupt
 from slimkit.search._settings import SearchSettings
 from slimkit.search._storage import _load_study, _spent
 
@@ -22,15 +22,38 @@ def run_workers(settings: SearchSettings, quiet: bool) -> None:
     procs = [ctx.Process(target=_run_worker, args=(settings, quiet, True)) for _ in range(settings.workers)]
     for p in procs:
         p.start()
-    for p in procs:
-        p.join()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        # Stopped (Ctrl-C reaches the workers too; SIGTERM only this process): each worker marks
+        # its running trial interrupted before it ends, so --resume runs those points again.
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+        raise
 
 
 def _run_worker(settings: SearchSettings, quiet: bool = True, child: bool = False) -> None:
     """One worker: optimize until the shared trial count or the time budget is reached."""
-    optuna = require("optuna")
+    require("optuna")
     if child:
         _exit_with_parent()
+        try:
+            with signals_as_interrupt():
+                _optimize_until_spent(settings, quiet)
+        except KeyboardInterrupt:
+            pass  # its trial is marked interrupted; the parent reports the stop (no worker traceback)
+        return
+    _optimize_until_spent(settings, quiet)
+
+
+def _optimize_until_spent(settings: SearchSettings, quiet: bool) -> None:
+    optuna = require("optuna")
     say = (lambda _m: None) if quiet else _log
     study = _load_study(settings, create=False)
     objective = _objective_factory(settings, say)

@@ -43,6 +43,7 @@ from slimkit.search._objective import _climb as _climb  # re-exported: tests and
 from slimkit.search._objective import _early_stop as _early_stop
 from slimkit.search._objective import _finished_twin as _finished_twin
 from slimkit.search._offers import _check_space_runs_here
+from slimkit.search._process import signals_as_interrupt
 from slimkit.search._references import _identity_measured, _identity_params, _measure_references
 from slimkit.search._report import _trust_the_retiming, build_report
 from slimkit.search._settings import SearchSettings, _check_resume_matches, _settings_path
@@ -152,7 +153,12 @@ def optimize(
     atomic_write_json(settings_file, settings.to_dict())
     _prepare_study(settings, resume, say)
     started = time.time()
-    run_workers(settings, quiet=progress is None)
+    try:
+        with signals_as_interrupt():
+            run_workers(settings, quiet=progress is None)
+    except KeyboardInterrupt:
+        _write_partial(settings, baseline, out_dir, started, say)
+        raise
     return Result.of(_finish(settings, task_obj, baseline, out_dir, started, say), out_dir, task_obj.build_model())
 
 
@@ -272,6 +278,20 @@ def _prepare_study(settings: SearchSettings, resume: bool, say: Callable[[str], 
             params = _identity_params(space, target)
             if params is not None:
                 study.enqueue_trial(params, user_attrs={"reference": True}, skip_if_exists=True)
+
+
+def _write_partial(settings: SearchSettings, baseline: Entry, out_dir: Path, started: float,
+                   say: Callable[[str], None]) -> None:
+    """The report of the trials that finished before a stop, marked partial (no references measured
+    and no re-timing: the user asked to stop). --resume continues the search and rewrites it."""
+    try:
+        report = build_report(settings, _load_study(settings, create=False), baseline, time.time() - started)
+        report.extra["search"]["partial"] = True
+        write_report(report, out_dir)
+        say(f"stopped: the report of the finished trials is in {out_dir}/report.md (partial); "
+            "--resume continues the search")
+    except Exception as exc:  # a second signal or a damaged study: the stop itself must not fail
+        say(f"stopped; the partial report could not be written ({type(exc).__name__}: {exc})")
 
 
 def _finish(settings: SearchSettings, task_obj: Task, baseline: Entry, out_dir: Path, started: float,
