@@ -514,3 +514,32 @@ def test_a_stopped_search_resumes_with_every_point_measured_once(tmp_path, sig, 
     assert len(after) == len(set(after)) == 4  # every grid point measured, and once
     report = json.loads((out / "report.json").read_text())
     assert not report["search"].get("partial") and report["search"]["trials_finished"] == 4
+
+
+def test_a_copied_run_resumes_in_place_and_damaged_files_are_named(tmp_path, monkeypatch):
+    import shutil
+
+    from slimkit.errors import SlimkitError
+
+    first = tmp_path / "k2"
+    optimize("digits-cnn", space=SPACE, trials=1, sampler="grid", out=first, quick=True, threads=1)
+    copy = tmp_path / "k2copy"
+    shutil.copytree(first, copy)
+    before = (first / "study.db").read_bytes()
+    monkeypatch.chdir(tmp_path / "k2copy")  # resumed from another folder, by a relative path
+    optimize("digits-cnn", resume=True, trials=2, out=".", quick=True, threads=1)
+    assert (first / "study.db").read_bytes() == before and not (first / "trials" / "0001").exists()
+    assert (copy / "trials" / "0001").is_dir()
+    assert json.loads((copy / "report.json").read_text())["search"]["trials_finished"] == 2
+    monkeypatch.chdir(tmp_path)
+    for name, damage, message in (("study.db", b"SQLite format 3\x00" + b"\x01" * 500, "study .* cannot be read"),
+                                  ("search.json", b"{garbage", "settings .* cannot be read"),
+                                  ("search.json", b'{"space": 3}', "settings .* damaged"),
+                                  ("baseline.json", None, "baseline .* is missing")):
+        broken = tmp_path / f"broken-{name}"
+        shutil.rmtree(broken, ignore_errors=True)
+        shutil.copytree(first, broken)
+        (broken / name).unlink() if damage is None else (broken / name).write_bytes(damage)
+        with pytest.raises(SlimkitError, match=message) as err:
+            optimize("digits-cnn", resume=True, trials=2, out=broken, quick=True, threads=1)
+        assert "another --out" in err.value.hint

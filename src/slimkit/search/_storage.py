@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from slimkit._optional import require
-from slimkit.errors import UsageError
+from slimkit.errors import SlimkitError, UsageError, first_line
 from slimkit.search._process import _alive
 from slimkit.search._settings import SearchSettings, as_settings
 from slimkit.search.space import SearchSpace
@@ -133,11 +133,18 @@ def _load_study(settings: SearchSettings | Mapping[str, Any], create: bool) -> A
         kwargs["direction"] = "minimize"
     else:
         kwargs["directions"] = ["maximize", "minimize"]
-    if create:
-        study = optuna.create_study(load_if_exists=True, **kwargs)
-    else:
-        study = optuna.load_study(**{k: v for k, v in kwargs.items() if k in ("study_name", "storage", "sampler",
-                                                                               "pruner")})
+    try:
+        if create:
+            study = optuna.create_study(load_if_exists=True, **kwargs)
+        else:
+            study = optuna.load_study(**{k: v for k, v in kwargs.items() if k in ("study_name", "storage", "sampler",
+                                                                                   "pruner")})
+        study.trials  # noqa: B018 - read once here: a damaged database fails now, with this message
+    except Exception as exc:  # sqlalchemy's errors, Optuna's KeyError for a missing study, a truncated file
+        where = settings.storage.removeprefix("sqlite:///")
+        raise SlimkitError(f"the search's study ({where}) cannot be read: {type(exc).__name__}: {first_line(exc)}",
+                           hint="it is damaged or not a slimkit study; start the search again in another --out "
+                                "(each finished trial's files stay in trials/)") from None
     done = sum(t.state.is_finished() for t in study.trials)  # a fresh search keeps its seed
     if done and settings.sampler != "grid":
         study.sampler = _sampler(settings.sampler, space, _sampler_seed(settings, done), constrained)

@@ -23,7 +23,7 @@ from torch import nn
 
 from slimkit.core.files import atomic_write_json
 from slimkit.core.task import Task
-from slimkit.errors import UsageError
+from slimkit.errors import SlimkitError, UsageError, first_line
 from slimkit.pipeline import (
     check_budgets,
     check_threads,
@@ -207,17 +207,53 @@ def _check_folder(out_dir: Path, resume: bool, *, task: str | Task, **given: Any
         raise UsageError(f"{out_dir} already holds a search",
                          hint="pass --resume to continue it, or choose another --out")
     if resume:
-        _check_resume_matches(SearchSettings.from_dict(json.loads(settings_file.read_text())),
+        _check_resume_matches(_stored_settings(settings_file),
                               task=task_key(task) if isinstance(task, str) else getattr(task, "name", task),
                               **given)
     return settings_file
 
 
+def _read_stored(path: Path, what: str) -> Any:
+    """A JSON file the search wrote, read back; a damaged or missing one is named with the way out."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        why = "is missing" if isinstance(exc, FileNotFoundError) else f"cannot be read ({first_line(exc, 120)})"
+        raise SlimkitError(f"the search's {what} {path} {why}",
+                           hint="the run folder is damaged; start the search again in another --out") from None
+
+
+def _stored_settings(path: Path) -> SearchSettings:
+    raw = _read_stored(path, "settings")
+    try:
+        settings = SearchSettings.from_dict(raw)
+        settings.search_space()
+    except (TypeError, ValueError, AttributeError, SlimkitError) as exc:
+        raise SlimkitError(f"the search's settings {path} are damaged: {first_line(exc, 120)}",
+                           hint="start the search again in another --out") from None
+    return settings
+
+
+def _rerooted(settings: SearchSettings, out_dir: Path) -> SearchSettings:
+    """The settings of a search resumed in ``out_dir``: a copied or moved run folder resumes in place
+    (its own study.db and trials/), never in the folder it was copied from."""
+    old = Path(settings.out)
+    db = Path(settings.storage.removeprefix("sqlite:///"))
+    own = settings.storage == "" or (settings.storage.startswith("sqlite:///") and db.name == "study.db"
+                                     and db.parent.name == old.name)
+    storage = f"sqlite:///{(out_dir / 'study.db').resolve()}" if own else settings.storage
+    return replace(settings, out=str(out_dir.resolve()), storage=storage)
+
+
 def _resumed(out_dir: Path, settings_file: Path, trials: int | None,
              time_budget: float | None) -> tuple[SearchSettings, Entry, float | None]:
     """The stored settings and baseline of a search to resume, and its time budget."""
-    settings = SearchSettings.from_dict(json.loads(settings_file.read_text()))
-    baseline = Entry.from_dict(json.loads((out_dir / "baseline.json").read_text()))
+    settings = _rerooted(_stored_settings(settings_file), out_dir)
+    try:
+        baseline = Entry.from_dict(_read_stored(out_dir / "baseline.json", "baseline"))
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise SlimkitError(f"the search's baseline {out_dir / 'baseline.json'} is damaged ({first_line(exc, 120)})",
+                           hint="start the search again in another --out") from None
     if trials is not None:
         settings = replace(settings, trials=max(trials, settings.trials or 0))
     if time_budget is None and trials is None:
@@ -250,7 +286,7 @@ def _started(task: str | Task, task_obj: Task, out_dir: Path, *, targets: list[s
         seed=seed, threads=threads, quick=quick, space=space.to_dict(), sampler=sampler, pruner=pruner,
         workers=workers, trials=trials, max_drop=drop, metric_floor=baseline.measurement.metric - drop,
         latency_budget=latency_budget, size_budget=size_budget,
-        storage=storage or f"sqlite:///{(out_dir / 'study.db').resolve()}", out=str(out_dir))
+        storage=storage or f"sqlite:///{(out_dir / 'study.db').resolve()}", out=str(out_dir.resolve()))
     return settings, baseline
 
 
