@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from slimkit.core.technique import Dimension, Technique
-from slimkit.errors import UsageError
+from slimkit.errors import UsageError, shown
 from slimkit.pipeline.recipe import Recipe
 from slimkit.plugins import techniques
 from slimkit.targets import TARGETS
@@ -88,12 +88,33 @@ class SearchSpace:
                                  hint="0 means no pruning; 0.5 removes half")
         if self.settings.get("recover", "finetune") not in ("finetune", "distill"):
             raise UsageError(f"search space: recover must be 'finetune' or 'distill', got {self.settings['recover']!r}")
-        # Every choice becomes its step config once here, so a bad value (an unknown criterion,
-        # scope or scheme) is a UsageError before the baseline is measured, not a crash mid-search.
-        ratio = max((r for r in self.choices.get("prune_ratio", ()) if r), default=0.0)
-        for name, values in self.dimensions().items():
+        for name, (_, dim) in registered_dimensions().items():
+            if dim.default and all(isinstance(d, bool) for d in dim.default):
+                bad = [v for v in self.choices.get(name, ()) if not isinstance(v, bool)]
+                if bad:
+                    raise UsageError(f"search space: {name} values must be true or false, got {shown(bad)}")
+        # Every choice becomes its step config once here, beside the choices that bring in the most
+        # steps (a distillation temperature is read only once pruning and distillation are on, the
+        # recovery settings only with pruning), so a bad value (a wrong type, an unknown criterion or
+        # scheme) is a UsageError before the baseline is measured, not the failure of every trial.
+        dims = {k: v for k, v in self.dimensions().items() if k != "target"}
+        busy: dict[str, Any] = {"prune_ratio": max((r for r in dims.get("prune_ratio", ()) if r), default=0.5)}
+        for name, values in dims.items():
+            if name != "prune_ratio":
+                counts = [self._steps_with(busy, name, v) for v in values]
+                busy[name] = values[counts.index(max(counts))]
+        for name, values in dims.items():
             for value in values:
-                self.recipe({"prune_ratio": ratio, name: value})
+                self._steps_with(busy, name, value)
+
+    def _steps_with(self, params: dict[str, Any], name: str, value: Any) -> int:
+        """How many steps ``params`` with ``name`` set to ``value`` make; a value a technique cannot
+        use is a UsageError naming it."""
+        try:
+            return len(self.recipe({**params, name: value}).steps)
+        except (TypeError, ValueError) as exc:  # a technique converting the value itself
+            raise UsageError(f"search space: {name} value {shown(value)} cannot be used: {exc}",
+                             hint=f"see `slimkit optimize --help` for what {name} takes") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if "settings" in self.__dict__:  # built: a space is a value, like the dataclass it was
