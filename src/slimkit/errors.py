@@ -68,6 +68,32 @@ class FolderInUseError(UsageError):
     """Another slimkit process holds the run folder: nothing of it is touched (not even a cleanup)."""
 
 
+class ResourceError(SlimkitError):
+    """The machine ran out of something (memory, disk space): not the input's fault, and said so."""
+
+
+def resource_error(exc: BaseException) -> ResourceError | None:
+    """A ResourceError for an exception that means the machine ran out (disk full, out of memory).
+
+    Example:
+        >>> import errno
+        >>> print(resource_error(OSError(errno.ENOSPC, "No space left on device")).message)
+        no space left on the disk: [Errno 28] No space left on device
+        >>> resource_error(ValueError("x")) is None
+        True
+    """
+    import errno
+
+    text = str(exc)
+    if (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left" in text:
+        return ResourceError(f"no space left on the disk: {first_line(exc, 200)}",
+                             hint="free some disk space (or write --out to another disk) and run again")
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "bad_alloc" in text:
+        return ResourceError(f"out of memory: {first_line(exc, 200) or type(exc).__name__}",
+                             hint="use a smaller batch size or model, or a machine with more memory")
+    return None
+
+
 class NonFiniteError(SlimkitError):
     """A metric or a loss came out NaN or infinite: the run or trial fails with this reason."""
 

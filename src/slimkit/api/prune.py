@@ -14,7 +14,15 @@ from slimkit.api.benchmark import DEFAULT_TARGETS
 from slimkit.core.task import Task, run_model
 from slimkit.core.technique import StepState
 from slimkit.export.parity import compare
-from slimkit.pipeline import Progress, Recipe, check_targets, check_threads, refusal_leaves_no_folder, target_names
+from slimkit.pipeline import (
+    Progress,
+    Recipe,
+    check_budgets,
+    check_targets,
+    check_threads,
+    refusal_leaves_no_folder,
+    target_names,
+)
 from slimkit.pipeline.result import Result
 from slimkit.pipeline.skeleton import Naming, Run
 from slimkit.targets import Deployed
@@ -67,6 +75,7 @@ def prune(
         True
     """
     check_threads(threads)
+    check_budgets(max_drop=max_drop)
     targets = target_names(targets)
     cfg = config or PruneConfig(mode="structured" if structured else "unstructured", ratio=ratio,
                                 criterion=criterion, recover_epochs=recover_epochs, recover=recover,  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from torch import nn
 from slimkit.core.files import atomic_path, atomic_write_json, atomic_write_text
 from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError
-from slimkit.pipeline import claim_out, refusal_leaves_no_folder
+from slimkit.pipeline import check_seed, claim_out, refusal_leaves_no_folder
 from slimkit.tasks import load_task
 from slimkit.tasks._loader import task_key
 from slimkit.train import checkpoint as ckpt
@@ -118,6 +118,7 @@ def fit_task(
         >>> r.precision.precision, len(r.history)
         ('fp32', 1)
     """
+    check_seed(seed)
     if nproc < 1:
         raise UsageError(f"nproc must be >= 1, got {nproc}")
     if batch_size and batch_size < nproc:

@@ -30,7 +30,7 @@ from slimkit.core.data import Batches
 from slimkit.core.files import atomic_write_json, atomic_write_text, read_mapping
 from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError
-from slimkit.pipeline import check_threads, claim_out, refusal_leaves_no_folder
+from slimkit.pipeline import check_seed, check_threads, claim_out, refusal_leaves_no_folder
 from slimkit.search.study import PRUNERS, SAMPLERS, make_pruner
 from slimkit.tasks import load_task
 from slimkit.train.engine import TrainConfig, evaluate_torch, fit
@@ -178,6 +178,7 @@ def tune(
     _check_search(sampler, pruner, trials)
     say = progress or (lambda _m: None)
     check_threads(threads)
+    check_seed(seed)
     if threads is not None:
         torch.set_num_threads(threads)
     out_dir = claim_out(out, "tune")

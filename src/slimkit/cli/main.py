@@ -7,12 +7,13 @@ import logging
 import os
 import shutil
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from slimkit.errors import SlimkitError, UsageError
+from slimkit.errors import FolderInUseError, SlimkitError, UsageError, first_line, resource_error
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,6 +78,20 @@ def _make_out(out: str) -> Path | None:
     return created
 
 
+def _as_slimkit_error(exc: Exception) -> SlimkitError:
+    """Any failure as one a person can read: a resource (disk, memory) named as such; anything else
+    is slimkit's own bug, said in one line (the traceback with SLIMKIT_DEBUG=1)."""
+    if isinstance(exc, SlimkitError):
+        return exc
+    if (resource := resource_error(exc)) is not None:
+        return resource
+    if os.environ.get("SLIMKIT_DEBUG"):
+        traceback.print_exception(exc)
+    return SlimkitError(f"internal error: {type(exc).__name__}: {first_line(exc)}",
+                        hint="this is a slimkit bug: run again with SLIMKIT_DEBUG=1 for the traceback "
+                             "and report it with that and the command")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 runtime failure, 2 usage error)."""
     from slimkit.ui import console
@@ -97,15 +112,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         created = _make_out(out) if out else None
         try:
             return int(args.run(args) or 0)
-        except SlimkitError as err:
+        except Exception as exc:
             from slimkit.pipeline.folder import worth_keeping
 
+            err = _as_slimkit_error(exc)
             # A run refused for its input (usage errors, inputs the model rejects: exit 2), or one that
             # failed before leaving a report or a state to resume from, leaves no folder behind, nor
-            # the parent folders made for it; there is nothing of value in it.
-            if out and created is not None and (err.exit_code == 2 or not worth_keeping(Path(out))):
+            # the parent folders made for it; there is nothing of value in it. A folder another
+            # process works in is never touched.
+            if out and created is not None and not isinstance(err, FolderInUseError) \
+                    and (err.exit_code == 2 or not worth_keeping(Path(out))):
                 shutil.rmtree(created, ignore_errors=True)
-            raise
+            if err is exc:
+                raise
+            raise err from exc
     except SlimkitError as err:
         from rich.markup import escape
 

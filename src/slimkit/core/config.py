@@ -8,6 +8,7 @@ reads any registered technique's (the core does not know which techniques exist)
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ def _check_type(owner: str, name: str, value: Any, annotation: Any) -> None:
         if opt is type(None) and value is None:
             return
         if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # NaN passes every comparison a config makes of it
+                raise UsageError(f"{owner} config: '{name}' must be a finite number, not {value}")
             return
         if opt is int and isinstance(value, int) and not isinstance(value, bool):
             return

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from slimkit.core.data import Batch, Inputs, primary_output
-from slimkit.errors import ShapeError, TaskError
+from slimkit.errors import ShapeError, SlimkitError, TaskError, first_line, resource_error
 
 RELATIVE_DROP = 0.01  # the default accuracy budget as a share of the baseline's metric
 MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
@@ -236,4 +236,16 @@ def call_model(model: nn.Module, inputs: Inputs) -> Any:
                 hint="the model and the task's inputs disagree: fix the model's layer sizes or the task's "
                      "example_inputs/data so they match",
             ) from exc
+        raise _forward_failed(model, exc) from exc
+    except SlimkitError:
         raise
+    except Exception as exc:  # the user's forward(): anything can come out of it
+        raise _forward_failed(model, exc) from exc
+
+
+def _forward_failed(model: nn.Module, exc: Exception) -> SlimkitError:
+    """The user's forward() raised: said in one line (the chained traceback stays for the Python API)."""
+    if (resource := resource_error(exc)) is not None:
+        return resource
+    return TaskError(f"{type(model).__name__}.forward() raised {type(exc).__name__}: {first_line(exc)}",
+                     hint="the model fails on the task's own inputs: call it once on them by hand to debug it")

@@ -14,7 +14,7 @@ from slimkit._optional import require
 from slimkit.core.data import Inputs, batch_of, longer, shorter, token_inputs
 from slimkit.core.files import atomic_path
 from slimkit.core.task import run_model
-from slimkit.errors import ExportError
+from slimkit.errors import ExportError, resource_error
 from slimkit.export.parity import Parity, check_parity
 
 OPSET = 18
@@ -134,6 +134,8 @@ def export_onnx(model: nn.Module, inputs: Inputs, path: str | Path, *, check: bo
                     continue
                 break
             except Exception as exc:  # exporters raise many types; we report them together
+                if (resource := resource_error(exc)) is not None:
+                    raise resource from exc  # a full disk is not an operator ONNX lacks
                 errors.append(exc)
         else:
             raise ExportError(

@@ -17,7 +17,7 @@ from torch import nn
 from slimkit._optional import require
 from slimkit.core.data import Inputs, longer, shorter, token_inputs
 from slimkit.core.task import run_model
-from slimkit.errors import ExportError
+from slimkit.errors import ExportError, resource_error
 from slimkit.export.onnx import Positional, _operator_of, max_length
 from slimkit.export.parity import Parity, check_parity
 
@@ -83,6 +83,8 @@ def onnx_to_openvino(onnx_path: str | Path, xml: str | Path, model: nn.Module | 
     try:
         ov_model = ov.convert_model(str(onnx_path))
     except Exception as exc:
+        if (resource := resource_error(exc)) is not None:
+            raise resource from exc
         raise ExportError(f"OpenVINO could not read {onnx_path}: {str(exc).splitlines()[0][:300]}",
                           hint="try the direct torch -> OpenVINO path (torch_to_openvino)") from exc
     _dynamic_batch(ov, ov_model)
@@ -133,6 +135,8 @@ def _convert(ov: Any, model: nn.Module, inputs: Inputs, sequence: Sequence[str])
         for port, name in zip(ov_model.inputs, names, strict=False):
             port.get_tensor().set_names({name})
     except Exception as exc:
+        if (resource := resource_error(exc)) is not None:
+            raise resource from exc
         raise ExportError(
             f"OpenVINO conversion failed at {_operator_of(exc)}: {str(exc).splitlines()[0][:300]}",
             hint="export to ONNX first and convert that (onnx_to_openvino), or use another target",

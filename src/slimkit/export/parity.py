@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from slimkit.errors import ParityError
+from slimkit.errors import NonFiniteError, ParityError
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ def check_parity(
         >>> check_parity(torch.ones(4), torch.ones(4) + 1e-6, "test").cosine > 0.9999
         True
     """
+    if not torch.isfinite(reference).all():
+        # Not the exporter's doing: the torch model itself outputs NaN or infinity on these inputs.
+        raise NonFiniteError(f"the torch model's own output is NaN or infinite (checking {what})",
+                             hint="the model (its weights or forward) is broken on its example inputs; "
+                                  "check it in torch first")
     parity = compare(reference, candidate)
     atol = rtol * max(parity.reference_scale, 1e-6)
     if parity.max_abs_diff > atol or parity.cosine < min_cosine:

@@ -8,6 +8,7 @@ target), write the report, the artifacts and the resolved ``recipe.yaml``.
 from slimkit.pipeline.checks import (
     as_names,
     check_budgets,
+    check_seed,
     check_targets,
     check_threads,
     default_threads,
@@ -37,6 +38,7 @@ __all__ = [
     "apply_steps",
     "as_names",
     "check_budgets",
+    "check_seed",
     "check_targets",
     "check_threads",
     "claim_out",

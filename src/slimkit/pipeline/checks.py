@@ -82,11 +82,16 @@ def target_names(value: object) -> list[str]:
 
 
 def check_threads(threads: object) -> None:
-    """None (all cores this process may use) or a whole number >= 1."""
+    """None (all cores this process may use) or a whole number from 1 to the machine's CPU count:
+    more threads than CPUs only oversubscribes every runtime (and loads the host for nothing)."""
     if threads is None:
         return
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise UsageError(f"threads must be a whole number >= 1, got {threads!r}")
+        raise UsageError(f"threads must be a whole number >= 1, got {shown(threads)}")
+    cpus = os.cpu_count() or 1
+    if threads > cpus:
+        raise UsageError(f"threads {threads} is more than this machine's {cpus} CPUs",
+                         hint=f"use at most {cpus} (leave --threads out to use the cores this process may use)")
 
 
 def check_seed(seed: object, what: str = "seed") -> None:

@@ -26,6 +26,7 @@ from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError, first_line
 from slimkit.pipeline import (
     check_budgets,
+    check_seed,
     check_threads,
     claim_out,
     default_threads,
@@ -126,6 +127,7 @@ def optimize(
         2
     """
     say = progress or (lambda _m: None)
+    check_seed(seed)
     task = resolve_task(task, data, eval_data=eval_data, metric=metric, seed=seed, needs_data="a search")
     given_sampler, given_pruner = sampler, pruner  # None: the default, or on --resume the stored one
     sampler, pruner = sampler or "tpe", pruner or "none"
