@@ -18,7 +18,7 @@ from torch import nn
 
 from slimkit.core.files import atomic_path, atomic_write_json, atomic_write_text
 from slimkit.core.task import Task
-from slimkit.errors import SlimkitError, UsageError
+from slimkit.errors import SlimkitError, UsageError, shown
 from slimkit.pipeline import check_seed, claim_out, refusal_leaves_no_folder
 from slimkit.tasks import load_task
 from slimkit.tasks._loader import task_key
@@ -121,6 +121,8 @@ def fit_task(
     check_seed(seed)
     if nproc < 1:
         raise UsageError(f"nproc must be >= 1, got {nproc}")
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise UsageError(f"batch size must be a whole number >= 1, got {shown(batch_size)}")
     if batch_size and batch_size < nproc:
         # Each process takes its share of a global batch: with fewer rows than processes every
         # batch was skipped and the run "trained" zero steps.

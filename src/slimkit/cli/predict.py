@@ -27,9 +27,13 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from slimkit.core.files import atomic_path
+    from slimkit.errors import UsageError
     from slimkit.pipeline.load import load
     from slimkit.pipeline.predict import check_output, predict_file
 
+    if not os.path.exists(args.input):  # before loading a model that may take a while
+        raise UsageError(f"--input {args.input} does not exist",
+                         hint="give a text file, an image folder or an array file")
     output = check_output(args.output, args.model, args.input) if args.output is not None else None
     predictor = load(args.model, entry=args.entry, target=args.target, threads=args.threads)
     rows = predict_file(predictor, args.input, text_column=args.text_column)

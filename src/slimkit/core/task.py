@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from slimkit.core.data import Batch, Inputs, primary_output
-from slimkit.errors import ShapeError, SlimkitError, TaskError, first_line, resource_error
+from slimkit.errors import ShapeError, SlimkitError, TaskError, first_line, resource_error, shown
 
 RELATIVE_DROP = 0.01  # the default accuracy budget as a share of the baseline's metric
 MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
@@ -41,10 +41,21 @@ class Metric:
     extras: Mapping[str, MetricFn] = field(default_factory=dict)
 
     def compute(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        return _one_number(self.name, self.fn(outputs, targets))
+        return _one_number(self.name, _call_metric(self.name, self.fn, outputs, targets))
 
     def compute_extras(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        return {name: _one_number(name, fn(outputs, targets)) for name, fn in self.extras.items()}
+        return {name: _one_number(name, _call_metric(name, fn, outputs, targets)) for name, fn in self.extras.items()}
+
+
+def _call_metric(name: str, fn: MetricFn, outputs: torch.Tensor, targets: torch.Tensor) -> Any:
+    try:
+        return fn(outputs, targets)
+    except SlimkitError:
+        raise
+    except Exception as exc:  # the user's metric function
+        raise TaskError(f"metric '{name}' raised {type(exc).__name__}: {first_line(exc)} (on outputs of shape "
+                        f"{list(outputs.shape)} and targets of shape {list(targets.shape)})",
+                        hint="fix the metric function; it is called once with every output and target") from exc
 
 
 def _one_number(name: str, value: Any) -> float:
@@ -127,6 +138,9 @@ class Task:
     _cached: nn.Module | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, nn.Module) and not callable(self.model):
+            raise TaskError(f"task '{self.name}': model is {type(self.model).__name__} ({shown(self.model)}), "
+                            "not an nn.Module", hint="give a torch.nn.Module, or a function returning one")
         # The empty tuple is the "not given" default (never compared with ==: a data set may be an array).
         if _unset(self.calibration_data):
             self.calibration_data = self.train_data

@@ -44,6 +44,11 @@ def _evaluate(deployed: Deployed, task: Task) -> tuple[float, dict[str, float], 
         outs.append(deployed.run(inputs))
         tgts.append(targets)
     outputs, targets_all = torch.cat(outs), torch.cat(tgts)
+    if outputs.is_floating_point() and bool(torch.isnan(outputs).any()):
+        # Any metric of NaN outputs is meaningless (an argmax of NaN still "scores" an accuracy).
+        raise NonFiniteError(f"the model outputs NaN on {deployed.target}: {output_warning(outputs)}",
+                             hint="the model (its weights or forward) is broken, or this target's precision "
+                                  "overflows it; check the model in torch first")
     metric = task.metric.compute(outputs, targets_all)
     if not math.isfinite(metric):
         # NaN compares false with every floor: left in, it passed budgets silently and broke reports.

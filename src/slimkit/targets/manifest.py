@@ -30,7 +30,10 @@ _REQUIRED = {"format_version": int, "target": str, "artifact": str, "inputs": di
 
 
 class ArtifactError(SlimkitError):
-    """An artifact folder cannot be loaded: no manifest, a broken one, or files missing or changed."""
+    """An artifact folder cannot be loaded: no manifest, a broken one, or files missing or changed
+    (the folder given is the problem: a usage error)."""
+
+    exit_code = 2
 
 
 class NeedsModelError(ArtifactError):
