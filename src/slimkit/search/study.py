@@ -25,6 +25,7 @@ from slimkit.core.files import atomic_write_json
 from slimkit.core.task import Task
 from slimkit.errors import SlimkitError, UsageError, first_line
 from slimkit.pipeline import (
+    Recipe,
     check_budgets,
     check_seed,
     check_threads,
@@ -60,6 +61,7 @@ from slimkit.search._storage import (
 from slimkit.search._storage import _over_budget as _over_budget
 from slimkit.search._storage import _sampler as _sampler
 from slimkit.search._storage import _spent as _spent
+from slimkit.search._trial import evaluate_recipe
 from slimkit.search._workers import run_workers
 from slimkit.search.space import SearchSpace
 from slimkit.tasks import load_task
@@ -332,6 +334,22 @@ def _write_partial(settings: SearchSettings, baseline: Entry, out_dir: Path, sta
         say(f"stopped; the partial report could not be written ({type(exc).__name__}: {exc})")
 
 
+def _rebuild_best(report: Report, settings: SearchSettings, study: Any, baseline: Entry, task_obj: Task,
+                  out_dir: Path, started: float, say: Callable[[str], None]) -> Report:
+    """The best trial ran in another process sharing the storage (another machine): its files are
+    there, not here. Its recipe is run again here (seeded: the same model) so this run folder holds
+    the deployable best; the report is then built again to copy it to best/."""
+    best = report.entry(report.best or "")
+    if best.id.startswith("ref:"):
+        return report
+    say(f"the best ({best.id}) was measured by another process sharing the study: building it here")
+    steps = [s for s in best.recipe if s.get("type") != "target"]
+    workdir = fresh_dir(out_dir / "trials" / best.id.split(":")[0].lstrip("t").zfill(4))
+    evaluate_recipe(task_obj, Recipe.from_dict({"steps": steps, "target": best.target}), workdir,
+                    settings.threads, entry_id=best.id, quick=settings.quick, out=out_dir)
+    return build_report(settings, study, baseline, time.time() - started)
+
+
 def _finish(settings: SearchSettings, task_obj: Task, baseline: Entry, out_dir: Path, started: float,
             say: Callable[[str], None]) -> Report:
     """After the trials: the references the budget did not reach, the report, the best re-timed."""
@@ -339,6 +357,8 @@ def _finish(settings: SearchSettings, task_obj: Task, baseline: Entry, out_dir: 
     _measure_references(task_obj, settings.search_space(), out_dir, settings.threads, settings.quick, say,
                         measured=_identity_measured(final))
     report = build_report(settings, final, baseline, time.time() - started)
+    if report.best and not (out_dir / "best").is_dir():
+        report = _rebuild_best(report, settings, final, baseline, task_obj, out_dir, started, say)
     if report.best:
         from slimkit.search._retime import retime_best
 
