@@ -277,3 +277,42 @@ def test_a_plugin_target_gets_a_manifest_without_writing_one(tmp_path):
     assert manifest["target"] == "plugin" and manifest["inputs"]["input_ids"]["dtype"] == "int64"
     with pytest.raises(ArtifactError, match="target 'plugin' cannot run model.safetensors"):
         Plugin().load(tmp_path, 1)
+
+
+@pytest.mark.openvino
+@pytest.mark.parametrize(("host", "caps", "fastest", "chosen"), [
+    ("AVX2 only (AMD Zen 3)", ("f32",), None, "f32"),
+    ("AVX-512 BF16 (AMD), bf16 fastest", ("f32", "bf16"), "bf16", "bf16"),
+    ("AVX-512 BF16 (AMD), f32 fastest", ("f32", "bf16"), "f32", "f32"),
+    ("Intel AMX with FP16, f16 fastest", ("f32", "bf16", "f16"), "f16", "f16"),
+    ("Intel AMX with FP16, f16 loses the output", ("f32", "bf16", "f16"), "f16-broken", "bf16"),
+])
+def test_every_hosts_openvino_precision_path_runs_here(tmp_path, monkeypatch, host, caps, fastest, chosen):
+    """What OpenVINO offers depends on the CPU; each host's choice is forced here, on any host."""
+    _skip_unless("openvino")
+    from slimkit.targets import openvino as ovt
+
+    timings = {"f32": 1.0, "bf16": 2.0, "f16": 3.0}
+    if fastest == "f16-broken":
+        timings.update(f16=0.1, bf16=0.5)  # f16 would win on speed, but its output is not the model's
+    elif fastest:
+        timings[fastest] = 0.1
+    monkeypatch.setattr(ovt, "cpu_precisions", lambda core: caps)
+    compiled_for: list[str] = []
+    real_compile = ovt._compile
+
+    def compile_(core, model, precision, threads):
+        compiled_for.append(precision)
+        return real_compile(core, model, precision, threads)
+
+    monkeypatch.setattr(ovt, "_compile", compile_)
+    monkeypatch.setattr(ovt, "_time_ms", lambda compiled, feed, runs=30: timings[compiled_for[-1]])
+    if fastest == "f16-broken":
+        monkeypatch.setattr(ovt, "_close", lambda out, ref: compiled_for[-1] != "f16")
+    task = make_tiny_task("mlp")
+    deployed = get_target("openvino").deploy(task.build_model(), task.example_inputs, tmp_path, threads=1)
+    assert compiled_for == list(caps), host  # only what the CPU offers is tried
+    assert deployed.details["inference_precision"] == chosen and read_manifest(tmp_path)["precision"] == chosen
+    if fastest == "f16-broken":
+        assert "f16" in deployed.details["precision_failed"]
+    assert load(tmp_path, threads=1).details["inference_precision"] in (chosen, "f32")

@@ -71,6 +71,13 @@ def _close(out: Any, reference: Any) -> bool:
     return float(a @ b) / (na * nb) >= 0.99
 
 
+def cpu_precisions(core: Any) -> tuple[str, ...]:
+    """The inference precisions this CPU runs natively, as OpenVINO reports them (f32 always; bf16 with
+    AVX-512 BF16/AMX, f16 with AVX-512 FP16/AMX-FP16). Tests replace it to take every host's path."""
+    caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return tuple(p for p, cap in (("f32", "FP32"), ("bf16", "BF16"), ("f16", "FP16")) if cap in caps)
+
+
 def _time_ms(compiled: Any, feed: dict[str, Any], runs: int = 30) -> float:
     lat = time_callable(lambda: compiled(feed), warmup=5, min_runs=runs, max_runs=runs, min_seconds=0.0)
     return lat.median
@@ -87,8 +94,7 @@ def load_ir(xml: Path, threads: int, example_inputs: Inputs | None = None,
     ov = require("openvino", "the openvino target")
     core = ov.Core()
     model = core.read_model(str(xml))
-    caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    supported = tuple(p for p, cap in (("f32", "FP32"), ("bf16", "BF16"), ("f16", "FP16")) if cap in caps)
+    supported = cpu_precisions(core)
     # A precision the CPU lacks compiles but runs as f32: never record it as the one used.
     options = tuple(p for p in (precisions or supported) if p in supported) or ("f32",)
     shapes, dtypes = {}, {}
