@@ -28,12 +28,12 @@ def quantize(
     metric: MetricLike | None = None,
     out: str | Path = "runs/quantize",
     calibration: str | None = None,
-    samples: int = 300,
+    samples: int | None = None,
     max_drop: float | None = None,
     qat_epochs: int = 0,
     qat_lr: float = 1e-4,
     sensitivity: bool = False,
-    group_size: int = 128,
+    group_size: int | None = None,
     per_channel: bool = True,
     smooth_quant: bool | None = None,
     bias_correction: bool = True,
@@ -73,11 +73,14 @@ def quantize(
         scheme, data = data, None
     check_threads(threads)
     exclude = as_names(exclude, "exclude")
-    cfg = QuantizeConfig(scheme, target, calibration=calibration, samples=samples, per_channel=per_channel,
-                         group_size=group_size, smooth_quant=smooth_quant, bias_correction=bias_correction,
+    cfg = QuantizeConfig(scheme, target, calibration=calibration, samples=300 if samples is None else samples,
+                         per_channel=per_channel, group_size=128 if group_size is None else group_size,
+                         smooth_quant=smooth_quant, bias_correction=bias_correction,
                          outlier_weight_only=outlier_weight_only, exclude=tuple(exclude), max_drop=max_drop,
                          qat_epochs=qat_epochs, qat_lr=qat_lr, sensitivity=sensitivity)
     check(scheme, target, calibration, qat=qat_epochs > 0, config=cfg)  # before any work: a clear error, exit 2
+    # Given at their default value they still changed nothing on a scheme that does not read them.
+    cfg.refuse_unused({name for name, value in (("samples", samples), ("group_size", group_size)) if value is not None})
     why_not = check_targets([target])[0][1]
     if why_not is not None:
         raise UsageError(f"target '{target}' is not available here: {why_not}", hint="run `slimkit list`")

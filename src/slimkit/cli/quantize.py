@@ -19,14 +19,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="openvino", help="torch, onnxruntime or openvino (default: openvino)")
     p.add_argument("--calibration", choices=CALIBRATIONS, default=None,
                    help="int8-static range estimation (default: the engine's own)")
-    p.add_argument("--samples", type=positive_int, default=300, help="int8-static calibration samples (default: 300)")
+    p.add_argument("--samples", type=positive_int, default=None, help="int8-static calibration samples (default: 300)")
     p.add_argument("--max-drop", type=float, default=None,
                    help="accuracy-aware: keep the most sensitive layers in float until the drop is within D")
     p.add_argument("--qat", action="store_true", help="quantization-aware training before conversion")
     p.add_argument("--epochs", type=positive_int, default=None, help="QAT epochs (with --qat; default 2)")
     p.add_argument("--lr", type=float, default=None, help="QAT learning rate (with --qat; default 1e-4)")
     p.add_argument("--sensitivity", action="store_true", help="per-layer sensitivity table (metric drop)")
-    p.add_argument("--group-size", type=int, default=128,
+    p.add_argument("--group-size", type=int, default=None,
                    help="int4-weight-only group size (default: 128; -1: one group per output channel)")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
     p.add_argument("--smooth-quant", choices=("auto", "on", "off"), default="auto",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -92,14 +93,19 @@ class QuantizeConfig(StepConfig):
         if self.qat_epochs and self.max_drop is not None:
             raise UsageError("--max-drop (accuracy-aware float fallback) is not applied after quantization-aware "
                              "training", hint="use --qat or --max-drop, not both")
-        for option, where in self._unused_options():
+        self.refuse_unused()
+
+    def refuse_unused(self, given: Collection[str] = ()) -> None:
+        """Refuse an option this scheme on this target does not use: set away from its default, or
+        named in ``given`` (the options a caller was given explicitly, even at their default value)."""
+        for option, where in self._unused_options(given):
             # Accepted and recorded in the recipe, these changed nothing: say so instead.
             raise UsageError(f"{option} applies to {where}, not to {self.scheme} on {self.target}"
                              + (" with --qat" if self.qat_epochs else ""), hint=f"drop {option.split(' ')[0]}")
 
-    def _unused_options(self) -> list[tuple[str, str]]:
-        """Options set away from their defaults that this scheme on this target does not use (the
-        quantizer a plug-in target registers says which options it takes: see ``check``)."""
+    def _unused_options(self, given: Collection[str] = ()) -> list[tuple[str, str]]:
+        """Options set (away from their defaults, or in ``given``) that this scheme on this target does
+        not use (the quantizer a plug-in target registers says which options it takes: see ``check``)."""
         s, t, qat = self.scheme, self.target, bool(self.qat_epochs)
         if t not in BUILTIN_TARGETS:
             return []
@@ -108,17 +114,17 @@ class QuantizeConfig(StepConfig):
         if not self.per_channel and not (static or (s, t) == ("int8-dynamic", "onnxruntime")):
             unused.append(("--per-tensor (per_channel=False)",
                            "int8-static on openvino/onnxruntime and int8-dynamic on onnxruntime"))
-        if self.group_size != 128 and (s, t) != ("int4-weight-only", "openvino"):
+        if (self.group_size != 128 or "group_size" in given) and (s, t) != ("int4-weight-only", "openvino"):
             unused.append(("--group-size", "int4-weight-only on openvino"))
-        if self.samples != 300 and not static:
+        if (self.samples != 300 or "samples" in given) and not static:
             unused.append(("--samples", "int8-static (calibration)"))
         if self.smooth_quant is not None and not (static and t == "openvino"):
             unused.append(("--smooth-quant", "int8-static on openvino"))
         if not self.bias_correction and not (static and t == "openvino" and not qat):
             unused.append(("--no-bias-correction", "post-training int8-static on openvino"))
-        for given, option in ((self.exclude, "--exclude"), (self.max_drop is not None, "--max-drop")):
-            if given and s in ("fp16", "bf16"):
+        for is_set, option in ((self.exclude, "--exclude"), (self.max_drop is not None, "--max-drop")):
+            if is_set and s in ("fp16", "bf16"):
                 unused.append((option, "the integer schemes (fp16/bf16 convert every layer)"))
-            elif given and t == "torch":
+            elif is_set and t == "torch":
                 unused.append((option, "openvino and onnxruntime (per-layer float fallback)"))
         return unused
