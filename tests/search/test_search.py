@@ -417,9 +417,13 @@ def test_a_space_without_the_float_model_still_has_its_never_slower_reference(tm
 def test_a_point_whose_quantization_the_target_does_not_offer_is_answered_at_once(tmp_path):
     space = SearchSpace(targets=("torch", "onnxruntime"), fuse=(False,), quant_scheme=("int8-static",))
     report = optimize("digits-cnn", space=space, trials=2, sampler="grid", out=tmp_path, quick=True, threads=1)
-    failed = report.extra["search"]["trials_failed"]
-    assert len(failed) == 1 and failed[0]["error"].startswith("not run: scheme 'int8-static' is not offered")
-    assert not (tmp_path / "trials" / f"{failed[0]['trial']:04d}").exists()  # nothing was run for it
+    search = report.extra["search"]
+    skipped = search["points_skipped"]
+    assert not search["trials_failed"] and len(skipped) == 1  # skipped, not failed
+    assert skipped[0]["why"].startswith("scheme 'int8-static' is not offered")
+    assert not (tmp_path / "trials" / f"{skipped[0]['trial']:04d}").exists()  # nothing was run for it
+    assert search["trials_finished"] == 1  # and it spent none of the 2 trials: the other point ran
+    assert "skipped at no cost" in (tmp_path / "report.md").read_text()
 
 
 def test_a_search_on_a_task_file_resumes_from_another_folder(tmp_path, monkeypatch):

@@ -62,6 +62,11 @@ def _search(s: dict[str, Any]) -> Section:
     repeats = f", {s['trials_repeated']} re-proposals of measured points answered from the study" \
         if s.get("trials_repeated") else ""
     early = f", {len(stopped)} stopped early by the pruner" if stopped else ""
+    skipped = s.get("points_skipped") or []
+    if skipped:
+        whys = sorted({str(p["why"]) for p in skipped})
+        early += (f", {len(skipped)} point(s) skipped at no cost: {'; '.join(whys[:3])}"
+                  + (f" and {len(whys) - 3} more reasons" if len(whys) > 3 else ""))
     if s.get("trials_interrupted"):
         early += f", {s['trials_interrupted']} interrupted (their points run again on --resume)"
     sec.lines.append(f"Sampler {s.get('sampler')}, pruner {s.get('pruner')}, {s.get('workers', 1)} worker(s): "

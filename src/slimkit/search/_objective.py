@@ -63,6 +63,8 @@ def _objective_factory(settings: SearchSettings, say: Callable[[str], None]) -> 
         trial.set_user_attr("recipe", recipe.to_dict())
         why_not = _not_offered(recipe)
         if why_not:
+            # A point this host cannot run: answered at once, listed as skipped, spending no --trials.
+            trial.set_user_attr("skipped", True)
             trial.set_user_attr("error", f"not run: {why_not}")
             if _native_constraints():
                 trial.set_constraint("metric", 1.0)

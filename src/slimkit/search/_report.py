@@ -23,7 +23,7 @@ def build_report(settings: SearchSettings | Mapping[str, Any], study: Any, basel
     out = Path(settings.out)
     report = Report(settings.title, command_line("optimize"), environment(settings.threads), baseline)
     float_by_target = _add_references(report, out)
-    failed, stopped, interrupted = _add_trials(report, study, float_by_target)
+    failed, stopped, skipped, interrupted = _add_trials(report, study, float_by_target)
     for c in report.candidates:
         c.float_reference = float_by_target.get(c.target)
     finalize(report, settings.max_drop, settings.latency_budget, settings.size_budget)
@@ -38,7 +38,7 @@ def build_report(settings: SearchSettings | Mapping[str, Any], study: Any, basel
         "sampler": settings.sampler, "pruner": settings.pruner, "workers": settings.workers,
         "storage": settings.storage, "space": settings.space,
         "trials_finished": sum(not c.id.startswith("ref:") for c in report.candidates),
-        "trials_failed": failed, "trials_stopped_early": stopped,
+        "trials_failed": failed, "trials_stopped_early": stopped, "points_skipped": skipped,
         # Samplers re-propose measured points in small spaces; those trials are answered from the study.
         "trials_repeated": sum(t.state.name == "COMPLETE" and "duplicate_of" in t.user_attrs for t in study.trials),
         "trials_interrupted": interrupted, "seconds": round(elapsed, 1), "closest": closest,
@@ -63,11 +63,14 @@ def _add_references(report: Report, out: Path) -> dict[str, str]:
 
 
 def _add_trials(report: Report, study: Any,
-                float_by_target: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """Every finished trial as a candidate; returns the failed ones, those stopped early, and how many
-    were interrupted. A trial measuring the unmodified model is its target's reference where none is."""
+                float_by_target: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                          list[dict[str, Any]], int]:
+    """Every finished trial as a candidate; returns the failed ones, those stopped early, the points
+    skipped (not offered here) and how many were interrupted. A trial measuring the unmodified model
+    is its target's reference where none is."""
     failed: list[dict[str, Any]] = []
     stopped: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     interrupted = 0
     for t in sorted(study.trials, key=lambda t: t.number):
         if "entry" in t.user_attrs and t.state.name == "COMPLETE":
@@ -82,10 +85,13 @@ def _add_trials(report: Report, study: Any,
             interrupted += 1
         elif t.user_attrs.get("over_budget"):
             continue
+        elif t.user_attrs.get("skipped"):
+            skipped.append({"trial": t.number, "recipe": t.user_attrs.get("recipe"),
+                            "why": str(t.user_attrs.get("error", "not run")).removeprefix("not run: ")})
         elif t.state.name in ("FAIL", "PRUNED"):
             failed.append({"trial": t.number, "recipe": t.user_attrs.get("recipe"),
                            "error": t.user_attrs.get("error", t.state.name.lower())})
-    return failed, stopped, interrupted
+    return failed, stopped, skipped, interrupted
 
 
 def _copy_best(report: Report, out: Path, settings: SearchSettings) -> None:

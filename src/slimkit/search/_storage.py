@@ -90,11 +90,16 @@ def _counts(t: Any) -> bool:
     one started past the budget measured nothing, and the unmodified model on a target (queued
     first as the never-slower reference) is a measurement the search needs, not a trial asked for."""
     return (t.state.is_finished() and not t.user_attrs.get("interrupted") and not t.user_attrs.get("over_budget")
-            and not t.user_attrs.get("reference"))
+            and not t.user_attrs.get("reference") and not t.user_attrs.get("skipped"))
 
 
 def _spent(study: Any) -> int:
     return sum(_counts(t) for t in study.get_trials(deepcopy=False))
+
+
+def _skipped(study: Any) -> int:
+    """Points answered at once because this host's targets do not offer them (they spend no budget)."""
+    return sum(bool(t.user_attrs.get("skipped")) for t in study.get_trials(deepcopy=False))
 
 
 def _over_budget(trial: Any, trials: int | None) -> bool:

@@ -10,7 +10,7 @@ from slimkit._optional import require
 from slimkit.search._objective import _objective_factory
 from slimkit.search._process import _exit_with_parent, signals_as_interrupt
 from slimkit.search._settings import SearchSettings
-from slimkit.search._storage import _load_study, _spent
+from slimkit.search._storage import _load_study, _skipped, _spent
 
 
 def run_workers(settings: SearchSettings, quiet: bool) -> None:
@@ -60,10 +60,11 @@ def _optimize_until_spent(settings: SearchSettings, quiet: bool) -> None:
     trials = settings.trials or 0  # 0: no trial budget
 
     def stop_at_budget(study: Any, _trial: Any) -> None:
-        if _spent(study) >= trials:
+        # Skipped points cost nothing, but a sampler that keeps proposing them must not spin forever.
+        if (trials and _spent(study) >= trials) or _skipped(study) > 100 + 10 * trials:
             study.stop()
 
-    callbacks = [stop_at_budget] if trials else []
+    callbacks = [stop_at_budget]
     remaining = None
     if settings.deadline:
         remaining = max(1.0, settings.deadline - time.time())
