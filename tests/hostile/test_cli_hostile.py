@@ -216,6 +216,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("pruning a forward that raises", ["prune", "--task", "{tmp}/tasks.py:raises", "--structured", "--ratio",
                                        "0.3", *Q], None, "boom from my forward"),
     ("the demo in a folder of the user's", ["demo", "--out", "{tmp}/user", "--quick"], 2, "not a slimkit run"),
+    ("the demo in another command's run", ["demo", "--out", "{tmp}/tune-run", "--quick"], 2,
+     "tune` run; the demo there"),
 ]
 
 

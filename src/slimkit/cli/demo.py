@@ -45,12 +45,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slimkit.pipeline.folder import SEARCH_OUTPUTS, clear_own
+    from slimkit.pipeline.folder import SEARCH_OUTPUTS, clear_own, run_kind
     from slimkit.pipeline.lock import lock_run
     from slimkit.search import SearchSpace, optimize
     from slimkit.ui import out
 
     out_dir = Path(args.out)
+    owner = run_kind(out_dir) if out_dir.is_dir() else None
+    if owner not in (None, "optimize"):
+        raise UsageError(f"{out_dir} holds a `slimkit {owner}` run; the demo there would mix the two",
+                         hint="choose another --out for the demo, or delete that folder first")
     space = SearchSpace(**{k: v for k, v in DEMO_SPACE.items()})  # type: ignore[arg-type]
     if (out_dir / "search.json").exists():
         if not _made_by_demo(out_dir / "search.json", space):
