@@ -316,3 +316,25 @@ def test_every_hosts_openvino_precision_path_runs_here(tmp_path, monkeypatch, ho
     if fastest == "f16-broken":
         assert "f16" in deployed.details["precision_failed"]
     assert load(tmp_path, threads=1).details["inference_precision"] in (chosen, "f32")
+
+
+@pytest.mark.openvino
+def test_a_precision_that_compiles_but_cannot_run_the_graph_is_passed_over(tmp_path, monkeypatch):
+    _skip_unless("openvino")
+    from slimkit.targets import openvino as ovt
+
+    class FailsToRun:
+        def __init__(self, compiled):
+            self.outputs = compiled.outputs
+
+        def __call__(self, feed):
+            raise RuntimeError("Exception from src/inference/src/cpp/infer_request.cpp:224:\nbf16 kernel missing\n")
+
+    real_compile = ovt._compile
+    monkeypatch.setattr(ovt, "cpu_precisions", lambda core: ("f32", "bf16"))
+    monkeypatch.setattr(ovt, "_compile", lambda core, model, precision, threads: (
+        FailsToRun if precision == "bf16" else lambda c: c)(real_compile(core, model, precision, threads)))
+    task = make_tiny_task("mlp")
+    deployed = get_target("openvino").deploy(task.build_model(), task.example_inputs, tmp_path, threads=1)
+    assert deployed.details["inference_precision"] == "f32"
+    assert deployed.details["precision_failed"] == {"bf16": "bf16 kernel missing"}

@@ -71,6 +71,12 @@ def _close(out: Any, reference: Any) -> bool:
     return float(a @ b) / (na * nb) >= 0.99
 
 
+def _ov_reason(err: Exception) -> str:
+    """OpenVINO's message in one line: its last non-empty line (the first names only the C++ source)."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(err).__name__)[:300]
+
+
 def cpu_precisions(core: Any) -> tuple[str, ...]:
     """The inference precisions this CPU runs natively, as OpenVINO reports them (f32 always; bf16 with
     AVX-512 BF16/AMX, f16 with AVX-512 FP16/AMX-FP16). Tests replace it to take every host's path."""
@@ -114,14 +120,22 @@ def load_ir(xml: Path, threads: int, example_inputs: Inputs | None = None,
             # compiled in f16 mixed f16 and f32 inputs of one MatMul): try the next one instead.
             if i == len(options) - 1 and best is None:
                 raise
-            failed[precision] = str(err).strip().splitlines()[-1][:300]
+            failed[precision] = _ov_reason(err)
             continue
         if example_inputs is None or len(options) == 1:
             best = compiled
             timings[precision] = None  # the only option: not timed
             break
         feed = {n: example_inputs[n].numpy() for n in shapes}
-        out = compiled(feed)[compiled.outputs[0]]
+        try:
+            out = compiled(feed)[compiled.outputs[0]]
+        except RuntimeError as err:
+            # A precision can compile and still fail to run a graph (MaxViT in a half precision
+            # here): the next one is tried; the last one left says why.
+            if i == len(options) - 1 and best is None:
+                raise
+            failed[precision] = _ov_reason(err)
+            continue
         if precision == "f32":
             reference = out
         elif reference is not None and not _close(out, reference):
