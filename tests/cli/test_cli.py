@@ -121,7 +121,7 @@ def test_bench_writes_report(tmp_path, capsys):
                  "--threads", "1", "--quick", "--out", str(out)])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["schema_version"] == 1 and report["task"] == "digits-cnn"
+    assert report["schema_version"] == 2 and report["task"] == "digits-cnn"
     assert report["baseline"]["target"] == "torch"
     targets = {c["target"] for c in report["candidates"]}
     assert {"onnxruntime", "openvino"} <= targets

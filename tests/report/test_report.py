@@ -21,11 +21,11 @@ def _entry(entry_id: str, ms: float, metric: float, size: int = 1000, target: st
                            "ci95": [round(ms * 0.9, 4), round(ms * 1.1, 4)], "mean": ms, "runs": 50},
             "throughput": {"batch": 8, "items_per_s": 100.0}, "size_bytes": size, "params": 10, "macs": 100,
             "peak_memory_bytes": 0, "artifact": None, "pareto": True, "meets_constraints": True,
-            "details": {}, "notes": [], "float_reference": None, "missed": []}
+            "details": {}, "notes": [], "float_reference": None, "missed": [], "speedup": None}
 
 
 def _report(extra: dict[str, Any], candidates: list[dict[str, Any]] | None = None) -> Report:
-    data = {"schema_version": 1, "task": "t", "command": "slimkit x", "created": "now", "environment": ENV,
+    data = {"schema_version": 2, "task": "t", "command": "slimkit x", "created": "now", "environment": ENV,
             "constraints": {"metric_floor": 98.0}, "baseline": _entry("baseline", 10.0, 99.0, 4000),
             "candidates": candidates or [_entry("c1", 2.0, 98.5, 1000, "onnxruntime")], "best": "c1",
             "skipped": [], **extra}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ import types
 import pytest
 
 from slimkit.errors import UsageError
+from slimkit.measure.latency import Latency
 from slimkit.search import SearchSpace, optimize
 
 optuna = pytest.importorskip("optuna")
@@ -26,7 +26,7 @@ def test_grid_search_covers_the_space_and_picks_a_valid_best(tmp_path):
     recipes = {c.id.split(":")[1] for c in report.candidates}
     assert recipes == {"float@torch", "fuse@torch", "float@onnxruntime", "fuse@onnxruntime"}
     data = json.loads((tmp_path / "report.json").read_text())
-    assert data["schema_version"] == 1 and data["search"]["trials_finished"] == 4
+    assert data["schema_version"] == 2 and data["search"]["trials_finished"] == 4
     base = report.baseline
     if report.best is not None:
         best = report.entry(report.best)
@@ -217,44 +217,34 @@ def _entry(entry_id, target, ms, artifact=None, reference=None):
         "params": 1, "macs": 1, "artifact": artifact, "float_reference": reference})
 
 
-def test_retiming_flags_a_table_whose_baseline_was_timed_on_a_busier_machine(tmp_path, monkeypatch):
-    """The baseline timed at 40 ms while the machine was busier, 27.5 ms idle: the table's 4.0x is
-    corrected to the interleaved 2.75x, and a best slower than its float twin in turns is said so."""
-    from slimkit.export.onnx import export_onnx
-    from slimkit.measure.latency import Latency
+def test_the_paired_figure_flags_a_table_whose_baseline_was_timed_on_a_busier_machine():
+    """The baseline timed at 40 ms while the machine was busier, 27.5 ms in turns: the table's 4.0x is
+    corrected to the paired 2.75x, and the note says which figure to trust."""
     from slimkit.report.schema import Report
-    from slimkit.search import _retime
-    from slimkit.tasks import load_task
+    from slimkit.search._retime import describe_pairing
 
-    task = load_task("digits-cnn")
-    export_onnx(task.build_model(), task.example_inputs, tmp_path / "m.onnx")
     report = Report("digits-cnn", "test", {}, _entry("baseline", "torch", 40.0))
     report.candidates = [_entry("t0", "onnxruntime", 12.0, "m.onnx"),
                          _entry("t1", "onnxruntime", 10.0, "m.onnx", reference="t0")]
     report.best = "t1"
-    timed = {"best": 10.0, "baseline": 27.5, "reference": 9.5}
-    monkeypatch.setattr(_retime, "interleaved", lambda runners, **kw: {
-        name: Latency.from_samples([timed[name]], 1) for name in runners})
-    load = types.SimpleNamespace(cores=0.0)  # an idle machine, whatever this one is doing
-    monkeypatch.setattr(_retime, "OtherLoad", lambda: contextlib.nullcontext(load))
-    result = _retime.retime_best(report, task, tmp_path, 1)
-    assert result["speedup"] == 2.75 and result["speedup_in_table"] == 4.0 and result["vs_reference"] == 0.95
+    report.entry("t1").speedup = {"value": 2.75, "ci95": [2.6, 2.9], "ms": 10.0, "baseline_ms": 27.5,
+                                  "method": "paired", "vs_float": {"value": 1.2, "ci95": [1.1, 1.3], "reference": "t0"}}
+    idle = {"other_load_cores": 0.0, "busy": False}
+    result = describe_pairing(report, idle)
+    assert result["speedup"] == 2.75 and result["speedup_in_table"] == 4.0 and result["vs_reference"] == 1.2
     [note] = report.entry("t1").notes
-    assert "2.75x" in note and "NOT faster" in note and "machine's speed changed" in note
-    assert not (tmp_path / ".retime").exists()
-    report.baseline.measurement.latency = Latency.from_samples([110.0], 1)  # 11x in the table, 2.75x now
+    assert "2.75x (95% CI 2.60-2.90)" in note and "machine's speed changed" in note
+    report.baseline.measurement.latency = Latency.from_samples([110.0], 1)  # 11x in the table, 2.75x paired
     report.entry("t1").notes.clear()
-    _retime.retime_best(report, task, tmp_path, 1)
+    describe_pairing(report, idle)
     [note] = report.entry("t1").notes
-    assert "neither is reliable" in note and "trust this figure" not in note
-    load.cores = 1.2  # the same re-timing while other processes kept a core busy: no figure is trusted
+    assert "one of those was disturbed" in note and "trust this figure" not in note
     report.entry("t1").notes.clear()
-    assert _retime.retime_best(report, task, tmp_path, 1)["other_load_cores"] == 1.2
+    assert describe_pairing(report, {"other_load_cores": 1.2, "busy": True})["other_load_cores"] == 1.2
     [note] = report.entry("t1").notes
     assert "unreliable" in note and "trust this figure" not in note
-    report.candidates[1].target = "torch"  # a torch model: only its recipe rebuilds it, so no re-timing
-    assert _retime.retime_best(report, task, tmp_path, 1, quick=True) is None
-
+    report.entry("t1").speedup = None  # not paired (no artifact to load again): no figure to describe
+    assert describe_pairing(report, idle) is None
 
 
 def test_a_steps_note_reaches_the_trials_notes(tmp_path):

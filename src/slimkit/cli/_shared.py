@@ -8,6 +8,7 @@ import re
 from rich import box
 from rich.table import Table
 
+from slimkit.report._format import fmt_ratio, fmt_speedup, speedup_of
 from slimkit.report.markdown import busy_note, row
 from slimkit.report.schema import Entry, Report
 from slimkit.ui import console, out
@@ -43,7 +44,9 @@ def progress(message: str) -> None:
     console.log(message)
 
 
-_SHORT = ["model", "metric", "b1 ms", "95% CI", "p90", "speed", "size", "MACs", ""]
+# 80 columns: the speed-up (paired: timed in turns with the baseline) and its interval replace the
+# latency's own interval and p90, which report.md keeps.
+_SHORT = ["model", "metric", "b1 ms", "speed-up", "95% CI", "size", "MACs", ""]
 
 
 def _short_row(entry: Entry, report: Report) -> list[str]:
@@ -52,8 +55,10 @@ def _short_row(entry: Entry, report: Report) -> list[str]:
     name = entry.id if entry.id == "baseline" or entry.target in entry.id else f"{entry.id}@{entry.target}"
     # "misses accuracy/latency" shortens to "miss": the lines under the table say what and by how much.
     flags = re.sub(r"misses \S+", "miss", full[10]).replace("pareto", "P").replace(", ", " ")
-    return [name, full[2], f"{lat.median:.2f}", f"{lat.ci95[0]:.2f}-{lat.ci95[1]:.2f}", f"{lat.p90:.2f}",
-            full[4], full[6].replace(" ", "").replace("iB", ""), full[8], flags]
+    value, ci = speedup_of(entry, report.baseline)
+    interval = "" if entry is report.baseline else f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "unpaired"
+    return [name, full[2], f"{lat.median:.3g}", fmt_ratio(value), interval,
+            full[6].replace(" ", "").replace("iB", ""), full[8], flags]
 
 
 def print_report(report: Report, out_dir: str) -> None:
@@ -68,7 +73,8 @@ def print_report(report: Report, out_dir: str) -> None:
         style = "bold green" if entry.id == report.best else None
         table.add_row(*_short_row(entry, report), style=style)
     out.print(table)
-    out.print("P = on the metric/latency Pareto front; report.md adds throughput, params, memory")
+    out.print("speed-up: over the baseline, timed in turns with it (paired) with its 95% CI; P = on the "
+              "metric/latency Pareto front; report.md adds p90, throughput, params, memory")
     busy = busy_note(report)
     if busy:
         out.print(f"[bold yellow]warning[/] {busy}")
@@ -79,4 +85,7 @@ def print_report(report: Report, out_dir: str) -> None:
             out.print(f"[yellow]missed[/] {entry.id}: {'; '.join(entry.missed)}")
         for note in entry.notes:
             out.print(f"[yellow]note[/] {entry.id}: {note}")
-    out.print(f"best: [bold]{report.best or 'none'}[/]   report: {out_dir}/report.json, {out_dir}/report.md")
+    best = f"best: [bold]{report.best or 'none'}[/]"
+    if report.best:
+        best += f" ({fmt_speedup(report.entry(report.best), report.baseline)} over torch eager)"
+    out.print(f"{best}   report: {out_dir}/report.json, {out_dir}/report.md")

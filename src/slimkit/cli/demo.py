@@ -47,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from slimkit.pipeline.folder import SEARCH_OUTPUTS, clear_own, run_kind
     from slimkit.pipeline.lock import lock_run
+    from slimkit.report._format import fmt_speedup
     from slimkit.search import SearchSpace, optimize
     from slimkit.ui import out
 
@@ -73,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     print_report(report, args.out)
     if report.best:
         best = report.entry(report.best)
-        speed = report.baseline.latency_ms / best.latency_ms
-        out.print(f"[bold green]best: {best.id}[/] — {speed:.1f}x faster than torch eager at "
+        out.print(f"[bold green]best: {best.id}[/] — {fmt_speedup(best, report.baseline)} faster than torch eager at "
                   f"{best.measurement.metric_name} {best.measurement.metric:.2f} "
                   f"(baseline {report.baseline.measurement.metric:.2f}); model in {args.out}/best/")
     out.print(f"open {args.out}/report.html for the Pareto plots")

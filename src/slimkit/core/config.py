@@ -27,7 +27,8 @@ def _check_type(owner: str, name: str, value: Any, annotation: Any) -> None:
             return
         if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):  # NaN passes every comparison a config makes of it
-                raise UsageError(f"{owner} config: '{name}' must be a finite number, not {value}")
+                raise UsageError(f"{owner} config: '{name}' must be a finite number, not "
+                                 f"{'NaN' if math.isnan(value) else value}")
             return
         if opt is int and isinstance(value, int) and not isinstance(value, bool):
             return

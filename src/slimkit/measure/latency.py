@@ -7,6 +7,7 @@ binomial(n, 1/2)), so no assumption about the shape of the timing distribution i
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -115,6 +116,23 @@ def interleaved(runners: Mapping[str, Callable[[], object]], *, rounds: int = 20
         >>> lat["short"].median < lat["long"].median, lat["long"].runs
         (True, 15)
     """
+    rounds_ms = interleaved_rounds(runners, rounds=rounds, runs=runs, warmup=warmup, min_block_ms=min_block_ms,
+                                   cooldown_s=cooldown_s)
+    return {name: Latency.from_samples([x for block in blocks for x in block], batch)
+            for name, blocks in rounds_ms.items()}
+
+
+def interleaved_rounds(runners: Mapping[str, Callable[[], object]], *, rounds: int = 20, runs: int = 10,
+                       warmup: int = 5, min_block_ms: float = 0.0,
+                       cooldown_s: float = 0.01) -> dict[str, list[list[float]]]:
+    """The samples of :func:`interleaved`, kept per round (name -> rounds -> call times in ms): the
+    rounds pair the callables' timings, so a ratio can be taken round by round.
+
+    Example:
+        >>> r = interleaved_rounds({"a": lambda: None, "b": lambda: None}, rounds=4, runs=3)
+        >>> len(r["a"]), len(r["a"][0])
+        (4, 3)
+    """
     per_block = {}
     for name, fn in runners.items():
         warm = []
@@ -123,9 +141,11 @@ def interleaved(runners: Mapping[str, Callable[[], object]], *, rounds: int = 20
             fn()
             warm.append((time.perf_counter() - t0) * 1e3)
         per_block[name] = max(runs, min(1000, math.ceil(min_block_ms / max(min(warm), 1e-3))))
-    samples: dict[str, list[float]] = {name: [] for name in runners}
+    samples: dict[str, list[list[float]]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, fn in runners.items():
+            block: list[float] = []
+            samples[name].append(block)
             # A pause between blocks lets the previous runtime's worker threads stop spinning (ONNX
             # Runtime's spin after each call; OpenMP's after each parallel region): on a loaded 2-core
             # machine, torch eager right after ONNX Runtime ran hundreds of times slower than alone.
@@ -134,5 +154,23 @@ def interleaved(runners: Mapping[str, Callable[[], object]], *, rounds: int = 20
             for _ in range(per_block[name]):
                 t0 = time.perf_counter()
                 fn()
-                samples[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: Latency.from_samples(values, batch) for name, values in samples.items()}
+                block.append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def paired_ratio(numerator: list[list[float]], denominator: list[list[float]]) -> tuple[float, tuple[float, float]]:
+    """The ratio of two callables' times from rounds timed in turns (e.g. baseline / candidate: a
+    speed-up), with its 95% interval: the median of the per-round ratios of block medians, and the
+    order-statistic interval of that median. Whatever the machine did in one round hit both alike.
+
+    Example:
+        >>> base = [[2.0, 2.1], [4.0, 4.2], [2.0, 2.0]]    # the machine slowed down in round 2
+        >>> cand = [[1.0, 1.0], [2.0, 2.1], [1.0, 1.0]]
+        >>> paired_ratio(base, cand)[0]
+        2.0
+    """
+    ratios = sorted(statistics.median(n) / statistics.median(d) for n, d in zip(numerator, denominator, strict=True)
+                    if n and d and statistics.median(d) > 0)
+    if not ratios:
+        raise ValueError("no paired rounds to take a ratio from")
+    return statistics.median(ratios), median_ci95(ratios)

@@ -20,6 +20,7 @@ from slimkit.pipeline.checks import check_seed, check_targets, default_threads
 from slimkit.pipeline.describe import describe_all, entry_artifact
 from slimkit.pipeline.folder import Progress, claim_out, command_line, drop_stale_artifacts, fresh_dir
 from slimkit.pipeline.measure import measure_entry, measure_model
+from slimkit.pipeline.paired import pair_speedups
 from slimkit.pipeline.recipe import Recipe, apply_steps
 from slimkit.pipeline.runfile import write_run_recipe
 from slimkit.pipeline.select import finalize
@@ -219,6 +220,7 @@ class Run:
                          extra={**(record or {}), **source})
         drop_stale_artifacts(self.report, self.out)
         describe_all(self.report.entries, self.out, self.task)
+        pair_speedups(self.report, self.task, self.out, self.threads, quick=self.quick, say=self.say)
         write_report(self.report, self.out)
         return self.report
 

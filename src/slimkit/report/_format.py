@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def fmt_bytes(n: int) -> str:
     """Human-readable bytes.
@@ -39,3 +41,28 @@ def fmt_ratio(x: float) -> str:
         ('24.44x', '0.00334x')
     """
     return f"{x:.2f}x" if x >= 0.1 else f"{x:.3g}x"
+
+
+def speedup_of(entry: Any, baseline: Any) -> tuple[float, tuple[float, float] | None]:
+    """An entry's speed-up over the baseline and its 95% interval: the paired ratio where it was timed
+    in turns with the baseline, else its own median over the baseline's (no interval: unpaired)."""
+    sp = getattr(entry, "speedup", None)
+    if sp:
+        return float(sp["value"]), (float(sp["ci95"][0]), float(sp["ci95"][1]))
+    return baseline.latency_ms / entry.latency_ms, None
+
+
+def fmt_speedup(entry: Any, baseline: Any) -> str:
+    """"2.31x (2.24-2.40)" for a paired speed-up, "2.31x (unpaired)" for one from separate timings.
+
+    Example:
+        >>> from types import SimpleNamespace as E
+        >>> fmt_speedup(E(speedup={"value": 2.31, "ci95": [2.24, 2.4]}), None)
+        '2.31x (2.24-2.40)'
+        >>> fmt_speedup(E(speedup=None, latency_ms=1.0), E(latency_ms=2.0))
+        '2.00x (unpaired)'
+    """
+    value, ci = speedup_of(entry, baseline)
+    if ci is None:
+        return f"{fmt_ratio(value)} (unpaired)"
+    return f"{fmt_ratio(value)} ({ci[0]:.2f}-{ci[1]:.2f})"

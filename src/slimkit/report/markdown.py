@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from slimkit.report._format import fmt_bytes, fmt_count, fmt_ratio
+from slimkit.report._format import fmt_bytes, fmt_count, fmt_speedup
 from slimkit.report._sections import Section, sections
 from slimkit.report.schema import Entry, Report
 
-COLUMNS = ["id", "target", "metric", "latency b1 ms (median, p90, 95% CI)", "speed-up",
+COLUMNS = ["id", "target", "metric", "latency b1 ms (median, p90, 95% CI)", "speed-up (95% CI)",
            "throughput", "size", "params", "MACs", "RSS growth", "flags"]
 
 
@@ -28,7 +28,7 @@ def row(entry: Entry, baseline: Entry, best: str | None) -> list[str]:
         entry.target,
         f"{m.metric:.4g}" if abs(m.metric) < 10 else f"{m.metric:.2f}",
         f"{lat.median:.3f} ({lat.p90:.3f}, {lat.ci95[0]:.3f}-{lat.ci95[1]:.3f})",
-        fmt_ratio(baseline.latency_ms / lat.median),
+        fmt_speedup(entry, baseline) if entry is not baseline else "1.00x",
         f"{m.throughput:.1f}/s @b{m.throughput_batch}",
         fmt_bytes(m.size_bytes),
         fmt_count(entry.params),

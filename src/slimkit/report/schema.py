@@ -10,7 +10,9 @@ from typing import Any
 
 from slimkit.measure.measure import Measurement
 
-SCHEMA_VERSION = 1
+# 2: each entry's "speedup" (a paired ratio with its 95% interval); version 1 reports read as before.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -31,6 +33,9 @@ class Entry:
     float_reference: str | None = None
     # The constraints this entry misses, each said with its numbers ("accuracy 92.10 below the floor 98.72").
     missed: list[str] = field(default_factory=list)
+    # Timed in turns with the baseline (and its float reference): {"value", "ci95", "reference", "ms",
+    # "vs_float": {...}, "method"}; None where it was not paired (its own timing is all there is).
+    speedup: dict[str, Any] | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -57,6 +62,7 @@ class Entry:
             "notes": self.notes,
             "float_reference": self.float_reference,
             "missed": self.missed,
+            "speedup": self.speedup,
         }
 
 
@@ -79,7 +85,7 @@ class Entry:
         )
         return cls(d["id"], list(d["recipe"]), d["target"], m, int(d["params"]), int(d["macs"]), d.get("artifact"),
                    bool(d.get("pareto", False)), bool(d.get("meets_constraints", True)), list(d.get("notes", [])),
-                   d.get("float_reference"), [str(x) for x in d.get("missed", [])])
+                   d.get("float_reference"), [str(x) for x in d.get("missed", [])], d.get("speedup"))
 
 
 @dataclass
@@ -132,9 +138,10 @@ class Report:
 def load_report(path: str | Path) -> dict[str, Any]:
     """Read a report.json (plain JSON, safe to load)."""
     data = json.loads(Path(path).read_text())
-    if data.get("schema_version") != SCHEMA_VERSION:
+    if data.get("schema_version") not in READABLE_VERSIONS:
         from slimkit.errors import UsageError
 
-        raise UsageError(f"{path} has schema_version {data.get('schema_version')}, expected {SCHEMA_VERSION}",
+        raise UsageError(f"{path} has schema_version {data.get('schema_version')}, expected one of "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}",
                          hint="re-run the command with this slimkit version")
     return data

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from slimkit.measure.env import environment
-from slimkit.measure.load import NOTICEABLE
 from slimkit.pipeline import command_line, finalize, meets_floor, pareto_ids, write_run_recipe
 from slimkit.report.schema import Entry, Report
 from slimkit.search._settings import SearchSettings, as_settings
@@ -94,17 +93,25 @@ def _add_trials(report: Report, study: Any,
     return failed, stopped, skipped, interrupted
 
 
+def _best_folder(report: Report, out: Path) -> Path | None:
+    """The folder of the best's files in this run folder (a trial's, or a reference's), or None where
+    another process sharing the study measured it."""
+    best = report.entry(report.best or "")
+    if best.id.startswith("ref:"):
+        src = out / "references" / best.target
+    else:
+        src = out / "trials" / best.id.split(":")[0].lstrip("t").zfill(4)
+    return src if src.is_dir() else None
+
+
 def _copy_best(report: Report, out: Path, settings: SearchSettings) -> None:
     """The best trial's artifact folder, copied to ``out/best`` (replacing one copied before), with
     the best's resolved ``recipe.yaml``: ``slimkit run best/ --task ...`` measures it again."""
     if not report.best:
         return
     best = report.entry(report.best)
-    if best.id.startswith("ref:"):
-        src = out / "references" / best.target
-    else:
-        src = out / "trials" / best.id.split(":")[0].lstrip("t").zfill(4)
-    if src.is_dir():
+    src = _best_folder(report, out)
+    if src is not None:
         dest = out / "best"
         tmp = out / ".best.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -117,24 +124,6 @@ def _copy_best(report: Report, out: Path, settings: SearchSettings) -> None:
         shutil.rmtree(dest, ignore_errors=True)
         os.replace(tmp, dest)
         report.extra["search"]["best_artifact"] = str(dest.relative_to(out))
-
-
-def _trust_the_retiming(report: Report, retimed: dict[str, Any] | None, out: Path,
-                        settings: SearchSettings) -> None:
-    """If the end-of-run re-timing, on a quiet machine, finds the best no faster than the unmodified
-    model on its target, that unmodified model is the answer: the best must never be slower than it."""
-    if not retimed or retimed.get("vs_reference") is None or retimed["vs_reference"] > 1.0:
-        return
-    if retimed.get("other_load_cores") is not None and retimed["other_load_cores"] >= NOTICEABLE:
-        return  # a busy machine's re-timing is no better evidence than the table's
-    ref = report.entry(retimed["reference"])
-    if not ref.meets_constraints or ref.latency_ms >= report.baseline.latency_ms:
-        return
-    old = report.best
-    report.best = ref.id
-    ref.notes.append(f"re-timed at the end: best instead of {old}, which that re-timing found no faster than "
-                     f"this unmodified model on {ref.target} ({retimed['vs_reference']:.2f}x)")
-    _copy_best(report, out, settings)
 
 
 def _size_front(report: Report) -> None:

@@ -37,6 +37,7 @@ from slimkit.pipeline import (
     target_names,
 )
 from slimkit.pipeline.describe import describe
+from slimkit.pipeline.paired import leading, pair_speedups
 from slimkit.pipeline.result import Result
 from slimkit.report import write_report
 from slimkit.report.schema import Entry, Report
@@ -47,7 +48,8 @@ from slimkit.search._objective import _finished_twin as _finished_twin
 from slimkit.search._offers import _check_space_runs_here
 from slimkit.search._process import signals_as_interrupt
 from slimkit.search._references import _identity_measured, _identity_params, _measure_references
-from slimkit.search._report import _trust_the_retiming, build_report
+from slimkit.search._report import _best_folder, _copy_best, build_report
+from slimkit.search._retime import describe_pairing
 from slimkit.search._settings import SearchSettings, _check_resume_matches, _settings_path
 from slimkit.search._storage import (
     PRUNERS,
@@ -334,20 +336,17 @@ def _write_partial(settings: SearchSettings, baseline: Entry, out_dir: Path, sta
         say(f"stopped; the partial report could not be written ({type(exc).__name__}: {exc})")
 
 
-def _rebuild_best(report: Report, settings: SearchSettings, study: Any, baseline: Entry, task_obj: Task,
-                  out_dir: Path, started: float, say: Callable[[str], None]) -> Report:
+def _rebuild_best(report: Report, settings: SearchSettings, task_obj: Task, out_dir: Path,
+                  say: Callable[[str], None]) -> None:
     """The best trial ran in another process sharing the storage (another machine): its files are
-    there, not here. Its recipe is run again here (seeded: the same model) so this run folder holds
-    the deployable best; the report is then built again to copy it to best/."""
+    there, not here. Its recipe is run again here (seeded: the same model), so this run folder holds
+    the deployable best for best/."""
     best = report.entry(report.best or "")
-    if best.id.startswith("ref:"):
-        return report
     say(f"the best ({best.id}) was measured by another process sharing the study: building it here")
     steps = [s for s in best.recipe if s.get("type") != "target"]
     workdir = fresh_dir(out_dir / "trials" / best.id.split(":")[0].lstrip("t").zfill(4))
     evaluate_recipe(task_obj, Recipe.from_dict({"steps": steps, "target": best.target}), workdir,
                     settings.threads, entry_id=best.id, quick=settings.quick, out=out_dir)
-    return build_report(settings, study, baseline, time.time() - started)
 
 
 def _finish(settings: SearchSettings, task_obj: Task, baseline: Entry, out_dir: Path, started: float,
@@ -357,15 +356,13 @@ def _finish(settings: SearchSettings, task_obj: Task, baseline: Entry, out_dir: 
     _measure_references(task_obj, settings.search_space(), out_dir, settings.threads, settings.quick, say,
                         measured=_identity_measured(final))
     report = build_report(settings, final, baseline, time.time() - started)
-    if report.best and not (out_dir / "best").is_dir():
-        report = _rebuild_best(report, settings, final, baseline, task_obj, out_dir, started, say)
-    if report.best:
-        from slimkit.search._retime import retime_best
-
-        say("re-timing the best model in turns with the baseline")
-        report.extra["search"]["retimed"] = retime_best(report, task_obj, out_dir, settings.threads,
-                                                        quick=settings.quick)
-        _trust_the_retiming(report, report.extra["search"]["retimed"], out_dir, settings)
+    # The best is chosen by paired speed-ups: the leading models timed in turns with the baseline.
+    pairing = pair_speedups(report, task_obj, out_dir, settings.threads, quick=settings.quick,
+                            ids=leading(report), say=say)
+    report.extra["search"]["retimed"] = describe_pairing(report, pairing, quick=settings.quick)
+    if report.best and _best_folder(report, out_dir) is None:
+        _rebuild_best(report, settings, task_obj, out_dir, say)
+    _copy_best(report, out_dir, settings)
     if report.best and (out_dir / "best").is_dir():
         describe(out_dir / "best", task_obj, report.entry(report.best))
     write_report(report, out_dir)
