@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 from rich import box
 from rich.table import Table
@@ -11,7 +12,7 @@ from rich.table import Table
 from slimkit.report._format import fmt_ratio, fmt_speedup, speedup_of
 from slimkit.report.markdown import busy_note, row
 from slimkit.report.schema import Entry, Report
-from slimkit.ui import console, out
+from slimkit.ui import console, emit_json, out
 
 
 def positive_int(text: str) -> int:
@@ -61,8 +62,27 @@ def _short_row(entry: Entry, report: Report) -> list[str]:
             full[6].replace(" ", "").replace("iB", ""), full[8], flags]
 
 
+def report_summary(report: Report, out_dir: str) -> dict[str, object]:
+    """What --json prints for a report: the best with its paired speed-up, every candidate, the paths."""
+
+    def brief(e: Entry) -> dict[str, object]:
+        value, ci = speedup_of(e, report.baseline)
+        return {"id": e.id, "target": e.target, "metric": e.measurement.metric, "latency_ms": e.latency_ms,
+                "speedup": round(value, 3), "speedup_ci95": list(ci) if ci else None, "paired": ci is not None,
+                "size_bytes": e.measurement.size_bytes, "meets_constraints": e.meets_constraints,
+                "missed": e.missed, "artifact": str(Path(out_dir) / e.artifact) if e.artifact else None}
+
+    return {"task": report.task, "metric": report.baseline.measurement.metric_name,
+            "constraints": report.constraints, "baseline": brief(report.baseline),
+            "best": brief(report.entry(report.best)) if report.best else None,
+            "candidates": [brief(c) for c in report.candidates],
+            "report": {k: str(Path(out_dir) / f"report.{k}") for k in ("json", "md", "html")}, "out": out_dir}
+
+
 def print_report(report: Report, out_dir: str) -> None:
-    """The result table, compact enough for an 80-column terminal; report.md has every column."""
+    """The result table, compact enough for an 80-column terminal; report.md has every column
+    (under --json: the summary as one JSON document instead)."""
+    emit_json(report_summary(report, out_dir))
     metric = report.baseline.measurement.metric_name
     table = Table(title=f"{report.task}: metric = {metric}, baseline = torch eager, batch-1 latency in ms",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,

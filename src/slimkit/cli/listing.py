@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.plugins import techniques as registered
     from slimkit.targets import TARGETS
     from slimkit.tasks import list_tasks
-    from slimkit.ui import out
+    from slimkit.ui import emit_json, out
 
     tasks = Table(title="tasks", title_justify="left")
     tasks.add_column("name")
@@ -49,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
     out.print(targets)
     for name, why in broken().items():
         out.print(f"[red]plug-in {escape(name)} could not be loaded[/]: {escape(why)}")
+    emit_json({"tasks": dict(list_tasks()),
+               "techniques": {n: {"available": availability(t) is None, "why_not": availability(t),
+                                  "dimensions": [d.name for d in t.dimensions]} for n, t in registered().items()},
+               "targets": {n: {"available": t.availability().ok, "detail": t.availability().reason}
+                           for n, t in TARGETS},
+               "broken_plugins": broken()})
     return 0
 
 

@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for module in (demo, bench, optimize, run, predict, train, distill, quantize, prune, tune, env, listing):
         module.add_parser(sub)
+    for command in sub.choices.values():
+        options = {o for a in command._actions for o in a.option_strings}
+        if "--quiet" not in options:
+            command.add_argument("--quiet", action="store_true", help="no progress lines (errors are still said)")
+        if "--json" not in options:
+            command.add_argument("--json", action="store_true",
+                                 help="print one JSON document on stdout (best, paired speed-ups, paths) instead "
+                                      "of tables")
     return parser
 
 
@@ -108,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        from slimkit.ui import set_output
+
+        set_output(quiet=bool(getattr(args, "quiet", False)), as_json=bool(getattr(args, "json", False))
+                   and args.command not in ("env", "predict"))  # env's --json is its own; predict writes JSON lines
         out: str | None = getattr(args, "out", None)
         created = _make_out(out) if out else None
         try:
@@ -129,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlimkitError as err:
         from rich.markup import escape
 
+        console.quiet = False  # --quiet silences progress, never the error
         # Messages quote user values and YAML ("add optimizer: [sgd]"): not rich markup to swallow.
         console.print(f"[bold red]error:[/] {escape(err.message)}")
         if err.hint:

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from slimkit.api.train import fit_task
-    from slimkit.ui import out
+    from slimkit.ui import emit_json, out
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -49,4 +49,7 @@ def run(args: argparse.Namespace) -> int:
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}")
     out.print(f"run folder: {args.out} (metrics.jsonl, precision.json, train.json, model.safetensors)")
+    emit_json({"out": args.out, "epochs": len(result.history), "trained_now": ran, "seconds": result.seconds,
+               "last": last, "precision": prec.precision if prec else None, "notes": result.notes,
+               "model": f"{args.out}/model.safetensors"})
     return 0

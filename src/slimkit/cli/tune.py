@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from slimkit.api.tune import load_space, tune
-    from slimkit.ui import out
+    from slimkit.ui import emit_json, out
 
     result = tune(args.task, load_space(args.space), trials=args.trials, sampler=args.sampler,
                   pruner=args.pruner, out=args.out, seed=args.seed, threads=args.threads,
@@ -40,4 +40,5 @@ def run(args: argparse.Namespace) -> int:
     out.print(f"best: {result['best_params']} (validation {result['best_validation']:.4g}; "
               f"evaluation set {result['eval_metric_of_best']:.4g})")
     out.print(f"written: {args.out}/tune.json, {args.out}/best_params.yaml")
+    emit_json({**result, "out": args.out, "files": [f"{args.out}/tune.json", f"{args.out}/best_params.yaml"]})
     return 0
