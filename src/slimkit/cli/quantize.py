@@ -5,20 +5,23 @@ from __future__ import annotations
 import argparse
 
 from slimkit.cli._model import add_model_options
-from slimkit.cli._shared import add_task_options, positive_int, print_report, progress, split_list
+from slimkit.cli._shared import LazyChoices, add_task_options, positive_int, print_report, progress, split_list
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from slimkit.techniques.quantize import CALIBRATIONS, SCHEMES
+    # Read when `quantize` parses or prints its help, not when `slimkit --help` builds every parser.
+    SCHEMES = LazyChoices("slimkit.techniques.quantize", "SCHEMES")  # noqa: N806
+    CALIBRATIONS = LazyChoices("slimkit.techniques.quantize", "CALIBRATIONS")  # noqa: N806
 
     p = sub.add_parser("quantize", help="quantize a model for a target (int8, int4 weights, fp16/bf16, QAT)")
     add_task_options(p, model=True)
     add_model_options(p)
-    p.add_argument("--scheme", default="int8-static", choices=SCHEMES,
-                   help="default: int8-static; see `slimkit list` for the matrix")
+    # A metavar: argparse would list (and so load) the choices while building the parser.
+    p.add_argument("--scheme", default="int8-static", choices=SCHEMES, metavar="SCHEME",
+                   help="%(choices)s (default: int8-static; see `slimkit list` for the matrix)")
     p.add_argument("--target", default="openvino", help="torch, onnxruntime or openvino (default: openvino)")
-    p.add_argument("--calibration", choices=CALIBRATIONS, default=None,
-                   help="int8-static range estimation (default: the engine's own)")
+    p.add_argument("--calibration", choices=CALIBRATIONS, default=None, metavar="METHOD",
+                   help="int8-static range estimation: %(choices)s (default: the engine's own)")
     p.add_argument("--samples", type=positive_int, default=None, help="int8-static calibration samples (default: 300)")
     p.add_argument("--max-drop", type=float, default=None,
                    help="accuracy-aware: keep the most sensitive layers in float until the drop is within D")

@@ -15,10 +15,9 @@ from slimkit._optional import require
 from slimkit.errors import SlimkitError, UsageError, first_line
 from slimkit.search._process import _alive
 from slimkit.search._settings import SearchSettings, as_settings
+from slimkit.search.names import PRUNERS, SAMPLERS
 from slimkit.search.space import SearchSpace
 
-SAMPLERS = ("grid", "random", "tpe", "gp", "nsga2")
-PRUNERS = ("none", "median", "hyperband")
 STUDY_NAME = "slimkit"
 
 
