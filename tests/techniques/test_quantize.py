@@ -94,9 +94,9 @@ def test_config_validation() -> None:
         check("int8-static", "openvino", "entropy")  # NNCF has no KL calibration: a clear error
     with pytest.raises(UsageError, match="quantization-aware"):
         QuantizeConfig("int4-weight-only", "openvino", qat_epochs=1)
-    with pytest.raises(UsageError, match="--max-drop must be a number >= 0, got nan"):
+    with pytest.raises(UsageError, match="'max_drop' must be a finite number, not NaN"):
         QuantizeConfig("int8-static", "onnxruntime", max_drop=float("nan"))
-    with pytest.raises(UsageError, match="finite number > 0, got inf"):  # failed only after the baseline
+    with pytest.raises(UsageError, match="'qat_lr' must be a finite number, not inf"):  # failed only after the baseline
         QuantizeConfig("int8-static", "onnxruntime", qat_epochs=1, qat_lr=float("inf"))
     with pytest.raises(UsageError, match="not applied after quantization-aware"):
         QuantizeConfig("int8-static", "onnxruntime", qat_epochs=1, max_drop=0.5)

@@ -117,3 +117,14 @@ def test_stopping_a_data_parallel_run_stops_its_workers(tmp_path) -> None:
     time.sleep(1)
     assert _processes_mentioning(str(out)) == []
     assert b"Traceback" not in proc.stderr.read()
+
+
+def test_a_data_parallel_run_trains_in_the_folder_its_launcher_holds(tmp_path) -> None:
+    """torchrun's workers write into the run folder the launcher claimed and locked (they were refused
+    as a second run there)."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "slimkit.cli.main", "train", "--task", "digits-cnn", "--epochs", "1", "--scratch",
+           "--precision", "fp32", "--nproc", "2", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "model.safetensors").is_file() and "in use" not in done.stderr

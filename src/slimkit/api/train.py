@@ -128,8 +128,9 @@ def fit_task(
         # batch was skipped and the run "trained" zero steps.
         raise UsageError(f"batch size {batch_size} is smaller than the {nproc} processes sharing each batch",
                          hint=f"use --batch-size {nproc} or more, or fewer processes")
-    out = claim_out(out, "train")
     launcher = int(os.environ.get("WORLD_SIZE", "1")) == 1  # not one of torchrun's workers
+    # torchrun's workers write into the folder their launcher claimed (and holds locked).
+    out = claim_out(out, "train", lock=launcher)
     _check_checkpoints(out, resume, launcher)
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
         raise UsageError(f"epochs must be a whole number >= 1, got {epochs!r}")

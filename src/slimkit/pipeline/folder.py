@@ -59,13 +59,14 @@ def run_kind(out: Path) -> str | None:
     return next((command for name, command in _RUN_MARKERS if (out / name).exists()), None)
 
 
-def claim_out(out: str | Path, command: str) -> Path:
+def claim_out(out: str | Path, command: str, *, lock: bool = True) -> Path:
     """``out`` as a Path, created and marked as ``command``'s run folder.
 
     Refused: an empty path (it meant the current folder), a folder holding another command's run
     (the two would mix: one report overwritten, the other's artifacts left beside it) and a folder
     with files slimkit did not write (artifact folders are replaced: a user's file there was
-    deleted). The same command again replaces its own outputs.
+    deleted). The same command again replaces its own outputs. The folder is locked for this
+    process (``lock``; False for the worker processes of a run whose launcher holds it).
 
     Example:
         >>> import tempfile
@@ -86,7 +87,8 @@ def claim_out(out: str | Path, command: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     had_lock = (out / LOCK_NAME).exists()
     # Locked first: what another process is writing there right now is neither read nor touched.
-    lock_run(out)
+    if lock:
+        lock_run(out)
     try:
         owner = run_kind(out)
         if owner is not None and owner != command:

@@ -32,8 +32,9 @@ MAX_TOKENS = 24_000  # enough for a 769-column regression per output (MiniLM FFN
 MAX_BATCHES = 96
 
 
-class _Captured(Exception):
-    """Ends a forward pass once the layer being re-fitted has been seen (later layers are not needed)."""
+class _Captured(BaseException):
+    """Ends a forward pass once the layer being re-fitted has been seen (later layers are not needed).
+    Not an Exception: control flow, which the handlers of a forward's real failures must let pass."""
 
 
 @dataclass

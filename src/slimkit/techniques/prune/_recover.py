@@ -21,7 +21,7 @@ from slimkit.train.modes import frozen_embeddings, no_dropout
 from slimkit.train.rates import learning_rate
 
 
-class _Stop(Exception):
+class _Stop(BaseException):
     """Raised from the epoch callback to end training early (the budget is met)."""
 
 
