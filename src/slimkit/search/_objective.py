@@ -23,7 +23,7 @@ from slimkit.report.schema import Entry
 from slimkit.search._offers import _not_offered
 from slimkit.search._process import _alive
 from slimkit.search._settings import SearchSettings, as_settings
-from slimkit.search._storage import _native_constraints, _over_budget, _set_constraints
+from slimkit.search._storage import _counts, _native_constraints, _over_budget, _set_constraints
 from slimkit.search._trial import evaluate_recipe, time_recipe
 from slimkit.tasks import load_task
 
@@ -98,7 +98,7 @@ def _measure_trial(task: Task, recipe: Recipe, trial: Any, settings: SearchSetti
     out = Path(settings.out)
     floor = settings.metric_floor
     workdir = fresh_dir(out / "trials" / f"{trial.number:04d}")
-    say(f"trial {trial.number}: {recipe.describe()}")
+    say(f"trial {trial.number}{_progress(trial, settings)}: {recipe.describe()}")
     try:
         entry = evaluate_recipe(task, recipe, workdir, settings.threads,
                                 entry_id=f"t{trial.number}:{recipe.describe()}",
@@ -114,6 +114,24 @@ def _measure_trial(task: Task, recipe: Recipe, trial: Any, settings: SearchSetti
         say(f"trial {trial.number} failed: {err.message}")
         raise optuna.TrialPruned(str(err)) from err
     return entry
+
+
+def _progress(trial: Any, settings: SearchSettings) -> str:
+    """Where the search stands, for the trial's first line: " (4 of 20, ~6 min left)", with the time
+    left from the trials finished so far (or the time budget's deadline, whichever is sooner)."""
+    trials = trial.study.get_trials(deepcopy=False)
+    done = [t for t in trials if _counts(t) and t.datetime_start and t.datetime_complete]
+    parts = [f"{len(done) + 1} of {settings.trials}" if settings.trials else f"{len(done) + 1}"]
+    left: float | None = None
+    if settings.trials and done:
+        per_trial = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in done) / len(done)
+        left = per_trial * max(0, settings.trials - len(done)) / max(1, settings.workers)
+    if settings.deadline:
+        until = max(0.0, settings.deadline - time.time())
+        left = until if left is None else min(left, until)
+    if left is not None:
+        parts.append(f"~{left / 60:.0f} min left" if left >= 90 else f"~{left:.0f} s left")
+    return f" ({', '.join(parts)})"
 
 
 def _violations(entry: Entry, settings: SearchSettings) -> list[float]:
