@@ -537,3 +537,21 @@ def test_a_copied_run_resumes_in_place_and_damaged_files_are_named(tmp_path, mon
         with pytest.raises(SlimkitError, match=message) as err:
             optimize("digits-cnn", resume=True, trials=2, out=broken, quick=True, threads=1)
         assert "another --out" in err.value.hint
+
+
+def test_a_failed_trial_carries_its_real_error(tmp_path, monkeypatch):
+    """A library failing inside a technique was stored by Optuna as just "fail"."""
+    from slimkit.search import _objective
+
+    real = _objective.evaluate_recipe
+
+    def flaky(task, recipe, *args, **kwargs):
+        if recipe.target == "onnxruntime":
+            raise RuntimeError("onnx graph broke\nsecond line")
+        return real(task, recipe, *args, **kwargs)
+
+    monkeypatch.setattr(_objective, "evaluate_recipe", flaky)
+    space = SearchSpace(targets=("torch", "onnxruntime"), fuse=(False,))
+    report = optimize("digits-cnn", space=space, trials=2, sampler="grid", out=tmp_path, quick=True, threads=1)
+    [failed] = report.extra["search"]["trials_failed"]
+    assert failed["error"] == "RuntimeError: onnx graph broke"

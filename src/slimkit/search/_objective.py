@@ -16,7 +16,7 @@ from typing import Any
 
 from slimkit._optional import require
 from slimkit.core.task import Task
-from slimkit.errors import SlimkitError
+from slimkit.errors import SlimkitError, first_line, resource_error
 from slimkit.pipeline import fresh_dir, meets_floor
 from slimkit.pipeline.recipe import Recipe
 from slimkit.report.schema import Entry
@@ -107,12 +107,17 @@ def _measure_trial(task: Task, recipe: Recipe, trial: Any, settings: SearchSetti
                                 on_validation=_early_stop(trial, floor, say) if settings.single_objective else None)
         if not meets_floor(entry.measurement.metric, floor) and settings.ladder:
             entry = _climb(task, recipe, entry, workdir, settings, trial, say)
-    except SlimkitError as err:
+    except optuna.TrialPruned:
+        raise
+    except Exception as exc:  # a SlimkitError, or a library's failure inside a technique
+        # The report lists the real error of every failed trial (Optuna alone stored only "fail").
+        err = exc if isinstance(exc, SlimkitError) else resource_error(exc) or SlimkitError(
+            f"{type(exc).__name__}: {first_line(exc)}")
         trial.set_user_attr("error", str(err))
         if _native_constraints():
             trial.set_constraint("metric", 1.0)  # a failed trial counts as violating
         say(f"trial {trial.number} failed: {err.message}")
-        raise optuna.TrialPruned(str(err)) from err
+        raise optuna.TrialPruned(str(err)) from exc
     return entry
 
 
