@@ -16,5 +16,5 @@ def write_report(report: Report, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "report.json", report.to_dict())
     atomic_write_text(out / "report.md", to_markdown(report))
-    atomic_write_text(out / "report.html", to_html(report))
+    atomic_write_text(out / "report.html", to_html(report, out))
     return out / "report.json"
