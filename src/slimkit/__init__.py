@@ -37,13 +37,23 @@ _LAZY = {
 }
 
 
+_SUBPACKAGES = ("api", "cli", "core", "errors", "export", "kernels", "pipeline", "plugins", "search", "targets",
+                "tasks", "techniques", "train", "ui")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:  # `slimkit.targets.get_target(...)` after a bare `import slimkit`
+        return importlib.import_module(f"slimkit.{name}")
     if name not in _LAZY:
         raise AttributeError(f"module 'slimkit' has no attribute '{name}'")
     module, attr = _LAZY[name]
     value = importlib.import_module(module) if attr is None else getattr(importlib.import_module(module), attr)
     globals()[name] = value  # later lookups skip this function
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBPACKAGES})
 
 
 if TYPE_CHECKING:

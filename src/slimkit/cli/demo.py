@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slimkit.pipeline.folder import SEARCH_OUTPUTS, clear_own, run_kind
-    from slimkit.pipeline.lock import lock_run
+    from slimkit.pipeline.lock import lock_run, release
     from slimkit.report._format import fmt_speedup
     from slimkit.search import SearchSpace, optimize
     from slimkit.ui import out
@@ -65,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
         # The demo always starts fresh (`slimkit optimize --resume` continues runs), removing only
         # what a search writes: a user's file in the folder stops it instead of being deleted.
         lock_run(out_dir)
-        clear_own(out_dir, SEARCH_OUTPUTS)
+        try:
+            clear_own(out_dir, SEARCH_OUTPUTS)
+        finally:
+            release(out_dir)  # optimize locks it again; a refusal leaves no descriptor behind
     progress(f"demo: optimizing '{args.task}' within 1 point of the baseline over pruning x int8 x "
              f"{' / '.join(space.targets)} ({space.size()} combinations, budget {args.time_budget:g} min)")
     report = optimize(args.task, max_drop=1.0, space=space, trials=space.size(), sampler="grid",

@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return int(args.run(args) or 0)
         except Exception as exc:
-            from slimkit.pipeline.folder import worth_keeping
+            from slimkit.pipeline.folder import remove_made, worth_keeping
 
             err = _as_slimkit_error(exc)
             # A run refused for its input (usage errors, inputs the model rejects: exit 2), or one that
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # process works in is never touched.
             if out and created is not None and not isinstance(err, FolderInUseError) \
                     and (err.exit_code == 2 or not worth_keeping(Path(out))):
-                shutil.rmtree(created, ignore_errors=True)
+                remove_made(Path(out), created)
             if err is exc:
                 raise
             raise err from exc

@@ -235,7 +235,7 @@ def call_model(model: nn.Module, inputs: Inputs) -> Any:
         # those parameter names (nn.Sequential's is forward(input)) cannot be run, say how to fix it.
         text = str(exc)
         if "forward()" not in text or not ("unexpected keyword argument" in text or "required positional" in text):
-            raise
+            raise _forward_failed(model, exc) from exc  # a TypeError inside the user's forward
         names = ", ".join(inputs)
         raise TaskError(f"{type(model).__name__}.forward() does not take the task's input(s) by name ({names}): "
                         f"{str(exc).splitlines()[0]}",
@@ -243,6 +243,8 @@ def call_model(model: nn.Module, inputs: Inputs) -> Any:
                              f"forward takes {names})") from None
     except RuntimeError as exc:
         text = str(exc)
+        if (resource := resource_error(exc)) is not None:  # before the shape words: an OOM says "size"
+            raise resource from exc
         if any(k in text for k in ("shape", "size", "dimension", "Expected")):
             got = {k: list(v.shape) for k, v in inputs.items()}
             raise ShapeError(

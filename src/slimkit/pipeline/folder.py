@@ -12,7 +12,7 @@ from typing import Any
 
 from slimkit.core.files import atomic_write_json
 from slimkit.errors import FolderInUseError, SlimkitError, UsageError
-from slimkit.pipeline.lock import LOCK_NAME, holding, lock_run, release, release_all
+from slimkit.pipeline.lock import LOCK_NAME, held, holding, lock_run, release, release_all
 from slimkit.report.schema import Report
 
 Progress = Callable[[str], None]
@@ -86,6 +86,7 @@ def claim_out(out: str | Path, command: str, *, lock: bool = True) -> Path:
         raise UsageError(f"--out {out} is a file, not a folder", hint="choose a folder path for --out")
     out.mkdir(parents=True, exist_ok=True)
     had_lock = (out / LOCK_NAME).exists()
+    was_held = held(out)  # by a command around this one (the demo around its search): not ours to drop
     # Locked first: what another process is writing there right now is neither read nor touched.
     if lock:
         lock_run(out)
@@ -98,7 +99,8 @@ def claim_out(out: str | Path, command: str, *, lock: bool = True) -> Path:
             raise UsageError(f"{out} already holds files that are not a slimkit run",
                              hint="choose a new or empty folder for --out (slimkit replaces what it writes there)")
     except UsageError:
-        release(out)
+        if not was_held:
+            release(out)
         if not had_lock:
             (out / LOCK_NAME).unlink(missing_ok=True)  # no stray file left in a folder refused
         raise
@@ -126,8 +128,9 @@ def first_missing(path: Path) -> Path | None:
     return missing
 
 
-# What a failed run leaves that is worth keeping: a report, or the state a --resume continues from.
-_KEPT = ("report.json", "study.db", "checkpoints")
+# What a failed run leaves that is worth keeping: a report, or the state a --resume continues from
+# (a search's settings and trials: its study may live in PostgreSQL, not in study.db).
+_KEPT = ("report.json", "study.db", "search.json", "trials", "checkpoints")
 
 
 def worth_keeping(out: Path) -> bool:
@@ -139,6 +142,37 @@ def worth_keeping(out: Path) -> bool:
         False
     """
     return any((out / name).exists() for name in _KEPT)
+
+
+def remove_made(out: Path, created: Path) -> None:
+    """Remove the run folder ``out`` a failed run made, and the parent folders it made for it (from
+    ``out`` up to ``created``) while they are empty: another run may have started inside one meanwhile
+    (`runs/` made by this run, `runs/other` by another). Nothing is removed while another process
+    holds ``out``'s lock.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "runs" / "mine").mkdir(parents=True); (root / "runs" / "theirs").mkdir()
+        >>> remove_made(root / "runs" / "mine", root / "runs")
+        >>> sorted(p.name for p in (root / "runs").iterdir())
+        ['theirs']
+    """
+    try:
+        if out.is_dir():
+            lock_run(out)  # a no-op when this process holds it; refused while another one works there
+    except FolderInUseError:
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    release(out)
+    stop = created.absolute()
+    for parent in out.absolute().parents:
+        if not parent.is_relative_to(stop):
+            break
+        try:
+            parent.rmdir()  # only while empty
+        except OSError:
+            break
 
 
 def refusal_leaves_no_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -161,7 +195,7 @@ def refusal_leaves_no_folder(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except SlimkitError as err:
             if new is not None and (err.exit_code == 2 or not worth_keeping(Path(str(out)))):
-                shutil.rmtree(new, ignore_errors=True)
+                remove_made(Path(str(out)), new)
             raise
         finally:
             release_all(keep=before)
@@ -187,9 +221,10 @@ def drop_stale_artifacts(report: Report, out: Path) -> None:
 
 # What ``slimkit optimize`` (and so the demo) writes at the top of its run folder: the demo starts
 # afresh by removing these, and refuses a folder holding anything else (a user's file there was lost).
-SEARCH_OUTPUTS = frozenset({_MARK, LOCK_NAME, "search.json", "study.db", "study.db-journal", "study.db-wal",
-                            "study.db-shm", "baseline", "baseline.json", "references", "references.json", "trials",
-                            "best", ".retime", "report.json", "report.md", "report.html", "recipe.yaml"})
+SEARCH_OUTPUTS = frozenset({_MARK, LOCK_NAME, ".best.tmp", "search.json", "study.db", "study.db-journal",
+                            "study.db-wal", "study.db-shm", "baseline", "baseline.json", "references",
+                            "references.json", "trials", "best", ".retime", "report.json", "report.md",
+                            "report.html", "recipe.yaml"})
 
 
 def clear_own(out: Path, own: frozenset[str]) -> None:

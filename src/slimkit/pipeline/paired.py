@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 from slimkit.core.task import Task
-from slimkit.errors import SlimkitError
 from slimkit.measure.latency import interleaved_rounds, paired_ratio
 from slimkit.measure.load import NOTICEABLE, OtherLoad
 from slimkit.pipeline.describe import artifact_folder
@@ -68,6 +67,10 @@ def pair_speedups(report: Report, task: Task, out: Path, threads: int, *, quick:
         rounds, runs, block_ms = (5, 3, 5.0) if quick else (15, 5, 20.0)
         with OtherLoad() as load:
             samples = interleaved_rounds(runners, rounds=rounds, runs=runs, min_block_ms=block_ms)
+    except Exception as exc:  # noqa: BLE001 - a finished run keeps its report: the entries stay unpaired
+        if say is not None:
+            say(f"timing in turns failed ({type(exc).__name__}: {str(exc)[:200]}); speed-ups stay unpaired")
+        return None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     method = f"paired: {rounds} interleaved rounds of blocks of >= {runs} calls and >= {block_ms:g} ms"
@@ -89,7 +92,8 @@ def pair_speedups(report: Report, task: Task, out: Path, threads: int, *, quick:
                                          "reference": ref}
         if busy:
             entry.speedup["busy_cores"] = round(float(load.cores or 0.0), 2)
-    _choose_best(report)
+    if not busy:  # timings this machine's load made unreliable do not overturn the choice
+        _choose_best(report)
     return {"method": method, "paired": sorted(samples), "other_load_cores": load.cores, "busy": busy}
 
 
@@ -103,7 +107,7 @@ def _runner(entry: Entry, out: Path, task: Task, threads: int) -> Callable[[], o
         return None
     try:
         deployed = load(folder, model=task.build_model(), threads=threads).deployed
-    except (SlimkitError, RuntimeError, OSError):
+    except Exception:  # noqa: BLE001 - any failure to load again leaves the entry on its own timing
         return None
     inputs = task.example_inputs
     return lambda: deployed.run(inputs)
@@ -113,30 +117,47 @@ def _median(rounds: list[list[float]]) -> float:
     return statistics.median(x for block in rounds for x in block)
 
 
-def _value(entry: Entry, which: str = "") -> float:
-    """The paired speed-up over the baseline, or over the float reference (``vs_float``; +inf where
-    the entry has none: nothing to be slower than)."""
-    sp = entry.speedup or {}
-    part = sp.get(which) if which else sp
-    return float(part["value"]) if part else (float("inf") if which else 0.0)
+def _speedup(entry: Entry, report: Report) -> float:
+    """The paired speed-up over the baseline, else the one from the entry's own timing."""
+    return float(entry.speedup["value"]) if entry.speedup else report.baseline.latency_ms / entry.latency_ms
+
+
+def _faster(entry: Entry, report: Report) -> bool:
+    """Faster than the baseline and than the unmodified model on its target: in turns with each where
+    both were timed so, else on their own timings (a reference that could not be loaded again)."""
+    if _speedup(entry, report) <= 1.0:
+        return False
+    ref = next((e for e in report.candidates if e.id == entry.float_reference), None)
+    if ref is None or ref is entry:
+        return True
+    vs = (entry.speedup or {}).get("vs_float")
+    return float(vs["value"]) > 1.0 if vs else entry.latency_ms < ref.latency_ms
 
 
 def _choose_best(report: Report) -> None:
-    """The best by paired speed-up: the largest among candidates meeting the constraints that are
-    faster than the baseline and than the unmodified model on their target, each in turns with it."""
+    """The best: the largest speed-up (paired where the entry was timed in turns) among candidates
+    meeting the constraints that are faster than the baseline and than the unmodified model on their
+    target. An entry that could not be loaded again competes with its own timing, not dropped."""
     floor = report.constraints.get("metric_floor")
-    paired = [c for c in report.candidates if c.speedup and c.meets_constraints
-              and (floor is None or meets_floor(c.measurement.metric, floor))]
-    faster = [c for c in paired if _value(c) > 1.0 and _value(c, "vs_float") > 1.0]
+    eligible = [c for c in report.candidates if c.meets_constraints
+                and (floor is None or meets_floor(c.measurement.metric, floor)) and _faster(c, report)]
     old = report.best
-    if not paired:
-        return  # nothing paired: the choice on the entries' own timings stands
-    report.best = max(faster, key=_value).id if faster else None
-    if report.best != old:
-        if report.best is not None:
-            report.entry(report.best).notes.append(
-                "best by its paired speed-up (timed in turns with the baseline and the references)"
-                + (f"; {old} led on the timings taken when each was measured" if old else ""))
-        elif old is not None:
+    report.best = max(eligible, key=lambda c: _speedup(c, report)).id if eligible else None
+    for c in report.candidates:  # the own-timing noise notes of entries no longer the best
+        if c.id != report.best:
+            c.notes[:] = [n for n in c.notes if not n.startswith("within timing noise of")]
+    if report.best is None:
+        if old is not None:
             report.entry(old).notes.append("timed in turns with the baseline and its reference, it was no "
                                            "faster: not the best")
+        return
+    best = report.entry(report.best)
+    if report.best != old:
+        best.notes.append("best by its paired speed-up (timed in turns with the baseline and the references)"
+                          + (f"; {old} led on the timings taken when each was measured" if old else ""))
+    if best.speedup:
+        best.notes[:] = [n for n in best.notes if not n.startswith("within timing noise of")]
+        for name, part in (("the baseline", best.speedup), ("its unmodified model", best.speedup.get("vs_float"))):
+            if part and float(part["ci95"][0]) <= 1.0:
+                best.notes.append(f"within timing noise of {name} in turns: the 95% interval of the speed-up "
+                                  f"({part['ci95'][0]:.2f}-{part['ci95'][1]:.2f}) reaches 1")

@@ -13,6 +13,7 @@ from slimkit.measure.env import environment
 from slimkit.pipeline import command_line, finalize, meets_floor, pareto_ids, write_run_recipe
 from slimkit.report.schema import Entry, Report
 from slimkit.search._settings import SearchSettings, as_settings
+from slimkit.search._storage import shown_url
 
 
 def build_report(settings: SearchSettings | Mapping[str, Any], study: Any, baseline: Entry,
@@ -27,23 +28,27 @@ def build_report(settings: SearchSettings | Mapping[str, Any], study: Any, basel
         c.float_reference = float_by_target.get(c.target)
     finalize(report, settings.max_drop, settings.latency_budget, settings.size_budget)
     _size_front(report)
-    closest = None
-    if report.best is None and report.candidates:
-        floor = settings.metric_floor
-        near = max(report.candidates, key=lambda c: (meets_floor(c.measurement.metric, floor), c.measurement.metric,
-                                                     -c.latency_ms))
-        closest = {"id": near.id, "missed": _what_missed(near, settings)}
     report.extra["search"] = {
         "sampler": settings.sampler, "pruner": settings.pruner, "workers": settings.workers,
-        "storage": settings.storage, "space": settings.space,
+        "storage": shown_url(settings.storage), "space": settings.space,  # a report is shared: no password
         "trials_finished": sum(not c.id.startswith("ref:") for c in report.candidates),
         "trials_failed": failed, "trials_stopped_early": stopped, "points_skipped": skipped,
         # Samplers re-propose measured points in small spaces; those trials are answered from the study.
         "trials_repeated": sum(t.state.name == "COMPLETE" and "duplicate_of" in t.user_attrs for t in study.trials),
-        "trials_interrupted": interrupted, "seconds": round(elapsed, 1), "closest": closest,
+        "trials_interrupted": interrupted, "seconds": round(elapsed, 1), "closest": closest(report, settings),
     }
-    _copy_best(report, out, settings)
     return report
+
+
+def closest(report: Report, settings: SearchSettings) -> dict[str, str] | None:
+    """With no best: the candidate nearest to it (meeting the floor first, then by metric and speed) and
+    what it missed; None when there is a best."""
+    if report.best is not None or not report.candidates:
+        return None
+    floor = settings.metric_floor
+    near = max(report.candidates, key=lambda c: (meets_floor(c.measurement.metric, floor), c.measurement.metric,
+                                                 -c.latency_ms))
+    return {"id": near.id, "missed": _what_missed(near, settings)}
 
 
 def _add_references(report: Report, out: Path) -> dict[str, str]:
@@ -108,6 +113,8 @@ def _copy_best(report: Report, out: Path, settings: SearchSettings) -> None:
     """The best trial's artifact folder, copied to ``out/best`` (replacing one copied before), with
     the best's resolved ``recipe.yaml``: ``slimkit run best/ --task ...`` measures it again."""
     if not report.best:
+        shutil.rmtree(out / "best", ignore_errors=True)  # an earlier finish's best is not this report's
+        report.extra["search"].pop("best_artifact", None)
         return
     best = report.entry(report.best)
     src = _best_folder(report, out)

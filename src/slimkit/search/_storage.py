@@ -79,9 +79,21 @@ def _check_storage(url: str) -> None:
         optuna.storages.RDBStorage(url)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy and drivers raise many kinds
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise UsageError(f"cannot open the study storage {url}: {reason}",
-                         hint="an Optuna RDB URL such as sqlite:///study.db or postgresql://user:pass@host/db "
-                              "(PostgreSQL needs `pip install psycopg2-binary`)") from None
+        raise UsageError(f"cannot open the study storage {shown_url(url)}: {reason}",
+                         hint="an Optuna RDB URL such as sqlite:///study.db or postgresql+psycopg://user:pass@host/db "
+                              "(the search extra installs psycopg)") from None
+
+
+def shown_url(url: str) -> str:
+    """A storage URL as it may be printed: its password masked.
+
+    Example:
+        >>> shown_url("postgresql+psycopg://me:secret@db:5432/s")
+        'postgresql+psycopg://me:***@db:5432/s'
+    """
+    import re
+
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def _counts(t: Any) -> bool:
@@ -145,10 +157,13 @@ def _load_study(settings: SearchSettings | Mapping[str, Any], create: bool) -> A
                                                                                    "pruner")})
         study.trials  # noqa: B018 - read once here: a damaged database fails now, with this message
     except Exception as exc:  # sqlalchemy's errors, Optuna's KeyError for a missing study, a truncated file
-        where = settings.storage.removeprefix("sqlite:///")
+        where = shown_url(settings.storage.removeprefix("sqlite:///"))
+        local = settings.storage.startswith("sqlite:")
         raise SlimkitError(f"the search's study ({where}) cannot be read: {type(exc).__name__}: {first_line(exc)}",
                            hint="it is damaged or not a slimkit study; start the search again in another --out "
-                                "(each finished trial's files stay in trials/)") from None
+                                "(each finished trial's files stay in trials/)" if local else
+                                "check that the database server is reachable and the URL right, then "
+                                "--resume") from None
     done = sum(t.state.is_finished() for t in study.trials)  # a fresh search keeps its seed
     if done and settings.sampler != "grid":
         study.sampler = _sampler(settings.sampler, space, _sampler_seed(settings, done), constrained)

@@ -48,7 +48,7 @@ from slimkit.search._objective import _finished_twin as _finished_twin
 from slimkit.search._offers import _check_space_runs_here
 from slimkit.search._process import signals_as_interrupt
 from slimkit.search._references import _identity_measured, _identity_params, _measure_references
-from slimkit.search._report import _best_folder, _copy_best, build_report
+from slimkit.search._report import _best_folder, _copy_best, build_report, closest
 from slimkit.search._retime import describe_pairing
 from slimkit.search._settings import SearchSettings, _check_resume_matches, _settings_path
 from slimkit.search._storage import (
@@ -245,8 +245,10 @@ def _rerooted(settings: SearchSettings, out_dir: Path) -> SearchSettings:
     (its own study.db and trials/), never in the folder it was copied from."""
     old = Path(settings.out)
     db = Path(settings.storage.removeprefix("sqlite:///"))
+    # The run folder's own study: in the folder the settings name (a shared SQLite file elsewhere,
+    # named study.db too, stays shared); by folder name only for old settings that stored a relative out.
     own = settings.storage == "" or (settings.storage.startswith("sqlite:///") and db.name == "study.db"
-                                     and db.parent.name == old.name)
+                                     and (db.parent == old if old.is_absolute() else db.parent.name == old.name))
     storage = f"sqlite:///{(out_dir / 'study.db').resolve()}" if own else settings.storage
     return replace(settings, out=str(out_dir.resolve()), storage=storage)
 
@@ -329,6 +331,7 @@ def _write_partial(settings: SearchSettings, baseline: Entry, out_dir: Path, sta
     try:
         report = build_report(settings, _load_study(settings, create=False), baseline, time.time() - started)
         report.extra["search"]["partial"] = True
+        _copy_best(report, out_dir, settings)
         write_report(report, out_dir)
         say(f"stopped: the report of the finished trials is in {out_dir}/report.md (partial); "
             "--resume continues the search")
@@ -356,6 +359,8 @@ def _finish(settings: SearchSettings, task_obj: Task, baseline: Entry, out_dir: 
     _measure_references(task_obj, settings.search_space(), out_dir, settings.threads, settings.quick, say,
                         measured=_identity_measured(final))
     report = build_report(settings, final, baseline, time.time() - started)
+    if report.best and _best_folder(report, out_dir) is None:  # measured on another machine: built here
+        _rebuild_best(report, settings, task_obj, out_dir, say)
     # The best is chosen by paired speed-ups: the leading models timed in turns with the baseline.
     pairing = pair_speedups(report, task_obj, out_dir, settings.threads, quick=settings.quick,
                             ids=leading(report), say=say)
@@ -363,6 +368,7 @@ def _finish(settings: SearchSettings, task_obj: Task, baseline: Entry, out_dir: 
     if report.best and _best_folder(report, out_dir) is None:
         _rebuild_best(report, settings, task_obj, out_dir, say)
     _copy_best(report, out_dir, settings)
+    report.extra["search"]["closest"] = closest(report, settings)
     if report.best and (out_dir / "best").is_dir():
         describe(out_dir / "best", task_obj, report.entry(report.best))
     write_report(report, out_dir)

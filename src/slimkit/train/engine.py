@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from slimkit.core.data import Batch, Inputs
 from slimkit.core.task import Metric, run_model
-from slimkit.errors import TaskError, TrainingError, UsageError, first_line
+from slimkit.errors import TaskError, TrainingError, UsageError, first_line, resource_error
 from slimkit.train import checkpoint as ckpt
 from slimkit.train import distributed as D
 from slimkit.train import precision as P
@@ -439,6 +439,8 @@ def _loss(loss_fn: Callable[..., torch.Tensor], out: torch.Tensor, targets: torc
     try:
         return loss_fn(out.float(), targets)
     except Exception as exc:  # the user's loss function, or torch's on the user's labels
+        if (resource := resource_error(exc)) is not None:
+            raise resource from exc
         classes = f"; the model has {out.shape[-1]} outputs" if out.dim() >= 2 else ""
         span = (f", labels {int(targets.min())}..{int(targets.max())}"
                 if targets.numel() and not targets.is_floating_point() else "")
