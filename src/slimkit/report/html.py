@@ -148,7 +148,10 @@ def _answer(report: Report, out: Path | None) -> str:
     body = "<p>Constraints: " + html.escape("; ".join(rules)) + ".</p>"
     if report.best is None:
         near = [e for e in report.candidates if e.missed]
-        body += "<p><b>No model met them.</b> " + "".join(
+        met = [e for e in report.candidates if not e.missed]
+        body += ("<p><b>No model met them.</b> " if not met else
+                 f"<p><b>{len(met)} candidate(s) met the accuracy and budgets but none was faster than the baseline "
+                 "and its unmodified model in turns</b> (their notes say by how much). ") + "".join(
             f"{html.escape(e.id)} missed: {html.escape('; '.join(e.missed))}. " for e in near[:5]) + "</p>"
         return _section("Which model, and why", body)
     best = report.entry(report.best)
