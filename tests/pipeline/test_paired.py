@@ -64,3 +64,15 @@ def test_a_user_model_result_carries_paired_speedups(tmp_path: Path) -> None:
     result = slimkit.benchmark(model, [torch.randn(8, 16) for _ in range(4)], targets=["onnxruntime"],
                                out=tmp_path / "u", quick=True, threads=1)
     assert all(c.speedup is not None for c in result.candidates)
+
+
+def test_the_objective_decides_what_the_best_is_chosen_for(tmp_path: Path) -> None:
+    """Asked for size, the int8 model is the answer even where it is no faster than float."""
+    r = slimkit.quantize("digits-cnn", target="onnxruntime", scheme="int8-dynamic", out=tmp_path / "q",
+                         quick=True, threads=1, objective="size")
+    int8 = r.entry("onnxruntime-int8-dynamic")
+    assert r.constraints["objective"] == "size"
+    assert int8.measurement.size_bytes < r.entry("onnxruntime-fp32").measurement.size_bytes
+    assert r.best == int8.id  # the smallest meeting the floor, whatever its speed
+    with pytest.raises(slimkit.SlimkitError, match="unknown objective"):
+        slimkit.quantize("digits-cnn", target="onnxruntime", out=tmp_path / "x", objective="beauty")

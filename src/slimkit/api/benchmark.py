@@ -19,6 +19,7 @@ from slimkit.pipeline import (
     target_names,
 )
 from slimkit.pipeline.result import Result
+from slimkit.pipeline.select import check_objective
 from slimkit.pipeline.skeleton import Run
 from slimkit.tasks.user import MetricLike, resolve_task
 
@@ -40,6 +41,7 @@ def benchmark(
     quick: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
+    objective: str = "latency",
 ) -> Result:
     """Measure a model on each target; the baseline is always torch eager.
 
@@ -58,6 +60,7 @@ def benchmark(
     if _names(data):  # benchmark(task, [targets]): the positional form before data existed
         targets, data = data, None
     check_threads(threads)
+    objective = check_objective(objective)
     targets = target_names(targets)
     check_targets(targets)  # unknown names fail here, before any work
     check_budgets(max_drop=max_drop)
@@ -65,7 +68,8 @@ def benchmark(
     run = Run.open("bench", task, out, threads=threads, quick=quick, seed=seed, progress=progress,
                    api_name="benchmark")
     run.recipe(Recipe(), targets, model=model)
-    return Result.of(run.finish(max_drop), run.out, model if model is not None else run.task.build_model())
+    report = run.finish(max_drop, objective=objective)
+    return Result.of(report, run.out, model if model is not None else run.task.build_model())
 
 
 def _names(value: Any) -> bool:

@@ -24,6 +24,7 @@ from slimkit.pipeline import (
     target_names,
 )
 from slimkit.pipeline.result import Result
+from slimkit.pipeline.select import check_objective
 from slimkit.pipeline.skeleton import Naming, Run
 from slimkit.targets import Deployed
 from slimkit.targets.base import dtype_name, dynamic_shapes
@@ -54,6 +55,7 @@ def prune(
     quick: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
+    objective: str = "latency",
 ) -> Result:
     """Prune a model, recover it, save it, and measure it against the unpruned baseline.
 
@@ -75,6 +77,7 @@ def prune(
         True
     """
     check_threads(threads)
+    objective = check_objective(objective)
     check_budgets(max_drop=max_drop)
     targets = target_names(targets)
     cfg = config or PruneConfig(mode="structured" if structured else "unstructured", ratio=ratio,
@@ -106,7 +109,7 @@ def prune(
     report = run.recipe(Recipe((cfg,)), ["torch", *[t for t in targets if t != "torch"]], naming=naming,
                         max_drop=max_drop, after_steps=store)
     report.extra["pruning"] = stored
-    return Result.of(run.finish(max_drop), run.out, run.task.build_model())
+    return Result.of(run.finish(max_drop, objective=objective), run.out, run.task.build_model())
 
 
 def _reload(folder: Path, task: Task, pruned: torch.nn.Module) -> torch.nn.Module:

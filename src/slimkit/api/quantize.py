@@ -12,6 +12,7 @@ from slimkit.core.task import Task
 from slimkit.errors import UsageError
 from slimkit.pipeline import Progress, Recipe, as_names, check_targets, check_threads, refusal_leaves_no_folder
 from slimkit.pipeline.result import Result
+from slimkit.pipeline.select import check_objective
 from slimkit.pipeline.skeleton import Naming, Run
 from slimkit.tasks.user import MetricLike, resolve_task
 from slimkit.techniques.quantize import QuantizeConfig, check, describe_engine
@@ -44,6 +45,7 @@ def quantize(
     seed: int = 0,
     model: nn.Module | None = None,
     progress: Progress | None = None,
+    objective: str = "latency",
 ) -> Result:
     """Quantize a model for ``target`` and measure it side by side with float.
 
@@ -72,6 +74,7 @@ def quantize(
     if isinstance(data, str):  # quantize(task, scheme, target): the positional form before data existed
         scheme, data = data, None
     check_threads(threads)
+    objective = check_objective(objective)
     exclude = as_names(exclude, "exclude")
     cfg = QuantizeConfig(scheme, target, calibration=calibration, samples=300 if samples is None else samples,
                          per_channel=per_channel, group_size=128 if group_size is None else group_size,
@@ -94,4 +97,5 @@ def quantize(
                                     "float_layers": result.float_layers, "details": result.details}
     if result.sensitivity:
         report.extra["sensitivity"] = result.sensitivity
-    return Result.of(run.finish(max_drop), run.out, model if model is not None else run.task.build_model())
+    report = run.finish(max_drop, objective=objective)
+    return Result.of(report, run.out, model if model is not None else run.task.build_model())

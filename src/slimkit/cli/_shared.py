@@ -59,6 +59,13 @@ class LazyChoices:
         return len(self._values())
 
 
+def add_objective_option(p: argparse.ArgumentParser) -> None:
+    """--objective: what the best is chosen for (latency by default)."""
+    p.add_argument("--objective", default=None, choices=("latency", "size", "throughput", "memory"),
+                   help="what the best is chosen for among the models meeting the accuracy floor and budgets "
+                        "(default: latency; size picks the smallest even if a little slower)")
+
+
 def add_task_options(p: argparse.ArgumentParser, default_task: str | None = None, *, model: bool = False) -> None:
     """--task, --seed, --threads; with ``model``, --task may be left out (cli._model adds --model, --data)."""
     p.add_argument("--task", required=default_task is None and not model, default=default_task,
@@ -144,5 +151,14 @@ def print_report(report: Report, out_dir: str) -> None:
             out.print(f"[yellow]note[/] {entry.id}: {note}")
     best = f"best: [bold]{report.best or 'none'}[/]"
     if report.best:
-        best += f" ({fmt_speedup(report.entry(report.best), report.baseline)} over torch eager)"
+        chosen = report.entry(report.best)
+        best += f" ({fmt_speedup(chosen, report.baseline)} over torch eager"
+        objective = report.constraints.get("objective", "latency")
+        if objective != "latency":
+            b, c = report.baseline.measurement, chosen.measurement
+            said = {"size": f"{b.size_bytes / max(c.size_bytes, 1):.2f}x smaller",
+                    "memory": f"{b.peak_memory_bytes / max(c.peak_memory_bytes, 1):.2f}x less memory",
+                    "throughput": f"{c.throughput / max(b.throughput, 1e-9):.2f}x the throughput"}[objective]
+            best += f"; chosen for {objective}: {said} than the baseline"
+        best += ")"
     out.print(f"{best}   report: {out_dir}/report.json, {out_dir}/report.md")

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from slimkit.cli._model import add_model_options
-from slimkit.cli._shared import add_task_options, positive_int, print_report, progress, split_list
+from slimkit.cli._shared import add_objective_option, add_task_options, positive_int, print_report, progress, split_list
 
 if TYPE_CHECKING:
     from slimkit.search.space import SearchSpace
@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default=None, help="Optuna RDB URL shared by workers (default: SQLite in --out)")
     p.add_argument("--workers", type=positive_int, default=1, help="parallel local worker processes")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
+    add_objective_option(p)
     p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")
     p.add_argument("--out", required=True, help="run folder")
     p.set_defaults(run=run)
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         targets=targets, space=load_space(args.space) if args.space else None, trials=trials,
         time_budget=args.time_budget, sampler=args.sampler, pruner=args.pruner, storage=args.storage,
         workers=args.workers, resume=args.resume, out=args.out, seed=args.seed, threads=args.threads,
-        quick=args.quick, progress=progress,
+        quick=args.quick, progress=progress, objective=args.objective,
     )
     print_report(report, args.out)
     search = report.extra.get("search", {})

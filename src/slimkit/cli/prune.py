@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from slimkit.cli._model import add_model_options
-from slimkit.cli._shared import add_task_options, positive_int, print_report, progress, split_list
+from slimkit.cli._shared import add_objective_option, add_task_options, positive_int, print_report, progress, split_list
 
 
 def _ratio(text: str) -> float:
@@ -54,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="metric drop accepted; recovery stops once within it (default: the task's, else 1%% of "
                         "the baseline's metric)")
     p.add_argument("--targets", default="torch,onnxruntime,openvino", help="comma-separated targets")
+    add_objective_option(p)
     p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")
     p.add_argument("--out", required=True, help="run folder for report.json, report.md and the pruned model")
     p.set_defaults(run=run)
@@ -77,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.report._format import fmt_bytes, fmt_count
 
     report = prune(task_from_args(args), config=cfg, targets=targets, out=args.out, threads=args.threads,
-                   max_drop=args.max_drop, quick=args.quick, seed=args.seed, progress=progress)
+                   max_drop=args.max_drop, quick=args.quick, seed=args.seed, progress=progress,
+                   objective=args.objective or "latency")
     print_report(report, args.out)
     p = report.extra["pruning"]
     macs = p["macs_before_after"]

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from slimkit.cli._model import add_model_options
-from slimkit.cli._shared import LazyChoices, add_task_options, positive_int, print_report, progress, split_list
+from slimkit.cli._shared import (
+    LazyChoices,
+    add_objective_option,
+    add_task_options,
+    positive_int,
+    print_report,
+    progress,
+    split_list,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "weights only, no static activation range (auto: on for transformers)")
     p.add_argument("--exclude", default="", help="comma-separated torch modules kept in float (a parent module "
                    "covers its layers; the sensitivity table names them)")
+    add_objective_option(p)
     p.add_argument("--quick", action="store_true", help="short latency runs (smoke tests)")
     p.add_argument("--out", required=True, help="run folder for the artifacts, recipe.yaml and report.json")
     p.set_defaults(run=run)
@@ -64,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         bias_correction=not args.no_bias_correction,
         outlier_weight_only={"auto": None, "on": True, "off": False}[args.outlier_weight_only],
         exclude=split_list(args.exclude), threads=args.threads,
-        quick=args.quick, seed=args.seed, progress=progress)
+        quick=args.quick, seed=args.seed, progress=progress, objective=args.objective or "latency")
     rows = report.extra.get("sensitivity", [])
     if rows:
         items = report.extra.get("quantization", {}).get("details", {}).get("sensitivity_items")

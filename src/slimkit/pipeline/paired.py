@@ -92,7 +92,9 @@ def pair_speedups(report: Report, task: Task, out: Path, threads: int, *, quick:
                                          "reference": ref}
         if busy:
             entry.speedup["busy_cores"] = round(float(load.cores or 0.0), 2)
-    if not busy:  # timings this machine's load made unreliable do not overturn the choice
+    # Timings this machine's load made unreliable do not overturn the choice; another objective than
+    # latency was chosen on its own figure.
+    if not busy and report.constraints.get("objective", "latency") == "latency":
         _choose_best(report)
     return {"method": method, "paired": sorted(samples), "other_load_cores": load.cores, "busy": busy}
 

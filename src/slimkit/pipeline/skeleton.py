@@ -208,12 +208,14 @@ class Run:
         return given if given is not None else self.task.default_drop(self.report.baseline.measurement.metric)
 
     def finish(self, max_drop: float | None = None, *, latency_budget: float | None = None,
-               size_budget: int | None = None, record: dict[str, Any] | None = None) -> Report:
-        """Select the best, then write the resolved ``recipe.yaml``, the report, and drop artifact
-        folders an earlier run left that this report no longer names."""
+               size_budget: int | None = None, record: dict[str, Any] | None = None,
+               objective: str = "latency") -> Report:
+        """Select the best (for ``objective``: see :func:`finalize`), then write the resolved
+        ``recipe.yaml``, the report, and drop artifact folders an earlier run left that this report
+        no longer names."""
         assert self.report is not None, "measure the baseline first"
         max_drop = self.max_drop(max_drop)
-        finalize(self.report, max_drop, latency_budget, size_budget)
+        finalize(self.report, max_drop, latency_budget, size_budget, objective)
         source = {"source": dict(self.task.source)} if self.task.source else {}
         write_run_recipe(self.out / "recipe.yaml", command=self.command, task=self.task_spec, steps=self.steps,
                          targets=self.targets, max_drop=max_drop, seed=self.seed, threads=self.threads,

@@ -26,7 +26,7 @@ def build_report(settings: SearchSettings | Mapping[str, Any], study: Any, basel
     failed, stopped, skipped, interrupted = _add_trials(report, study, float_by_target)
     for c in report.candidates:
         c.float_reference = float_by_target.get(c.target)
-    finalize(report, settings.max_drop, settings.latency_budget, settings.size_budget)
+    finalize(report, settings.max_drop, settings.latency_budget, settings.size_budget, settings.objective)
     _size_front(report)
     report.extra["search"] = {
         "sampler": settings.sampler, "pruner": settings.pruner, "workers": settings.workers,

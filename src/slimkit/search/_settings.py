@@ -18,7 +18,7 @@ from slimkit.tasks._loader import task_key
 
 # Keys a stored file may leave out, and the value that stands for "left out": a search stored before
 # the report was titled with the task's name has no task_name; no search writes ladder (on by default).
-_OPTIONAL: dict[str, Any] = {"task_name": None, "ladder": True}
+_OPTIONAL: dict[str, Any] = {"task_name": None, "ladder": True, "objective": "latency"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class SearchSettings:
     time_budget: float | None = None  # minutes
     deadline: float | None = None  # time.time() at which the workers stop starting trials
     ladder: bool = True  # climb the accuracy-recovery ladder for candidates below the floor
+    # What the best is chosen for (pipeline.select.OBJECTIVES); the trials are drawn for metric and latency.
+    objective: str = "latency"
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> SearchSettings:

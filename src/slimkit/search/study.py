@@ -39,6 +39,7 @@ from slimkit.pipeline import (
 from slimkit.pipeline.describe import describe
 from slimkit.pipeline.paired import leading, pair_speedups
 from slimkit.pipeline.result import Result
+from slimkit.pipeline.select import check_objective
 from slimkit.report import write_report
 from slimkit.report.schema import Entry, Report
 from slimkit.search._objective import _IN_PROCESS
@@ -112,6 +113,7 @@ def optimize(
     threads: int | None = None,
     quick: bool = False,
     progress: Callable[[str], None] | None = None,
+    objective: str | None = None,
 ) -> Result:
     """Search technique combinations and targets for the fastest model within ``max_drop``.
 
@@ -132,6 +134,8 @@ def optimize(
     """
     say = progress or (lambda _m: None)
     check_seed(seed)
+    if objective is not None:
+        check_objective(objective)
     task = resolve_task(task, data, eval_data=eval_data, metric=metric, seed=seed, needs_data="a search")
     given_sampler, given_pruner = sampler, pruner  # None: the default, or on --resume the stored one
     sampler, pruner = sampler or "tpe", pruner or "none"
@@ -156,6 +160,8 @@ def optimize(
                                       trials=trials, max_drop=max_drop, latency_budget=latency_budget,
                                       size_budget=size_budget, storage=storage, say=say)
     settings = _with_budget(settings, time_budget, workers)
+    if objective is not None:  # chosen afresh on a resume too: it decides only the final choice
+        settings = replace(settings, objective=objective)
     atomic_write_json(settings_file, settings.to_dict())
     _prepare_study(settings, resume, say)
     started = time.time()
