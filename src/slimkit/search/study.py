@@ -164,14 +164,22 @@ def optimize(
         settings = replace(settings, objective=objective)
     atomic_write_json(settings_file, settings.to_dict())
     _prepare_study(settings, resume, say)
+    report = _run_trials(settings, task_obj, baseline, out_dir, say, quiet=progress is None)
+    return Result.of(report, out_dir, task_obj.build_model())
+
+
+def _run_trials(settings: SearchSettings, task_obj: Task, baseline: Entry, out_dir: Path,
+                say: Callable[[str], None], *, quiet: bool) -> Report:
+    """The trials in this process or its workers, then the report; a stop (Ctrl-C, SIGTERM) writes
+    the report of the trials that finished, marked partial, and goes on as KeyboardInterrupt."""
     started = time.time()
     try:
         with signals_as_interrupt():
-            run_workers(settings, quiet=progress is None)
+            run_workers(settings, quiet=quiet)
     except KeyboardInterrupt:
         _write_partial(settings, baseline, out_dir, started, say)
         raise
-    return Result.of(_finish(settings, task_obj, baseline, out_dir, started, say), out_dir, task_obj.build_model())
+    return _finish(settings, task_obj, baseline, out_dir, started, say)
 
 
 def _check_arguments(task: str | Task, *, sampler: str, pruner: str, workers: int, trials: int | None,

@@ -25,10 +25,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from slimkit.core.data import Batch, Inputs
 from slimkit.core.task import Metric, run_model
-from slimkit.errors import TaskError, TrainingError, UsageError, first_line, resource_error
+from slimkit.errors import TrainingError, UsageError
 from slimkit.train import checkpoint as ckpt
 from slimkit.train import distributed as D
 from slimkit.train import precision as P
+from slimkit.train.losses import loss_on_labels
 from slimkit.train.progress import TrainProgress
 from slimkit.train.regularize import penalty, set_dropout, smooth_labels
 from slimkit.train.schedule import SCHEDULES, build_scheduler
@@ -279,7 +280,7 @@ class _Loop:
         with self._sync(last):
             with P.autocast(self.precision, self.device):
                 out = run_model(self.train_model, inputs)
-            loss = _loss(self.loss_fn, out, targets)
+            loss = loss_on_labels(self.loss_fn, out, targets)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss became {loss.item()} in epoch {epoch + 1}: training diverged",
                                     hint=f"lower the learning rate (it was {cfg.lr:g}), or use precision "
@@ -431,19 +432,3 @@ def evaluate_torch(model: nn.Module, data: Iterable[Batch], metric: Metric) -> f
         outs.append(run_model(model, inputs).float().cpu())
         tgts.append(targets.cpu())
     return metric.compute(torch.cat(outs), torch.cat(tgts))
-
-
-def _loss(loss_fn: Callable[..., torch.Tensor], out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The task's loss on a batch; a loss that fails on the task's own labels (a class number past the
-    model's outputs, labels of another shape) is the task's error, said in one line."""
-    try:
-        return loss_fn(out.float(), targets)
-    except Exception as exc:  # the user's loss function, or torch's on the user's labels
-        if (resource := resource_error(exc)) is not None:
-            raise resource from exc
-        classes = f"; the model has {out.shape[-1]} outputs" if out.dim() >= 2 else ""
-        span = (f", labels {int(targets.min())}..{int(targets.max())}"
-                if targets.numel() and not targets.is_floating_point() else "")
-        raise TaskError(f"the task's loss fails on its labels: {type(exc).__name__}: {first_line(exc)}"
-                        f"{classes}{span}",
-                        hint="labels must be class numbers 0..outputs-1 (or what the task's loss takes)") from exc

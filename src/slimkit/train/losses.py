@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from slimkit.errors import TaskError, first_line, resource_error
+
 if TYPE_CHECKING:
     from slimkit.core.task import Task
 
@@ -120,3 +122,19 @@ def hidden_state_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.
         m = mask.unsqueeze(-1).to(err.dtype)
         err, ref = err * m, ref * m
     return err.sum() / ref.sum().clamp(min=1e-12)
+
+
+def loss_on_labels(loss_fn: Callable[..., torch.Tensor], out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The task's loss on a batch; a loss that fails on the task's own labels (a class number past the
+    model's outputs, labels of another shape) is the task's error, said in one line."""
+    try:
+        return loss_fn(out.float(), targets)
+    except Exception as exc:  # the user's loss function, or torch's on the user's labels
+        if (resource := resource_error(exc)) is not None:
+            raise resource from exc
+        classes = f"; the model has {out.shape[-1]} outputs" if out.dim() >= 2 else ""
+        span = (f", labels {int(targets.min())}..{int(targets.max())}"
+                if targets.numel() and not targets.is_floating_point() else "")
+        raise TaskError(f"the task's loss fails on its labels: {type(exc).__name__}: {first_line(exc)}"
+                        f"{classes}{span}",
+                        hint="labels must be class numbers 0..outputs-1 (or what the task's loss takes)") from exc
