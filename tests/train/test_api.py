@@ -128,3 +128,20 @@ def test_a_data_parallel_run_trains_in_the_folder_its_launcher_holds(tmp_path) -
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (out / "model.safetensors").is_file() and "in use" not in done.stderr
+
+
+def test_until_stops_at_the_metric_and_records_the_time_to_it(tmp_path) -> None:
+    import json
+
+    from slimkit.api.train import fit_task
+
+    r = fit_task("digits-cnn", out=tmp_path / "a", epochs=30, precision="fp32", scratch=True, until=90.0,
+                 price_per_core_hour=0.05)
+    u = json.loads((tmp_path / "a" / "train.json").read_text())["until"]
+    assert u["reached"] and u["epochs"] == len(r.history) < 30 and r.history[-1]["accuracy"] >= 90.0
+    assert u["time_to_metric_s"] > 0 and u["samples"] == u["epochs"] * 1437 and u["cost"] > 0
+    never = fit_task("digits-cnn", out=tmp_path / "b", epochs=1, precision="fp32", scratch=True, until=101.0)
+    assert never.reached is None
+    assert json.loads((tmp_path / "b" / "train.json").read_text())["until"]["reached"] is False
+    with pytest.raises(UsageError, match="until"):
+        fit_task("digits-cnn", out=tmp_path / "c", until=float("nan"))

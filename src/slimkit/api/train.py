@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -101,6 +102,8 @@ def fit_task(
     nproc: int = 1,
     config: TrainConfig | None = None,
     progress: bool = False,
+    until: float | None = None,
+    price_per_core_hour: float | None = None,
 ) -> TrainResult:
     """Train a task's model; write ``out/{metrics.jsonl, precision.json, train.json, model.safetensors}``.
 
@@ -119,6 +122,10 @@ def fit_task(
         ('fp32', 1)
     """
     check_seed(seed)
+    for name, value in (("until", until), ("price_per_core_hour", price_per_core_hour)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or (name != "until" and value < 0)):
+            raise UsageError(f"{name} must be a finite number{' >= 0' if name != 'until' else ''}, got {value!r}")
     if nproc < 1:
         raise UsageError(f"nproc must be >= 1, got {nproc}")
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
@@ -142,8 +149,9 @@ def fit_task(
         atomic_write_json(out / "settings.json", {**settings.to_dict(), "task": key})
     if nproc > 1 and launcher:
         return _launch(nproc, task, out, dict(**settings.to_dict(), resume=resume, scratch=scratch, seed=seed,
-                                              progress=progress))
-    return _train_here(task, out, settings, config, resume=resume, scratch=scratch, seed=seed, progress=progress)
+                                              progress=progress, until=until, price_per_core_hour=price_per_core_hour))
+    return _train_here(task, out, settings, config, resume=resume, scratch=scratch, seed=seed, progress=progress,
+                       until=until, price=price_per_core_hour)
 
 
 def _check_checkpoints(out: Path, resume: bool, launcher: bool) -> None:
@@ -178,11 +186,13 @@ def _settings(out: Path, key: str, epochs: int | None, given: dict[str, Any], *,
 
 
 def _train_here(task: str | Task, out: Path, settings: _Settings, config: TrainConfig | None, *, resume: bool,
-                scratch: bool, seed: int, progress: bool) -> TrainResult:
+                scratch: bool, seed: int, progress: bool, until: float | None = None,
+                price: float | None = None) -> TrainResult:
     """Train in this process (alone, or as one torchrun worker); rank 0 writes the outputs."""
     cfg = config or TrainConfig(epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
                                 precision=settings.precision, seed=seed)
-    cfg = TrainConfig(**{**cfg.to_dict(), "checkpoint_dir": str(out / "checkpoints"), "resume": resume})
+    cfg = TrainConfig(**{**cfg.to_dict(), "checkpoint_dir": str(out / "checkpoints"), "resume": resume,
+                         **({"until": until} if until is not None else {})})
     ctx = D.init_from_env(cfg.device)
     task_obj = load_task(task, seed=seed)
     model = fresh_model(task_obj, seed) if scratch else task_obj.build_model()
@@ -191,7 +201,7 @@ def _train_here(task: str | Task, out: Path, settings: _Settings, config: TrainC
     result = fit(model, task_obj.train_data, task_obj.loss, cfg, eval_data=task_obj.eval_data,
                  metric=task_obj.metric, progress=progress, on_epoch=log)
     if ctx.is_main:
-        _write_outputs(out, task_obj, model, cfg, result, ctx.world)
+        _write_outputs(out, task_obj, model, cfg, result, ctx.world, price)
     return result
 
 
@@ -215,7 +225,7 @@ def _stored(out: Path) -> dict[str, Any]:
 
 
 def _write_outputs(out: Path, task: Task, model: nn.Module, cfg: TrainConfig, result: TrainResult,
-                   world: int) -> None:
+                   world: int, price: float | None = None) -> None:
     from safetensors.torch import save_file
 
     assert result.precision is not None
@@ -228,7 +238,31 @@ def _write_outputs(out: Path, task: Task, model: nn.Module, cfg: TrainConfig, re
         "metric": {"name": task.metric.name, "value": last.get(task.metric.name), "best": result.best_metric},
         "seconds": round(result.seconds, 3), "resumed_from_epoch": result.resumed_from,
         "stopped_early": result.stopped_early, "notes": result.notes, "history": result.history,
+        **({"until": time_to_metric(cfg, result, task.metric.name, world, price)} if cfg.until is not None else {}),
     })
+
+
+def time_to_metric(cfg: TrainConfig, result: TrainResult, metric: str, world: int,
+                   price: float | None) -> dict[str, Any]:
+    """Training measured as time to accuracy (DAWNBench's measure): when the metric reached ``until``,
+    the epochs and training items it took, and the core-hours spent (threads x processes x time),
+    priced where a price per core-hour is given.
+
+    Example:
+        >>> r = TrainResult(reached={"epoch": 3, "seconds": 36.0, "samples": 3000})
+        >>> time_to_metric(TrainConfig(until=98.0), r, "accuracy", 1, 0.05)["cost"] > 0
+        True
+    """
+    cores = torch.get_num_threads() * world
+    reached = result.reached
+    seconds = reached["seconds"] if reached else result.seconds
+    core_hours = seconds * cores / 3600
+    return {"metric": metric, "value": cfg.until, "reached": reached is not None,
+            "time_to_metric_s": reached["seconds"] if reached else None,
+            "epochs": int(reached["epoch"]) if reached else None,
+            "samples": int(reached["samples"]) if reached else None,
+            "cores": cores, "core_hours": round(core_hours, 6),
+            "price_per_core_hour": price, "cost": round(core_hours * price, 6) if price is not None else None}
 
 
 def _relay(stream: Any, stopping: threading.Event) -> None:

@@ -19,6 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
                    help="default auto: times real steps and never picks one slower than fp32")
     p.add_argument("--nproc", type=positive_int, default=1, help="processes for DDP through torchrun")
+    p.add_argument("--until", type=float, default=None, metavar="METRIC",
+                   help="stop once the evaluation metric reaches this value; train.json records the time, "
+                        "epochs, items and core-hours it took")
+    p.add_argument("--price-per-core-hour", type=float, default=None, metavar="PRICE",
+                   help="with --until: the cost of those core-hours at this price")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--scratch", action="store_true", help="re-initialize the task's model before training")
     p.add_argument("--out", required=True, help="run folder: metrics.jsonl, precision.json, checkpoints/")
@@ -35,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     result = fit_task(args.task, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       precision=args.precision, resume=args.resume, scratch=args.scratch, seed=args.seed,
-                      nproc=args.nproc, progress=True)
+                      nproc=args.nproc, progress=True, until=args.until,
+                      price_per_core_hour=args.price_per_core_hour)
     last = result.history[-1] if result.history else {}
     metric = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "lr"))
     prec = result.precision
@@ -48,8 +54,23 @@ def run(args: argparse.Namespace) -> int:
               f"precision {prec.precision if prec else '?'}: {prec.reason if prec else ''}")
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}")
+    if args.until is not None:
+        out.print(_until_line(args.out))
     out.print(f"run folder: {args.out} (metrics.jsonl, precision.json, train.json, model.safetensors)")
     emit_json({"out": args.out, "epochs": len(result.history), "trained_now": ran, "seconds": result.seconds,
                "last": last, "precision": prec.precision if prec else None, "notes": result.notes,
                "model": f"{args.out}/model.safetensors"})
     return 0
+
+
+def _until_line(out_dir: str) -> str:
+    """What --until found, from the run's train.json (rank 0 wrote it, in this process or under torchrun)."""
+    import json
+    from pathlib import Path
+
+    u = json.loads((Path(out_dir) / "train.json").read_text()).get("until") or {}
+    if not u.get("reached"):
+        return f"[yellow]{u.get('metric')} never reached {u.get('value')}[/] ({u.get('core_hours')} core-hours spent)"
+    cost = f", cost {u['cost']:.4g} at {u['price_per_core_hour']:g} per core-hour" if u.get("cost") is not None else ""
+    return (f"reached {u['metric']} {u['value']:g} in {u['time_to_metric_s']:.1f} s: {u['epochs']} epoch(s), "
+            f"{u['samples']} training items, {u['core_hours']:.4f} core-hours on {u['cores']} cores{cost}")

@@ -82,8 +82,12 @@ class TrainConfig:
     checkpoint_every: int = 1
     resume: bool = False
     device: str = "cpu"
+    # Stop once the evaluation metric reaches this value: training measured as time to accuracy.
+    until: float | None = None
 
     def __post_init__(self) -> None:
+        if self.until is not None and not math.isfinite(self.until):
+            raise UsageError(f"--until must be a finite metric value, got {self.until}", hint="e.g. --until 98")
         if self.epochs < 0:
             raise UsageError(f"epochs must be >= 0, got {self.epochs}")
         if not math.isfinite(self.lr) or self.lr <= 0:
@@ -126,6 +130,8 @@ class TrainResult:
     stopped_early: bool = False
     resumed_from: int = 0
     notes: list[str] = field(default_factory=list)
+    # With ``until``: when the metric reached it (epoch, seconds since the start, training items seen).
+    reached: dict[str, float] | None = None
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -210,6 +216,11 @@ def fit(
             row = loop.train_epoch(epoch, bar)
             if eval_data is not None and metric is not None:
                 loop.evaluate(epoch, row, eval_data, metric, bar)
+                if cfg.until is not None and row.get(metric.name, -math.inf) >= cfg.until:
+                    done = epoch + 1 - loop.start_epoch
+                    result.reached = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - start, 3),
+                                      "samples": done * int(getattr(train_data, "num_items", 0))}
+                    result.stopped_early = True  # the loop ends after this epoch's checkpoint
             result.history.append(row)
             loop.checkpoint(epoch + 1)
             if on_epoch is not None:
