@@ -104,6 +104,9 @@ def fit_task(
     progress: bool = False,
     until: float | None = None,
     price_per_core_hour: float | None = None,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    rdzv_endpoint: str | None = None,
 ) -> TrainResult:
     """Train a task's model; write ``out/{metrics.jsonl, precision.json, train.json, model.safetensors}``.
 
@@ -147,8 +150,9 @@ def fit_task(
     out.mkdir(parents=True, exist_ok=True)
     if launcher:  # epochs as last asked: a later plain --resume finishes the run it extended
         atomic_write_json(out / "settings.json", {**settings.to_dict(), "task": key})
-    if nproc > 1 and launcher:
-        return _launch(nproc, task, out, dict(**settings.to_dict(), resume=resume, scratch=scratch, seed=seed,
+    nodes = _check_nodes(nnodes, node_rank, rdzv_endpoint)
+    if (nproc > 1 or nodes) and launcher:
+        return _launch(nproc, task, out, nodes, dict(**settings.to_dict(), resume=resume, scratch=scratch, seed=seed,
                                               progress=progress, until=until, price_per_core_hour=price_per_core_hour))
     return _train_here(task, out, settings, config, resume=resume, scratch=scratch, seed=seed, progress=progress,
                        until=until, price=price_per_core_hour)
@@ -284,13 +288,33 @@ def _stop_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def _launch(nproc: int, task: str | Task, out: Path, kwargs: dict[str, Any]) -> TrainResult:
-    """Run this command again under torchrun with ``nproc`` processes; read back what rank 0 wrote."""
+def _check_nodes(nnodes: int, node_rank: int, endpoint: str | None) -> list[str]:
+    """torchrun's options for training across machines (c10d rendezvous), [] for one machine."""
+    for name, value, low in (("nnodes", nnodes, 1), ("node_rank", node_rank, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise UsageError(f"{name} must be a whole number >= {low}, got {value!r}")
+    if nnodes == 1:
+        if endpoint is not None or node_rank:
+            raise UsageError("--rdzv-endpoint and --node-rank go with --nnodes 2 or more")
+        return []
+    host, _, port = (endpoint or "").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (the first node's address), got "
+                         f"{endpoint!r}", hint="e.g. --rdzv-endpoint node0.cluster:29400, the same on every node")
+    if node_rank >= nnodes:
+        raise UsageError(f"--node-rank {node_rank} is not below --nnodes {nnodes}")
+    return [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}",
+            "--rdzv-id=slimkit-train"]
+
+
+def _launch(nproc: int, task: str | Task, out: Path, nodes: list[str], kwargs: dict[str, Any]) -> TrainResult:
+    """Run this command again under torchrun with ``nproc`` processes (on each of the ``nodes``);
+    read back what rank 0 wrote (on the node that holds it)."""
     if not isinstance(task, str):
         raise UsageError("nproc > 1 needs a task name or path/to/file.py:function",
                          hint="each process loads the task itself; a Task object cannot be passed to it")
     spec = json.dumps({"task": task, "out": str(out), **kwargs})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", *(nodes or ["--standalone"]), f"--nproc-per-node={nproc}",
            "-m", "slimkit.api._train_worker", spec]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     # A session of its own: a terminal's Ctrl-C reaches only this process (no traceback from every
@@ -319,6 +343,8 @@ def _launch(nproc: int, task: str | Task, out: Path, kwargs: dict[str, Any]) -> 
                            hint="see the messages above; try --nproc 1 to check the task trains at all")
     from slimkit.train.precision import PrecisionChoice
 
+    if not (out / "train.json").is_file():  # another node held rank 0: the outputs are in its --out
+        return TrainResult(notes=["this node trained as part of the group; rank 0's node wrote the outputs"])
     info = json.loads((out / "train.json").read_text())
     return TrainResult(history=info["history"], seconds=info["seconds"],
                        precision=PrecisionChoice(**json.loads((out / "precision.json").read_text())),

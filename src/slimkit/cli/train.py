@@ -19,6 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
                    help="default auto: times real steps and never picks one slower than fp32")
     p.add_argument("--nproc", type=positive_int, default=1, help="processes for DDP through torchrun")
+    p.add_argument("--nnodes", type=positive_int, default=1, help="machines training together (torchrun, c10d)")
+    p.add_argument("--node-rank", type=int, default=0, help="this machine's rank among --nnodes (0 first)")
+    p.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+                   help="with --nnodes: the rendezvous address, the same on every machine (e.g. node0:29400)")
     p.add_argument("--until", type=float, default=None, metavar="METRIC",
                    help="stop once the evaluation metric reaches this value; train.json records the time, "
                         "epochs, items and core-hours it took")
@@ -40,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     result = fit_task(args.task, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       precision=args.precision, resume=args.resume, scratch=args.scratch, seed=args.seed,
-                      nproc=args.nproc, progress=True, until=args.until,
+                      nproc=args.nproc, progress=True, until=args.until, nnodes=args.nnodes,
+                      node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint,
                       price_per_core_hour=args.price_per_core_hour)
     last = result.history[-1] if result.history else {}
     metric = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "lr"))
