@@ -164,6 +164,13 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("unknown train precision", ["train", "--task", "digits-cnn", "--precision", "fp7"], 2, "fp7"),
     ("zero processes", ["train", "--task", "digits-cnn", "--nproc", "0"], 2, "nproc"),
     ("huge seed for training", ["train", "--task", "digits-cnn", "--seed", "99999999999999999999"], 2, "seed"),
+    ("NaN target metric", ["train", "--task", "digits-cnn", "--until", "nan"], 2, "until"),
+    ("negative price", ["train", "--task", "digits-cnn", "--until", "90", "--price-per-core-hour", "-1"], 2,
+     "price"),
+    ("two nodes without a rendezvous", ["train", "--task", "digits-cnn", "--nnodes", "2"], 2, "rdzv-endpoint"),
+    ("a node rank past the nodes", ["train", "--task", "digits-cnn", "--nnodes", "2", "--node-rank", "2",
+                                    "--rdzv-endpoint", "127.0.0.1:29400"], 2, "node-rank"),
+    ("an objective slimkit does not know", [*B, "--objective", "beauty"], 2, "beauty"),
     ("resume a training run that is not there", ["train", "--task", "digits-cnn", "--resume"], 2, "resume"),
     # --- run and predict
     ("run a folder that is not there", ["run", "{tmp}/nosuch", *Q], 2, "nosuch"),
