@@ -39,7 +39,7 @@ def test_grid_search_covers_the_space_and_picks_a_valid_best(tmp_path):
             # The re-timed model, or the unmodified one it was found no faster than (which then answers).
             assert best.id in (retimed["best"], retimed.get("reference")) and retimed["speedup"] > 0
             assert best.id == retimed["best"] or retimed["vs_reference"] <= 1.0
-            assert any(n.startswith("re-timed at the end") for n in best.notes)
+            assert any(n.startswith("timed in turns with the baseline") for n in best.notes)
     assert any(c.pareto for c in report.entries)
     assert set(data["pareto_metric_size"]) <= {e["id"] for e in [data["baseline"], *data["candidates"]]}
 
@@ -295,21 +295,20 @@ def test_pruning_recovery_reports_each_epoch_and_the_pruner_can_stop_it(tmp_path
     assert step == 1 and value > 0 and "lags the other trials" in trial.attrs["stopped_early"]
 
 
-def test_a_best_the_retiming_finds_no_faster_than_the_unmodified_model_gives_way_to_it(tmp_path):
-    from slimkit.search._settings import SearchSettings
-    from slimkit.search.study import _trust_the_retiming
+def test_a_best_the_paired_timing_finds_no_faster_than_the_unmodified_model_gives_way_to_it(tmp_path):
+    from slimkit.pipeline.paired import _choose_best
     from tests.report.test_report import _entry, _report
 
     report = _report({"search": {}}, [_entry("t0:float@onnxruntime", 2.0, 98.5, target="onnxruntime"),
                                       _entry("t1:fuse@onnxruntime", 1.98, 98.5, target="onnxruntime")])
     report.best = "t1:fuse@onnxruntime"
-    retimed = {"reference": "t0:float@onnxruntime", "vs_reference": 0.99, "other_load_cores": 0.0}
-    settings = SearchSettings(task="digits-cnn", out=str(tmp_path))
-    _trust_the_retiming(report, {**retimed, "other_load_cores": 1.5}, tmp_path, settings)  # busy: no evidence
-    assert report.best == "t1:fuse@onnxruntime"
-    _trust_the_retiming(report, retimed, tmp_path, settings)
+    report.entry("t1:fuse@onnxruntime").float_reference = "t0:float@onnxruntime"
+    report.entry("t0:float@onnxruntime").speedup = {"value": 5.0, "ci95": [4.9, 5.1]}
+    report.entry("t1:fuse@onnxruntime").speedup = {"value": 4.95, "ci95": [4.8, 5.1], "vs_float": {
+        "value": 0.99, "ci95": [0.97, 1.01], "reference": "t0:float@onnxruntime"}}
+    _choose_best(report)
     assert report.best == "t0:float@onnxruntime"
-    assert "found no faster than this unmodified model" in report.entry("t0:float@onnxruntime").notes[0]
+    assert "best by its paired speed-up" in report.entry("t0:float@onnxruntime").notes[0]
 
 
 def test_a_point_another_worker_is_measuring_is_waited_for_not_measured_twice():

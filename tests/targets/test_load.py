@@ -165,21 +165,20 @@ def test_old_run_folders_without_a_manifest_still_load_by_path(tmp_path):
 
 
 @pytest.mark.onnx
-def test_the_search_retimes_a_folder_with_a_manifest(tmp_path):
+def test_paired_timing_loads_an_artifact_folder_again(tmp_path):
     _skip_unless("onnxruntime")
     from types import SimpleNamespace
 
-    from slimkit.search._retime import _load
+    from slimkit.pipeline.paired import _runner
 
-    _, deployed = _deploy("onnxruntime", tmp_path / "artifacts" / "t0")
+    task, deployed = _deploy("onnxruntime", tmp_path / "artifacts" / "t0")
     entry = SimpleNamespace(artifact="artifacts/t0/model.onnx", target="onnxruntime",
                             measurement=SimpleNamespace(details={}))
     assert manifest_for(deployed.artifact) is not None
-    assert _load(entry, tmp_path, 1).artifact == deployed.artifact  # type: ignore[union-attr]
-    _deploy("torch", tmp_path / "artifacts" / "t1")
-    torch_entry = SimpleNamespace(artifact="artifacts/t1/model.safetensors", target="torch",
-                                  measurement=SimpleNamespace(details={}))
-    assert _load(torch_entry, tmp_path, 1) is None  # type: ignore[arg-type]
+    run = _runner(entry, tmp_path, task, 1)  # type: ignore[arg-type]
+    assert run is not None and run() is not None
+    gone = SimpleNamespace(artifact=None, target="onnxruntime", measurement=SimpleNamespace(details={}))
+    assert _runner(gone, tmp_path, task, 1) is None  # type: ignore[arg-type]  # nothing to load: stays unpaired
 
 
 def _break_missing_folder(folder: Path) -> Path:
