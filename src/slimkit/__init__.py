@@ -8,16 +8,13 @@ Example:
 """
 
 import importlib
-import os
-import sys
 from typing import TYPE_CHECKING, Any
 
-# OpenMP threads that spin while they wait turn a busy 2-core machine's torch timings into noise (a
-# ResNet-18 call measured 12-25 ms median, 80-320 ms p90, beside one busy process; 14-15 ms and 24 ms
-# with passive waiting: BENCHMARKS.md). The policy is read once, when torch loads OpenMP, so it is set
-# here, before slimkit imports torch, unless the user chose one or imported torch first.
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP's wait policy is left as it is: passive waiting steadies torch eager beside a busy process
+# (p90 14 ms instead of 73-93 ms) but makes it 2.2x slower on an idle machine (9.7 ms instead of 4.3 ms
+# for digits-resnet18 on 2 threads: BENCHMARKS.md, session 16), which would inflate every speed-up
+# over the baseline. Paired timing and the busy-machine warnings answer the noise instead; the policy
+# in force is recorded in each report's environment.
 
 # The public API, imported on first use: `slimkit --help`, `list` and `env` start without loading
 # torch and every backend.

@@ -82,8 +82,8 @@ def environment(threads: int | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_info(),
         "threads": threads if threads is not None else torch.get_num_threads(),
-        # How torch's OpenMP threads wait (slimkit sets PASSIVE when it loads torch itself): it moves
-        # torch eager's timings, on a busy machine by multiples.
+        # How torch's OpenMP threads wait (unset: spin, then sleep): it moves torch eager's timings,
+        # on a busy machine by multiples (BENCHMARKS.md, session 16).
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "gpu": gpu,
         "versions": versions,
