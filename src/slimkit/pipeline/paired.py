@@ -52,6 +52,8 @@ def pair_speedups(report: Report, task: Task, out: Path, threads: int, *, quick:
             wanted.add(ref)
     inputs = task.example_inputs
     runners: dict[str, Callable[[], object]] = {}
+    requested = threads
+    threads = free_threads(threads)
     scratch = Path(tempfile.mkdtemp(prefix="slimkit-paired-"))
     try:
         torch.set_num_threads(threads)
@@ -74,7 +76,14 @@ def pair_speedups(report: Report, task: Task, out: Path, threads: int, *, quick:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     method = f"paired: {rounds} interleaved rounds of blocks of >= {runs} calls and >= {block_ms:g} ms"
-    busy = load.cores is not None and load.cores >= NOTICEABLE
+    if threads < requested:
+        method += (f", on {threads} thread(s) instead of {requested}: other processes kept the machine busy, and "
+                   "threads beyond the free cores make every runtime's timing explode (torch eager's most)")
+    from slimkit.pipeline.checks import default_threads
+
+    # Busy: other processes' load and the timing's threads together needed more cores than there are
+    # (load beside threads on cores of their own does not disturb the timing).
+    busy = load.cores is not None and load.cores >= NOTICEABLE and load.cores + threads > default_threads() + NOTICEABLE
     base_ms = _median(samples["baseline"])
     report.baseline.speedup = {"value": 1.0, "ci95": [1.0, 1.0], "reference": "baseline", "ms": round(base_ms, 4),
                                "method": method}
@@ -84,7 +93,7 @@ def pair_speedups(report: Report, task: Task, out: Path, threads: int, *, quick:
         value, ci = paired_ratio(samples["baseline"], samples[entry.id])
         entry.speedup = {"value": round(value, 3), "ci95": [round(ci[0], 3), round(ci[1], 3)],
                          "reference": "baseline", "ms": round(_median(samples[entry.id]), 4),
-                         "baseline_ms": round(base_ms, 4), "method": method}
+                         "baseline_ms": round(base_ms, 4), "method": method, "threads": threads}
         ref = entry.float_reference
         if ref and ref != entry.id and ref in samples:
             v, c = paired_ratio(samples[ref], samples[entry.id])
@@ -97,6 +106,23 @@ def pair_speedups(report: Report, task: Task, out: Path, threads: int, *, quick:
     if not busy and report.constraints.get("objective", "latency") == "latency":
         _choose_best(report)
     return {"method": method, "paired": sorted(samples), "other_load_cores": load.cores, "busy": busy}
+
+
+def free_threads(threads: int, probe_s: float = 0.5) -> int:
+    """``threads``, or fewer where other processes keep cores busy: on 2 cores beside one busy process,
+    digits-resnet18 on torch eager timed 4.9 ms idle and 14 ms (p90 in the hundreds) on 2 threads, so
+    the paired ratio read 40x (CI 26-200x) against 14x idle; on the one free core it read 18.4x busy and
+    18.8x idle (BENCHMARKS.md, session 16). The timing runs on the cores left free, and says so."""
+    import math
+    import time
+
+    with OtherLoad() as load:
+        time.sleep(probe_s)
+    if load.cores is None or load.cores < NOTICEABLE:
+        return threads
+    from slimkit.pipeline.checks import default_threads
+
+    return max(1, min(threads, default_threads() - math.ceil(load.cores - NOTICEABLE)))
 
 
 def _runner(entry: Entry, out: Path, task: Task, threads: int) -> Callable[[], object] | None:

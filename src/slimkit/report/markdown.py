@@ -76,9 +76,14 @@ def busy_note(report: Report) -> str | None:
     loads = [e.measurement.details.get("other_load_cores") for e in report.entries]
     busy = [x for x in loads if isinstance(x, (int, float)) and x >= NOTICEABLE]
     if busy:
+        paired = [sp for e in report.entries if (sp := getattr(e, "speedup", None))]
+        on_free = next((sp.get("threads") for sp in paired if "instead of" in str(sp.get("method", ""))), None)
+        said = (f"those latencies are unreliable (load does not slow every runtime alike); the speed-ups were "
+                f"timed in turns on the {on_free} free thread(s), so they hold for that many threads"
+                if on_free else "those timings and the speed-ups built on them are unreliable (load does not slow "
+                "every runtime alike)")
         notes.append(f"{len(busy)} of {len(loads)} latencies were timed while other processes kept up to "
-                     f"{max(busy):.1f} cores busy: those timings and the speed-ups built on them are unreliable "
-                     "(load does not slow every runtime alike); re-run on an idle machine")
+                     f"{max(busy):.1f} cores busy: {said}; re-run on an idle machine for the figures at full width")
     return "; ".join(notes) or None
 
 
