@@ -174,10 +174,12 @@ def _choose_best(report: Report) -> None:
     for c in report.candidates:  # the own-timing noise notes of entries no longer the best
         if c.id != report.best:
             c.notes[:] = [n for n in c.notes if not n.startswith("within timing noise of")]
+    if old is not None and old != report.best:
+        demoted = report.entry(old)
+        why = ("no faster than the baseline and its unmodified model" if not _faster(demoted, report)
+               else f"slower than {report.best}")
+        demoted.notes.append(f"timed in turns, it was {why}: not the best")
     if report.best is None:
-        if old is not None:
-            report.entry(old).notes.append("timed in turns with the baseline and its reference, it was no "
-                                           "faster: not the best")
         return
     best = report.entry(report.best)
     if report.best != old:
