@@ -483,7 +483,9 @@ def _points(out) -> list[tuple]:
                   if t.state.name == "COMPLETE" and "duplicate_of" not in t.user_attrs and "entry" in t.user_attrs)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+# Two workers per signal run with `-m slow` (the default run keeps to its time; the PostgreSQL test kills
+# one of two search processes in it).
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["int", "term", "kill"])
 def test_a_stopped_search_resumes_with_every_point_measured_once(tmp_path, sig, workers):
     """Whatever stops it (Ctrl-C, a scheduler's SIGTERM, SIGKILL), with one worker or two: no finished
