@@ -53,7 +53,7 @@ def pair_speedups(report: Report, task: Task, out: Path, threads: int, *, quick:
     inputs = task.example_inputs
     runners: dict[str, Callable[[], object]] = {}
     requested = threads
-    threads = free_threads(threads)
+    threads = free_threads(threads, 0.1 if quick else 0.3)
     scratch = Path(tempfile.mkdtemp(prefix="slimkit-paired-"))
     try:
         torch.set_num_threads(threads)
@@ -108,7 +108,7 @@ def pair_speedups(report: Report, task: Task, out: Path, threads: int, *, quick:
     return {"method": method, "paired": sorted(samples), "other_load_cores": load.cores, "busy": busy}
 
 
-def free_threads(threads: int, probe_s: float = 0.5) -> int:
+def free_threads(threads: int, probe_s: float = 0.3) -> int:
     """``threads``, or fewer where other processes keep cores busy: on 2 cores beside one busy process,
     digits-resnet18 on torch eager timed 4.9 ms idle and 14 ms (p90 in the hundreds) on 2 threads, so
     the paired ratio read 40x (CI 26-200x) against 14x idle; on the one free core it read 18.4x busy and
