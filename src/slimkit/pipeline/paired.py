@@ -10,9 +10,11 @@ with a 95% interval, and the best is picked by those ratios.
 
 from __future__ import annotations
 
+import math
 import shutil
 import statistics
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,10 @@ import torch
 from slimkit.core.task import Task
 from slimkit.measure.latency import interleaved_rounds, paired_ratio
 from slimkit.measure.load import NOTICEABLE, OtherLoad
+from slimkit.pipeline.checks import default_threads
 from slimkit.pipeline.describe import artifact_folder
 from slimkit.pipeline.select import meets_floor
+from slimkit.report._format import speedup_of
 from slimkit.report.schema import Entry, Report
 from slimkit.targets import get_target
 from slimkit.targets.manifest import MANIFEST
@@ -79,8 +83,6 @@ def pair_speedups(report: Report, task: Task, out: Path, threads: int, *, quick:
     if threads < requested:
         method += (f", on {threads} thread(s) instead of {requested}: other processes kept the machine busy, and "
                    "threads beyond the free cores make every runtime's timing explode (torch eager's most)")
-    from slimkit.pipeline.checks import default_threads
-
     # Busy: other processes' load and the timing's threads together needed more cores than there are
     # (load beside threads on cores of their own does not disturb the timing).
     busy = load.cores is not None and load.cores >= NOTICEABLE and load.cores + threads > default_threads() + NOTICEABLE
@@ -113,15 +115,10 @@ def free_threads(threads: int, probe_s: float = 0.3) -> int:
     digits-resnet18 on torch eager timed 4.9 ms idle and 14 ms (p90 in the hundreds) on 2 threads, so
     the paired ratio read 40x (CI 26-200x) against 14x idle; on the one free core it read 18.4x busy and
     18.8x idle (BENCHMARKS.md, session 16). The timing runs on the cores left free, and says so."""
-    import math
-    import time
-
     with OtherLoad() as load:
         time.sleep(probe_s)
     if load.cores is None or load.cores < NOTICEABLE:
         return threads
-    from slimkit.pipeline.checks import default_threads
-
     return max(1, min(threads, default_threads() - math.ceil(load.cores - NOTICEABLE)))
 
 
@@ -145,15 +142,10 @@ def _median(rounds: list[list[float]]) -> float:
     return statistics.median(x for block in rounds for x in block)
 
 
-def _speedup(entry: Entry, report: Report) -> float:
-    """The paired speed-up over the baseline, else the one from the entry's own timing."""
-    return float(entry.speedup["value"]) if entry.speedup else report.baseline.latency_ms / entry.latency_ms
-
-
 def _faster(entry: Entry, report: Report) -> bool:
     """Faster than the baseline and than the unmodified model on its target: in turns with each where
     both were timed so, else on their own timings (a reference that could not be loaded again)."""
-    if _speedup(entry, report) <= 1.0:
+    if speedup_of(entry, report.baseline)[0] <= 1.0:
         return False
     ref = next((e for e in report.candidates if e.id == entry.float_reference), None)
     if ref is None or ref is entry:
@@ -170,7 +162,7 @@ def _choose_best(report: Report) -> None:
     eligible = [c for c in report.candidates if c.meets_constraints
                 and (floor is None or meets_floor(c.measurement.metric, floor)) and _faster(c, report)]
     old = report.best
-    report.best = max(eligible, key=lambda c: _speedup(c, report)).id if eligible else None
+    report.best = max(eligible, key=lambda c: speedup_of(c, report.baseline)[0]).id if eligible else None
     for c in report.candidates:  # the own-timing noise notes of entries no longer the best
         if c.id != report.best:
             c.notes[:] = [n for n in c.notes if not n.startswith("within timing noise of")]
