@@ -1,6 +1,15 @@
-"""Training-engine benchmark: precision="auto" vs fp32 throughput, and the distillation gain.
+"""Training-engine benchmark: time to accuracy against a plain loop, precision="auto", distillation.
 
     python benchmarks/train.py [--seeds 0 1 2] [--epochs 30] [--label-fraction 0.1] [--steps 4]
+    python benchmarks/train.py --skip-precision --skip-distill --tta-tasks digits-resnet18,digits-cnn
+
+0. Time to accuracy (issue 26): for each task and seed, from the same fresh weights, a plain
+   PyTorch loop (AdamW lr 1e-3, the task's batch of 64, fp32, constant learning rate, evaluation
+   after each epoch: what a user's own loop does) against ``slimkit train --until T`` (the
+   efficient recipe, its probes counted, and the precision cache cleared before each run so every
+   run pays them), run one after the other per seed. The clock starts when training starts (model
+   built, data in memory) and stops at the first evaluation reaching T; the ratio is of the
+   medians over seeds (target <= 0.77).
 
 1. Precision: digits-resnet18 (torchvision ResNet-18, 3x64x64, batch 64, AdamW) from fresh
    weights. The auto probe times real steps in each precision this machine offers and
@@ -21,6 +30,7 @@ import copy
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +100,62 @@ def precision_part(steps: int, rounds: int) -> None:
           f"({lookup * 1000:.1f} ms): steady-state ratio\n")
 
 
+def _plain_loop(task: slimkit.Task, seed: int, target: float, max_epochs: int) -> tuple[float | None, int]:
+    """The user's own loop: seconds and epochs to ``target`` (None when never reached)."""
+    model = fresh_model(task, seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    data = Batches(task.train_data.inputs, task.train_data.targets, 64, True, seed)
+    start = time.perf_counter()
+    for epoch in range(max_epochs):
+        model.train()
+        for inputs, targets in data:
+            opt.zero_grad(set_to_none=True)
+            task.loss(model(**inputs), targets).backward()
+            opt.step()
+        if evaluate_torch(model, task.eval_data, task.metric) >= target:
+            return time.perf_counter() - start, epoch + 1
+    return None, max_epochs
+
+
+def time_to_accuracy_part(tasks: list[str], seeds: list[int], target: float, max_epochs: int) -> None:
+    import json
+    import tempfile
+
+    from slimkit.api.train import fit_task
+    from slimkit.train.precision import _cache_file
+
+    print(f"target: test accuracy >= {target:g}; seeds {seeds}; plain loop capped at {max_epochs} epochs, "
+          "slimkit train at its default 10\n")
+    print("| task | seed | plain loop s (epochs) | slimkit train --until s (epochs) | probe s | ratio |")
+    print("|---|---|---|---|---|---|")
+    summary = []
+    for name in tasks:
+        task = slimkit.load_task(name)
+        plain, ours = [], []
+        recipe: dict = {}
+        for seed in seeds:
+            p_s, p_ep = _plain_loop(task, seed, target, max_epochs)
+            _cache_file().unlink(missing_ok=True)  # every run pays the precision probe
+            with tempfile.TemporaryDirectory() as tmp:
+                fit_task(task, out=f"{tmp}/run", scratch=True, seed=seed, until=target)
+                info = json.loads(Path(tmp, "run", "train.json").read_text())
+            u, recipe = info["until"], info.get("recipe", {})
+            o_s = u["time_to_metric_s"]
+            plain.append(p_s if p_s is not None else float("inf"))
+            ours.append(o_s if o_s is not None else float("inf"))
+            ratio = f"{o_s / p_s:.2f}" if p_s and o_s else "-"
+            print(f"| {name} | {seed} | {p_s or float('inf'):.1f} ({p_ep}) | {o_s or float('inf'):.1f} "
+                  f"({u['epochs']}) | {recipe.get('probe_seconds', 0):.1f} | {ratio} |", flush=True)
+        summary.append((name, statistics.median(plain), statistics.median(ours), recipe))
+    print()
+    for name, p, o, recipe in summary:
+        chosen = ", ".join(f"{k} {c['value']}" for k, c in recipe.get("choices", {}).items()
+                           if c.get("value") not in (None, False) and k not in ("threads",))
+        print(f"- **{name}**: median plain {p:.1f} s, slimkit {o:.1f} s -> **{o / p:.2f}x the plain loop's "
+              f"time** (target <= 0.77). Recipe chosen (last seed): {chosen}.")
+    print()
+
+
 def distill_part(seeds: list[int], epochs: int, fraction: float, features: bool) -> None:
     teacher_task = slimkit.load_task("digits-resnet18")
     student_task = slimkit.load_task("digits-cnn")
@@ -149,10 +215,17 @@ def main() -> int:
     parser.add_argument("--features", action="store_true", help="also feature matching + attention transfer")
     parser.add_argument("--skip-precision", action="store_true")
     parser.add_argument("--skip-distill", action="store_true")
+    parser.add_argument("--tta-tasks", default="digits-resnet18,digits-cnn",
+                        help="time-to-accuracy tasks (empty: skip that part)")
+    parser.add_argument("--target", type=float, default=98.0)
+    parser.add_argument("--max-epochs", type=int, default=30)
     args = parser.parse_args()
     env = slimkit.measure.env.environment(None)
     print(f"Machine: {env['cpu']['model']}, {env['cpu']['cores']} cores, threads={env['threads']}, "
           f"torch {env['versions']['torch']}\n")
+    if args.tta_tasks:
+        print("### Time to accuracy: slimkit train --until vs a plain PyTorch loop\n")
+        time_to_accuracy_part(args.tta_tasks.split(","), args.seeds, args.target, args.max_epochs)
     if not args.skip_precision:
         print("### precision=auto vs fp32 (digits-resnet18 training steps)\n")
         precision_part(args.steps, args.rounds)

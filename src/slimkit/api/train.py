@@ -82,9 +82,12 @@ class _Settings:
     lr: float
     precision: str
     batch_size: int | None
+    recipe: str = "efficient"
+    progressive_resizing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lr": self.lr, "precision": self.precision, "batch_size": self.batch_size, "epochs": self.epochs}
+        return {"lr": self.lr, "precision": self.precision, "batch_size": self.batch_size, "epochs": self.epochs,
+                "recipe": self.recipe, "progressive_resizing": self.progressive_resizing}
 
 
 @refusal_leaves_no_folder
@@ -107,13 +110,17 @@ def fit_task(
     nnodes: int = 1,
     node_rank: int = 0,
     rdzv_endpoint: str | None = None,
+    recipe: str | None = None,
+    progressive_resizing: bool | None = None,
 ) -> TrainResult:
     """Train a task's model; write ``out/{metrics.jsonl, precision.json, train.json, model.safetensors}``.
 
     ``scratch`` re-initializes the task's model first (else training continues from its
     weights, e.g. a fine-tune of a pretrained model). ``nproc > 1`` relaunches this under
     ``torchrun`` with DDP (gloo on CPU, nccl on GPU). ``config`` overrides every knob.
-    ``epochs`` defaults to 10, ``lr`` to 1e-3 and ``precision`` to "auto"; with ``resume`` they (and
+    ``epochs`` defaults to 10, ``lr`` to 1e-3, ``precision`` to "auto" and ``recipe`` to "efficient" (the
+    memory format, optimizer kernel, batch size, compilation and warm-up measured on this host, see
+    :mod:`slimkit.train.recipe`; "plain" takes the settings as given); with ``resume`` they (and
     ``batch_size``) default to the run's own. A different lr, precision or batch size on resume is an
     error (a resumed run keeps its settings); more epochs extend the run, and the learning-rate
     schedule then spans the new total (``result.notes`` says how far the learning rate moved).
@@ -145,7 +152,10 @@ def fit_task(
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
         raise UsageError(f"epochs must be a whole number >= 1, got {epochs!r}")
     key = task_key(task) if isinstance(task, str) else task.name
-    given: dict[str, Any] = {"lr": lr, "precision": precision, "batch_size": batch_size}
+    if recipe is not None and recipe not in ("efficient", "plain"):
+        raise UsageError(f"unknown recipe {recipe!r}", hint="use 'efficient' (measured on this host) or 'plain'")
+    given: dict[str, Any] = {"lr": lr, "precision": precision, "batch_size": batch_size, "recipe": recipe,
+                             "progressive_resizing": progressive_resizing}
     settings = _settings(out, key, epochs, given, resumed=resume and launcher)
     out.mkdir(parents=True, exist_ok=True)
     if launcher:  # epochs as last asked: a later plain --resume finishes the run it extended
@@ -185,8 +195,11 @@ def _settings(out: Path, key: str, epochs: int | None, given: dict[str, Any], *,
             raise UsageError(f"--epochs {epochs} is fewer than the {done} epoch(s) this run has trained",
                              hint=f"resume with --epochs {done} or more, or leave --epochs out")
         epochs = epochs or _stored(out).get("epochs")
+    # A run from before recipes resumes as it trained: plainly.
     return _Settings(epochs=epochs or 10, lr=1e-3 if given["lr"] is None else given["lr"],
-                     precision=given["precision"] or "auto", batch_size=given["batch_size"])
+                     precision=given["precision"] or "auto", batch_size=given["batch_size"],
+                     recipe=given["recipe"] or ("plain" if resumed else "efficient"),
+                     progressive_resizing=bool(given["progressive_resizing"]))
 
 
 def _train_here(task: str | Task, out: Path, settings: _Settings, config: TrainConfig | None, *, resume: bool,
@@ -194,7 +207,8 @@ def _train_here(task: str | Task, out: Path, settings: _Settings, config: TrainC
                 price: float | None = None) -> TrainResult:
     """Train in this process (alone, or as one torchrun worker); rank 0 writes the outputs."""
     cfg = config or TrainConfig(epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
-                                precision=settings.precision, seed=seed)
+                                precision=settings.precision, seed=seed, recipe=settings.recipe,
+                                progressive_resizing=settings.progressive_resizing)
     cfg = TrainConfig(**{**cfg.to_dict(), "checkpoint_dir": str(out / "checkpoints"), "resume": resume,
                          **({"until": until} if until is not None else {})})
     ctx = D.init_from_env(cfg.device)
@@ -242,6 +256,7 @@ def _write_outputs(out: Path, task: Task, model: nn.Module, cfg: TrainConfig, re
         "metric": {"name": task.metric.name, "value": last.get(task.metric.name), "best": result.best_metric},
         "seconds": round(result.seconds, 3), "resumed_from_epoch": result.resumed_from,
         "stopped_early": result.stopped_early, "notes": result.notes, "history": result.history,
+        **({"recipe": result.recipe} if result.recipe is not None else {}),
         **({"until": time_to_metric(cfg, result, task.metric.name, world, price)} if cfg.until is not None else {}),
     })
 

@@ -15,9 +15,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="global batch size (default: the task's; 0 = full batch, 1 = per-sample)")
     p.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate (AdamW, warm-up-free cosine; default 1e-3, on --resume the run's)")
+                   help="peak learning rate (AdamW, cosine; the efficient recipe adds a warm-up and scales it with a "
+                        "bigger batch; default 1e-3, on --resume the run's)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
                    help="default auto: times real steps and never picks one slower than fp32")
+    p.add_argument("--recipe", choices=["efficient", "plain"], default=None,
+                   help="efficient (default): memory format, optimizer kernel, batch size, torch.compile and "
+                        "warm-up chosen by timing a few steps on this host; plain: the settings as given")
+    p.add_argument("--progressive-resizing", action="store_true", default=None,
+                   help="efficient recipe: may train the first epochs at half the image side (when measured "
+                        "faster; only where smaller images still carry the label)")
     p.add_argument("--nproc", type=positive_int, default=1, help="processes for DDP through torchrun")
     p.add_argument("--nnodes", type=positive_int, default=1, help="machines training together (torchrun, c10d)")
     p.add_argument("--node-rank", type=int, default=0, help="this machine's rank among --nnodes (0 first)")
@@ -46,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
                       precision=args.precision, resume=args.resume, scratch=args.scratch, seed=args.seed,
                       nproc=args.nproc, progress=True, until=args.until, nnodes=args.nnodes,
                       node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint,
-                      price_per_core_hour=args.price_per_core_hour)
+                      price_per_core_hour=args.price_per_core_hour, recipe=args.recipe,
+                      progressive_resizing=args.progressive_resizing)
     last = result.history[-1] if result.history else {}
     metric = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("epoch", "lr"))
     prec = result.precision
@@ -57,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         done = f"nothing to train: all {len(result.history)} epoch(s) were already done"
     out.print(f"{done} in {result.seconds:.1f}s ({metric}); "
               f"precision {prec.precision if prec else '?'}: {prec.reason if prec else ''}")
+    if result.recipe:
+        out.print(recipe_line(result.recipe))
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}")
     if args.until is not None:
@@ -64,8 +74,21 @@ def run(args: argparse.Namespace) -> int:
     out.print(f"run folder: {args.out} (metrics.jsonl, precision.json, train.json, model.safetensors)")
     emit_json({"out": args.out, "epochs": len(result.history), "trained_now": ran, "seconds": result.seconds,
                "last": last, "precision": prec.precision if prec else None, "notes": result.notes,
+               "recipe": result.recipe,
                "model": f"{args.out}/model.safetensors"})
     return 0
+
+
+def recipe_line(recipe: dict) -> str:
+    """One line of the efficient recipe's choices and the probe's cost."""
+    shown = []
+    for name, c in recipe.get("choices", {}).items():
+        if name in ("threads", "schedule") or c.get("value") in (None, False):
+            continue
+        gain = f" {c['gain']:.2f}x" if isinstance(c.get("gain"), (int, float)) else ""
+        shown.append(f"{name.replace('_', ' ')} {c['value']}{gain}")
+    probe = recipe.get("probe_seconds", 0)
+    return f"recipe: {', '.join(shown)} (probe {probe:.1f} s; each choice's reason in train.json)"
 
 
 def _until_line(out_dir: str) -> str:

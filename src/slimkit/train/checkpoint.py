@@ -64,8 +64,10 @@ def set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(folder: Path, epoch: int, model: nn.Module, training_state: dict[str, Any], keep: int = 2) -> Path:
-    """Write checkpoint ``epoch`` under ``folder`` atomically and point latest.json at it."""
+def save(folder: Path, epoch: int, model: nn.Module | dict[str, torch.Tensor], training_state: dict[str, Any],
+         keep: int = 2) -> Path:
+    """Write checkpoint ``epoch`` under ``folder`` atomically and point latest.json at it (``model``:
+    the module or its state dict)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -75,7 +77,8 @@ def save(folder: Path, epoch: int, model: nn.Module, training_state: dict[str, A
         shutil.rmtree(target)
     with atomic_path(target) as tmp:
         tmp.mkdir(parents=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        state = model if isinstance(model, dict) else model.state_dict()
+        weights = {k: v.detach().cpu().contiguous() for k, v in state.items()}
         save_file(weights, str(tmp / "model.safetensors"))
         tensors: dict[str, torch.Tensor] = {}
         meta = _split(training_state, "s", tensors)

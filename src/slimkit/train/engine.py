@@ -15,9 +15,9 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Sized
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -29,96 +29,13 @@ from slimkit.errors import TrainingError, UsageError
 from slimkit.train import checkpoint as ckpt
 from slimkit.train import distributed as D
 from slimkit.train import precision as P
+from slimkit.train import recipe
+from slimkit.train.config import LossFn, TrainConfig, first_batch, make_optimizer
 from slimkit.train.losses import loss_on_labels
 from slimkit.train.progress import TrainProgress
 from slimkit.train.regularize import penalty, set_dropout, smooth_labels
-from slimkit.train.schedule import SCHEDULES, build_scheduler
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-FULL_BATCH = 0
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train.
-
-    ``batch_size``: None keeps the data's, ``FULL_BATCH`` (0) is full-batch gradient descent,
-    1 is per-sample (stochastic) descent. ``accumulate`` micro-batches make one optimizer step.
-    ``precision``: "fp32", "bf16", "fp16" or "auto" (measured; never slower than fp32; the
-    choice is kept in the user cache unless ``precision_cache`` is False).
-    ``patience``: stop after that many evaluations without a gain of ``min_delta`` in the
-    metric (needs ``eval_data`` and ``metric`` passed to :func:`fit`).
-
-    Example:
-        >>> TrainConfig(epochs=3, lr=0.01, optimizer="sgd").optimizer
-        'sgd'
-        >>> TrainConfig(batch_size=FULL_BATCH, accumulate=2, precision="auto").precision
-        'auto'
-    """
-
-    epochs: int = 10
-    lr: float = 1e-3
-    optimizer: str = "adamw"  # "adamw" or "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 0.0
-    schedule: str = "cosine"  # "cosine", "constant", "step"
-    grad_clip: float | None = None
-    seed: int = 0
-    step_epochs: float = 0.0  # "step" schedule: epochs between decays (0: a third of the run)
-    gamma: float = 0.1  # "step" schedule: decay factor
-    batch_size: int | None = None
-    accumulate: int = 1
-    precision: str = "fp32"
-    precision_cache: bool = True  # reuse an "auto" choice measured before for this model, shape and machine
-    l1: float = 0.0
-    l2: float = 0.0
-    dropout: float | None = None
-    label_smoothing: float = 0.0
-    patience: int | None = None
-    min_delta: float = 0.0
-    restore_best: bool = True
-    checkpoint_dir: str | None = None
-    checkpoint_every: int = 1
-    resume: bool = False
-    device: str = "cpu"
-    # Stop once the evaluation metric reaches this value: training measured as time to accuracy.
-    until: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.until is not None and not math.isfinite(self.until):
-            raise UsageError(f"--until must be a finite metric value, got {self.until}", hint="e.g. --until 98")
-        if self.epochs < 0:
-            raise UsageError(f"epochs must be >= 0, got {self.epochs}")
-        if not math.isfinite(self.lr) or self.lr <= 0:
-            raise UsageError(f"learning rate must be a finite number > 0, got {self.lr}",
-                             hint="e.g. --lr 1e-3")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise UsageError(f"unknown optimizer '{self.optimizer}'", hint="use 'adamw' or 'sgd'")
-        if self.schedule not in SCHEDULES:
-            raise UsageError(f"unknown schedule '{self.schedule}'", hint=f"use one of {', '.join(SCHEDULES)}")
-        if self.batch_size is not None and self.batch_size < 0:
-            raise UsageError(f"batch size must be >= 0 (0 = full batch), got {self.batch_size}",
-                             hint="e.g. --batch-size 64, or leave it out for the task's own")
-        if self.accumulate < 1:
-            raise UsageError(f"accumulate must be >= 1, got {self.accumulate}")
-        if self.precision not in P.PRECISIONS:
-            raise UsageError(f"unknown precision '{self.precision}'", hint="use auto, fp32, bf16 or fp16")
-        if self.resume and not self.checkpoint_dir:
-            raise UsageError("resume needs a checkpoint folder", hint="set checkpoint_dir (the CLI uses --out)")
-        # Checked here, not when training reaches them (a tuning range's end failed a later trial).
-        for name, low, high in (("dropout", 0.0, 1.0), ("label_smoothing", 0.0, 1.0), ("momentum", 0.0, 1.0)):
-            value = getattr(self, name)
-            if value is not None and not low <= value < high:
-                raise UsageError(f"{name} must be in [{low:g}, {high:g}), got {value}")
-        for name in ("weight_decay", "l1", "l2", "warmup_epochs", "step_epochs"):
-            if not getattr(self, name) >= 0:
-                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.gamma > 0 or (self.grad_clip is not None and not self.grad_clip > 0):
-            raise UsageError(f"gamma and grad_clip must be > 0, got {self.gamma} and {self.grad_clip}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from slimkit.train.resume import resume_state
+from slimkit.train.schedule import build_scheduler
 
 
 @dataclass
@@ -132,13 +49,8 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
     # With ``until``: when the metric reached it (epoch, seconds since the start, training items seen).
     reached: dict[str, float] | None = None
-
-
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # With recipe "efficient": each choice, what was measured and why (slimkit.train.recipe.plan).
+    recipe: dict[str, Any] | None = None
 
 
 def _with_batch_size(data: Iterable[Batch], batch_size: int | None) -> Iterable[Batch]:
@@ -155,29 +67,45 @@ def _to(inputs: Inputs, targets: torch.Tensor, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in inputs.items()}, targets.to(device, non_blocking=True)
 
 
-def _first_batch(data: Iterable[Batch]) -> Batch:
-    saved = getattr(data, "_epoch", None)
-    batch = next(iter(data))
-    if saved is not None:  # peeking must not advance the shuffle
-        data._epoch = saved  # type: ignore[attr-defined]
-    return batch
-
-
 def _choose_precision(model: nn.Module, data: Iterable[Batch], loss_fn: LossFn, cfg: TrainConfig,
                       device: torch.device, ctx: D.DistContext) -> P.PrecisionChoice:
     if cfg.precision != "auto":
         return P.requested(cfg.precision, device)
-    choice = None
-    if ctx.is_main:
-        inputs, targets = _to(*_first_batch(data), device)
-        key = P.choice_key(model, inputs, device)
-        choice = P.cached(key) if cfg.precision_cache else None
-        if choice is None:
-            choice = P.probe(model, lambda m: _optimizer(m, cfg), inputs, targets,
-                             lambda m, i, t: loss_fn(run_model(m, i).float(), t), device)
-            if cfg.precision_cache:
-                P.remember(key, choice)
+    choice = _measure_precision(model, data, loss_fn, cfg, device) if ctx.is_main else None
     return D.broadcast_object(choice)  # every rank must train in the same precision
+
+
+def _measure_precision(model: nn.Module, data: Iterable[Batch], loss_fn: LossFn, cfg: TrainConfig,
+                       device: torch.device) -> P.PrecisionChoice:
+    if cfg.precision != "auto":
+        return P.requested(cfg.precision, device)
+    inputs, targets = _to(*first_batch(data), device)
+    key = P.choice_key(model, inputs, device)
+    choice = P.cached(key) if cfg.precision_cache else None
+    if choice is None:
+        choice = P.probe(model, lambda m: make_optimizer(m, cfg), inputs, targets,
+                         lambda m, i, t: loss_fn(run_model(m, i).float(), t), device)
+        if cfg.precision_cache:
+            P.remember(key, choice)
+    return choice
+
+
+def _plan_recipe(model: nn.Module, data: Iterable[Batch], loss_fn: LossFn, cfg: TrainConfig, device: torch.device,
+                 ctx: D.DistContext, folder: Path | None,
+                 found: Path | None) -> tuple[TrainConfig, P.PrecisionChoice | None, dict[str, Any]]:
+    """The efficient recipe's settings: those the run was planned with when it resumes, else measured
+    on rank 0 (every rank must train alike) and kept beside the checkpoints."""
+    stored = recipe.load(folder) if found is not None and folder is not None else None
+    if stored is not None:  # the precision comes back with the checkpoint
+        return replace(cfg, **stored[0]), None, stored[1]
+    planned = None
+    if ctx.is_main:
+        choice = _measure_precision(model, data, loss_fn, cfg, device)
+        planned = (*recipe.plan(model, data, loss_fn, cfg, device, choice), choice)
+    new_cfg, report, choice = D.broadcast_object(planned)
+    if folder is not None and ctx.is_main:
+        recipe.save(folder, new_cfg, report)
+    return new_cfg, choice, report
 
 
 def fit(
@@ -205,9 +133,9 @@ def fit(
         (2, 'fp32')
     """
     torch.manual_seed(cfg.seed)
+    start = time.perf_counter()  # the recipe's and precision's probes count in the time to a metric
     loop = _start(model, train_data, loss_fn, cfg, augment)
-    result = loop.result
-    start = time.perf_counter()
+    result, cfg = loop.result, loop.cfg
     enabled = progress and loop.ctx.is_main
     with TrainProgress(loop.micro * cfg.epochs, loop.micro * loop.start_epoch, enabled=enabled) as bar:
         for epoch in range(loop.start_epoch, cfg.epochs):
@@ -227,6 +155,8 @@ def fit(
                 on_epoch(epoch + 1, row)
     if loop.best_state is not None and cfg.restore_best:  # the best evaluated weights, not the last ones
         model.load_state_dict(loop.best_state)
+    if cfg.memory_format == "channels_last":  # hand the model back in the layout it came in
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
@@ -281,6 +211,8 @@ class _Loop:
         """Forward and backward of the ``i``-th micro-batch; the last of each group steps the optimizer."""
         cfg = self.cfg
         inputs, targets = _to(inputs, targets, self.device)
+        if cfg.memory_format == "channels_last" or cfg.low_res_epochs:
+            inputs = recipe.prepare_inputs(inputs, cfg, epoch)
         if self.augment is not None:
             inputs = self.augment(inputs, self.gen)
         group = i // cfg.accumulate * cfg.accumulate
@@ -369,67 +301,40 @@ def _start(model: nn.Module, train_data: Iterable[Batch], loss_fn: LossFn, cfg: 
     model.to(device)
     set_dropout(model, cfg.dropout)
     loss_fn = smooth_labels(loss_fn, cfg.label_smoothing)
+    folder = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    found = ckpt.latest(folder) if cfg.resume and folder else None
+    result = TrainResult()
+    if cfg.recipe == "efficient":
+        cfg, result.precision, result.recipe = _plan_recipe(model, train_data, loss_fn, cfg, device, ctx, folder,
+                                                            found)
+    if cfg.memory_format == "channels_last":
+        model.to(memory_format=torch.channels_last)
     data = _with_batch_size(train_data, cfg.batch_size)
     if ctx.active:
         data = D.ShardedBatches(data, ctx.rank, ctx.world)
     micro = max(1, len(data)) if isinstance(data, Sized) else 1
     steps_per_epoch = -(-micro // cfg.accumulate)
     total = steps_per_epoch * cfg.epochs
-    opt = _optimizer(model, cfg)
+    opt = make_optimizer(model, cfg)
     sched = build_scheduler(opt, total, int(cfg.warmup_epochs * steps_per_epoch), cfg.schedule,
                             int(cfg.step_epochs * steps_per_epoch), cfg.gamma)
-    result = TrainResult()
-    folder = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
-    found = ckpt.latest(folder) if cfg.resume and folder else None
     state: dict[str, Any] = {}
     if found is not None:
-        state = _resume(found, model, opt, sched, gen, total, result)
-    else:
+        state = resume_state(found, model, opt, sched, gen, total, result)
+    elif result.precision is None:
         result.precision = _choose_precision(model, data, loss_fn, cfg, device, ctx)
     assert result.precision is not None  # resumed, or chosen just above
     scaler = P.make_scaler(result.precision.precision, device)
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
-    return _Loop(model=model, train_model=D.wrap_ddp(model, device) if ctx.active else model, data=data,
+    train_model = D.wrap_ddp(model, device) if ctx.active else model
+    if cfg.compile:
+        train_model = cast(nn.Module, torch.compile(train_model))
+    return _Loop(model=model, train_model=train_model, data=data,
                  loss_fn=loss_fn, cfg=cfg, opt=opt, sched=sched, scaler=scaler,
                  precision=result.precision.precision, device=device, ctx=ctx, gen=gen, augment=augment,
                  micro=micro, total=total, result=result, folder=folder, start_epoch=state.get("epoch", 0),
                  best_state=state.get("best_weights"), bad=state.get("bad_evals", 0))
-
-
-def _resume(found: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR,
-            gen: torch.Generator, total: int, result: TrainResult) -> dict[str, Any]:
-    """Load the checkpoint ``found`` into the model, optimizer, schedule, random streams and
-    ``result``; returns its training state."""
-    state = ckpt.load(found, model)
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    result.history = state["history"]
-    result.precision = P.PrecisionChoice(**state["precision"])  # keep the run's precision: no re-probe
-    result.best_metric = state["best_metric"]
-    result.resumed_from = state["epoch"]
-    ckpt.set_rng_state(state["rng"], gen)
-    _follow_new_schedule(opt, sched, state.get("schedule_steps"), total, result)
-    return state
-
-
-def _follow_new_schedule(opt: torch.optim.Optimizer, sched: Any, stored_steps: int | None, total: int,
-                         result: TrainResult) -> None:
-    """A resumed run whose schedule spans another number of steps (more --epochs) follows the new
-    one from the resumed step on, and says how far the learning rate moved: stretching a cosine
-    that had decayed raises it again (a warm restart nobody asked for should not go unnoticed)."""
-    if not stored_steps or stored_steps == total:
-        return
-    step = sched.last_epoch
-    old = [g["lr"] for g in opt.param_groups]
-    new = [base * fn(step) for base, fn in zip(sched.base_lrs, sched.lr_lambdas, strict=True)]
-    for group, lr in zip(opt.param_groups, new, strict=True):
-        group["lr"] = lr
-    sched._last_lr = list(new)
-    if not all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(old, new, strict=True)):
-        result.notes.append(
-            f"the learning-rate schedule was planned over {stored_steps} steps and now spans {total}: "
-            f"at the resumed step {step} the learning rate goes from {old[0]:.3g} to {new[0]:.3g}")
 
 
 @torch.no_grad()
